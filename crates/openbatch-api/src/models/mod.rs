@@ -1,0 +1,33 @@
+//! Request and response bodies of the Azure Batch REST API (2025-06-01 shapes).
+//!
+//! Property names are exactly the wire's (camelCase, with its odd spellings such as
+//! `nodeAgentSKUId` and `eTag`). Nested objects that openbatch stores and reports back but does
+//! not interpret (network configuration, mounts, containers, user accounts) are kept as raw
+//! JSON values so that they round-trip unchanged.
+
+mod common;
+mod file;
+mod job;
+mod node;
+mod pool;
+mod task;
+
+pub use common::*;
+pub use file::*;
+pub use job::*;
+pub use node::*;
+pub use pool::*;
+pub use task::*;
+
+use serde::{Deserialize, Serialize};
+
+/// A list response: `{"value": [...], "odata.nextLink": "..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListResponse<T> {
+    #[serde(rename = "odata.metadata", default, skip_serializing_if = "Option::is_none")]
+    pub odata_metadata: Option<String>,
+    #[serde(default = "Vec::new")]
+    pub value: Vec<T>,
+    #[serde(rename = "odata.nextLink", default, skip_serializing_if = "Option::is_none")]
+    pub next_link: Option<String>,
+}

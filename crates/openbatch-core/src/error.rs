@@ -1,0 +1,98 @@
+use openbatch_api::error::{codes, ApiError};
+
+/// Why the core refused an input. Every variant maps to an Azure Batch error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoreError {
+    #[error("pool '{0}' does not exist")]
+    PoolNotFound(String),
+    #[error("pool '{0}' already exists")]
+    PoolExists(String),
+    #[error("pool '{0}' is being deleted")]
+    PoolBeingDeleted(String),
+    #[error("job '{0}' does not exist")]
+    JobNotFound(String),
+    #[error("job '{0}' already exists")]
+    JobExists(String),
+    #[error("job '{0}' is being deleted")]
+    JobBeingDeleted(String),
+    #[error("job '{0}' is completed")]
+    JobCompleted(String),
+    #[error("task '{1}' of job '{0}' does not exist")]
+    TaskNotFound(String, String),
+    #[error("task '{1}' already exists in job '{0}'")]
+    TaskExists(String, String),
+    #[error("task '{1}' of job '{0}' is completed")]
+    TaskCompleted(String, String),
+    #[error("node '{0}' does not exist")]
+    NodeNotFound(String),
+    #[error("invalid value for {property}: {reason}")]
+    InvalidProperty {
+        property: String,
+        value: String,
+        reason: String,
+    },
+    #[error("missing required property {0}")]
+    MissingProperty(String),
+    #[error("{0}")]
+    TooManyTasks(String),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl CoreError {
+    pub fn invalid(property: &str, value: impl ToString, reason: impl Into<String>) -> Self {
+        CoreError::InvalidProperty {
+            property: property.into(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> ApiError {
+        match e {
+            CoreError::PoolNotFound(_) => ApiError::not_found(codes::POOL_NOT_FOUND, "pool"),
+            CoreError::PoolExists(_) => {
+                ApiError::new(409, codes::POOL_EXISTS, "The specified pool already exists.")
+            }
+            CoreError::PoolBeingDeleted(_) => ApiError::new(
+                409,
+                codes::POOL_BEING_DELETED,
+                "The specified pool has been marked for deletion and is being deleted.",
+            ),
+            CoreError::JobNotFound(_) => ApiError::not_found(codes::JOB_NOT_FOUND, "job"),
+            CoreError::JobExists(_) => {
+                ApiError::new(409, codes::JOB_EXISTS, "The specified job already exists.")
+            }
+            CoreError::JobBeingDeleted(_) => ApiError::new(
+                409,
+                codes::JOB_BEING_DELETED,
+                "The specified job has been marked for deletion and is being deleted.",
+            ),
+            CoreError::JobCompleted(_) => ApiError::new(
+                409,
+                codes::JOB_COMPLETED,
+                "The specified job is already in a completed state.",
+            ),
+            CoreError::TaskNotFound(_, _) => ApiError::not_found(codes::TASK_NOT_FOUND, "task"),
+            CoreError::TaskExists(_, _) => {
+                ApiError::new(409, codes::TASK_EXISTS, "The specified task already exists.")
+            }
+            CoreError::TaskCompleted(_, _) => ApiError::new(
+                409,
+                codes::TASK_COMPLETED,
+                "The specified task is already completed.",
+            ),
+            CoreError::NodeNotFound(_) => ApiError::not_found(codes::NODE_NOT_FOUND, "node"),
+            CoreError::InvalidProperty {
+                property,
+                value,
+                reason,
+            } => ApiError::invalid_property(&property, &value, &reason),
+            CoreError::MissingProperty(p) => ApiError::missing_property(&p),
+            CoreError::TooManyTasks(m) => ApiError::new(413, codes::REQUEST_BODY_TOO_LARGE, m),
+            CoreError::Unsupported(m) => ApiError::new(400, codes::UNSUPPORTED_OPERATION, m),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use openbatch_api::models::{
+    EnvironmentSetting, FailureInfo, JobCreate, OutputFile, PoolCreate, PoolResize, ResourceFile,
+    StartTask, TaskAddResult, TaskCreate,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::state::RunId;
+
+/// Everything that can change the core: user commands, node and provider events, ticks.
+/// Inputs that changed state are journaled and replayed verbatim after a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Input {
+    CreatePool(Box<PoolCreate>),
+    DeletePool {
+        id: String,
+    },
+    ResizePool {
+        id: String,
+        resize: PoolResize,
+    },
+    CreateJob(Box<JobCreate>),
+    DeleteJob {
+        id: String,
+    },
+    TerminateJob {
+        id: String,
+        reason: Option<String>,
+    },
+    /// Tasks that already failed validation in the shell are not here; the core validates
+    /// the rest and answers one result per task.
+    AddTasks {
+        job: String,
+        tasks: Vec<TaskCreate>,
+    },
+    DeleteTask {
+        job: String,
+        task: String,
+    },
+    TerminateTask {
+        job: String,
+        task: String,
+    },
+    /// A node agent that was not provisioned by a provider asks to join a pool.
+    JoinNode {
+        pool: String,
+        vm_size: String,
+        slots_hint: Option<u32>,
+    },
+    /// A node agent connected (first time or again) and told what it has.
+    NodeConnected(NodeHello),
+    /// The node's connection dropped; it may come back.
+    NodeDisconnected {
+        node: String,
+    },
+    /// The provider knows the node is gone for good (its process died, its machine vanished).
+    NodeLost {
+        node: String,
+        reason: String,
+    },
+    /// The provider finished removing a node the core asked it to remove.
+    NodeRemoved {
+        node: String,
+    },
+    StartTaskCompleted {
+        node: String,
+        result: RunResult,
+    },
+    TaskCompleted {
+        node: String,
+        run: RunId,
+        result: RunResult,
+    },
+    /// The server restarted: every node is disconnected until its agent dials in again.
+    ServerRestarted,
+    /// Time passed: connection timeouts, deferred deletions.
+    Tick,
+}
+
+/// What an agent says when it (re)connects.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeHello {
+    pub node: String,
+    pub ip_address: String,
+    pub agent_version: String,
+    /// Runs the agent is still executing.
+    pub running: Vec<RunId>,
+    /// Runs that finished while the agent was not connected, in the order they finished.
+    pub finished: Vec<(RunId, RunResult)>,
+    /// Whether the pool start task already completed on this node (its last result).
+    pub start_task: Option<RunResult>,
+}
+
+/// The outcome of one process run on a node, as the agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    pub exit_code: Option<i32>,
+    pub failure: Option<FailureInfo>,
+    /// The process never started (resource files could not be staged, the program was not found).
+    #[serde(default)]
+    pub pre_processing_error: bool,
+}
+
+/// What a node needs to run one task attempt. Built by the core so the agent stays dumb.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub run: RunId,
+    pub job_id: String,
+    pub task_id: String,
+    pub command_line: String,
+    /// The job's common environment, then the task's own (later entries win).
+    pub environment: Vec<EnvironmentSetting>,
+    pub resource_files: Vec<ResourceFile>,
+    pub output_files: Vec<OutputFile>,
+    pub max_wall_clock: Option<Duration>,
+    pub required_slots: u32,
+}
+
+/// What the shell must do after an input was applied (and journaled).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Effect {
+    /// Bring up a node agent for this node id.
+    ProvisionNode {
+        pool: String,
+        node: String,
+        vm_size: String,
+        dedicated: bool,
+        slots: u32,
+    },
+    /// Run the pool's start task on a node.
+    RunStartTask { node: String, start_task: StartTask },
+    /// Run one task attempt on a node.
+    RunTask { node: String, spec: Box<RunSpec> },
+    /// Kill a run on a node (terminate, delete, node removal with terminate/requeue).
+    KillTask { node: String, run: RunId },
+    /// Stop the node's agent and release the node; answer with `Input::NodeRemoved`.
+    RemoveNode { node: String },
+}
+
+/// The caller's answer to an applied input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Done,
+    Created { etag: String, last_modified: DateTime<Utc> },
+    TaskResults(Vec<TaskAddResult>),
+    Joined { node: String },
+}
+
+/// The result of [`crate::Core::apply`].
+#[derive(Debug)]
+pub struct Applied {
+    pub reply: Reply,
+    pub effects: Vec<Effect>,
+    /// Whether the input changed state and so must be journaled before the reply is sent.
+    pub changed: bool,
+}

@@ -1,0 +1,207 @@
+//! Jobs: create, terminate, delete, complete.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use openbatch_api::models::{JobCreate, JobState, OnAllTasksComplete, TaskCounts};
+
+use crate::input::{Effect, Reply};
+use crate::state::{etag, Core, Job};
+use crate::{id_key, valid_id, CoreError};
+
+impl Core {
+    pub(crate) fn create_job(&mut self, spec: JobCreate, now: DateTime<Utc>) -> Result<Reply, CoreError> {
+        if !valid_id(&spec.id) {
+            return Err(CoreError::invalid(
+                "id",
+                &spec.id,
+                "a job id has 1 to 64 letters, digits, hyphens and underscores",
+            ));
+        }
+        let key = id_key(&spec.id);
+        if let Some(j) = self.jobs.get(&key) {
+            return Err(if j.state == JobState::Deleting {
+                CoreError::JobBeingDeleted(spec.id)
+            } else {
+                CoreError::JobExists(spec.id)
+            });
+        }
+        match (&spec.pool_info.pool_id, &spec.pool_info.auto_pool_specification) {
+            (Some(p), _) if !p.is_empty() => {}
+            (_, Some(_)) => {
+                return Err(CoreError::Unsupported(
+                    "Auto pools (poolInfo.autoPoolSpecification) are not supported yet by this openbatch server; create a pool and set poolInfo.poolId.".into(),
+                ))
+            }
+            _ => return Err(CoreError::MissingProperty("poolInfo.poolId".into())),
+        }
+        if let Some(p) = spec.priority {
+            if !(-1000..=1000).contains(&p) {
+                return Err(CoreError::invalid("priority", p, "must be between -1000 and 1000"));
+            }
+        }
+        if let Some(m) = spec.max_parallel_tasks {
+            if m == 0 || m < -1 {
+                return Err(CoreError::invalid(
+                    "maxParallelTasks",
+                    m,
+                    "must be -1 (unlimited) or greater than 0",
+                ));
+            }
+        }
+        for (name, present) in [
+            ("jobManagerTask", spec.job_manager_task.is_some()),
+            ("jobPreparationTask", spec.job_preparation_task.is_some()),
+            ("jobReleaseTask", spec.job_release_task.is_some()),
+        ] {
+            if present {
+                return Err(CoreError::Unsupported(format!(
+                    "{name} is not supported yet by this openbatch server."
+                )));
+            }
+        }
+        let seq = self.seq();
+        let version = self.version();
+        self.jobs.insert(
+            key,
+            Job {
+                spec,
+                seq,
+                version,
+                created: now,
+                last_modified: now,
+                state: JobState::Active,
+                state_time: now,
+                previous_state: None,
+                end_time: None,
+                terminate_reason: None,
+                tasks: BTreeMap::new(),
+                counts: TaskCounts::default(),
+                slot_counts: TaskCounts::default(),
+                next_task_seq: 1,
+            },
+        );
+        Ok(Reply::Created {
+            etag: etag(version),
+            last_modified: now,
+        })
+    }
+
+    fn set_job_state(&mut self, key: &str, state: JobState, now: DateTime<Utc>) {
+        let version = self.version();
+        if let Some(job) = self.jobs.get_mut(key) {
+            if job.state != state {
+                job.previous_state = Some((job.state, job.state_time));
+                job.state = state;
+                job.state_time = now;
+                job.version = version;
+            }
+        }
+    }
+
+    /// Take a job's waiting tasks out of the run queue and kill its runs.
+    fn stop_job_tasks(&mut self, key: &str, fx: &mut Vec<Effect>) -> usize {
+        let Some(job) = self.jobs.get(key) else { return 0 };
+        let mut waiting = Vec::new();
+        let mut runs = Vec::new();
+        for (tk, t) in &job.tasks {
+            match t.current_run {
+                Some(run) => runs.push(run),
+                None => waiting.push(tk.clone()),
+            }
+        }
+        for tk in waiting {
+            self.dequeue(key, &tk);
+        }
+        for run in &runs {
+            if let Some((_, _, node)) = self.runs.get(run) {
+                fx.push(Effect::KillTask {
+                    node: node.clone(),
+                    run: *run,
+                });
+            }
+            self.mark_run_terminating(*run);
+        }
+        runs.len()
+    }
+
+    pub(crate) fn terminate_job(
+        &mut self,
+        id: &str,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) -> Result<Reply, CoreError> {
+        let key = id_key(id);
+        let job = self.jobs.get(&key).ok_or_else(|| CoreError::JobNotFound(id.into()))?;
+        match job.state {
+            JobState::Completed | JobState::Terminating => {
+                return Err(CoreError::JobCompleted(id.into()))
+            }
+            JobState::Deleting => return Err(CoreError::JobBeingDeleted(id.into())),
+            _ => {}
+        }
+        self.end_job(&key, reason.unwrap_or_else(|| "UserTerminate".into()), now, fx);
+        Ok(Reply::Done)
+    }
+
+    /// terminating -> completed once no run of the job is left.
+    fn end_job(&mut self, key: &str, reason: String, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        let running = self.stop_job_tasks(key, fx);
+        if let Some(job) = self.jobs.get_mut(key) {
+            job.terminate_reason = Some(reason);
+        }
+        self.set_job_state(key, JobState::Terminating, now);
+        if running == 0 {
+            self.finish_job(key, now);
+        }
+    }
+
+    fn finish_job(&mut self, key: &str, now: DateTime<Utc>) {
+        self.set_job_state(key, JobState::Completed, now);
+        if let Some(job) = self.jobs.get_mut(key) {
+            job.end_time = Some(now);
+        }
+    }
+
+    pub(crate) fn delete_job(
+        &mut self,
+        id: &str,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) -> Result<Reply, CoreError> {
+        let key = id_key(id);
+        let job = self.jobs.get(&key).ok_or_else(|| CoreError::JobNotFound(id.into()))?;
+        if job.state == JobState::Deleting {
+            return Ok(Reply::Done);
+        }
+        let running = self.stop_job_tasks(&key, fx);
+        self.set_job_state(&key, JobState::Deleting, now);
+        if running == 0 {
+            self.jobs.remove(&key);
+        }
+        Ok(Reply::Done)
+    }
+
+    /// After a task completed: a terminating or deleting job may be done; a job whose
+    /// `onAllTasksComplete` is `terminatejob` ends when its last task does.
+    pub(crate) fn maybe_complete_job(&mut self, key: &str, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        let Some(job) = self.jobs.get(key) else { return };
+        let in_flight = job.counts.running;
+        match job.state {
+            JobState::Deleting if in_flight == 0 => {
+                self.jobs.remove(key);
+            }
+            JobState::Terminating if in_flight == 0 => self.finish_job(key, now),
+            JobState::Active
+                if job.spec.on_all_tasks_complete == Some(OnAllTasksComplete::TerminateJob)
+                    && job.counts.active == 0
+                    && in_flight == 0
+                    && job.counts.completed > 0 =>
+            {
+                self.end_job(key, "AllTasksComplete".into(), now, fx);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Nodes: connecting, losing contact, start tasks, leaving the pool.
+
+use chrono::{DateTime, Utc};
+use openbatch_api::models::{
+    ExecutionResult, NodeDeallocationOption, NodeState, StartTaskInfo, StartTaskState,
+};
+
+use crate::input::{Effect, NodeHello, RunResult};
+use crate::state::Core;
+
+impl Core {
+    pub(crate) fn set_node_state(&mut self, node: &str, state: NodeState, now: DateTime<Utc>) {
+        if let Some(n) = self.nodes.get_mut(node) {
+            if n.state != state {
+                n.state = state;
+                n.state_time = now;
+            }
+        }
+    }
+
+    /// Send a node away. With `requeue` its runs go back to the queue now; with `terminate`
+    /// they end as failed; with `taskcompletion`/`retaineddata` they finish first.
+    pub(crate) fn start_leaving(
+        &mut self,
+        node_id: &str,
+        option: NodeDeallocationOption,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(node) = self.nodes.get_mut(node_id) else {
+            return;
+        };
+        if node.leaving.is_some() {
+            return;
+        }
+        node.leaving = Some(option);
+        let runs: Vec<u64> = node.running.keys().copied().collect();
+        self.set_node_state(node_id, NodeState::LeavingPool, now);
+        match option {
+            NodeDeallocationOption::Requeue => {
+                for run in runs {
+                    fx.push(Effect::KillTask {
+                        node: node_id.to_string(),
+                        run,
+                    });
+                    self.requeue_run(run, now);
+                }
+            }
+            NodeDeallocationOption::Terminate => {
+                for run in runs {
+                    fx.push(Effect::KillTask {
+                        node: node_id.to_string(),
+                        run,
+                    });
+                    self.mark_run_terminating(run);
+                }
+            }
+            NodeDeallocationOption::TaskCompletion | NodeDeallocationOption::RetainedData => {}
+        }
+        self.remove_if_drained(node_id, fx);
+    }
+
+    /// A leaving node with no runs left is handed to the provider for removal.
+    pub(crate) fn remove_if_drained(&mut self, node_id: &str, fx: &mut Vec<Effect>) {
+        let Some(node) = self.nodes.get(node_id) else {
+            return;
+        };
+        if node.leaving.is_some() && node.running.is_empty() {
+            fx.push(Effect::RemoveNode {
+                node: node_id.to_string(),
+            });
+        }
+    }
+
+    pub(crate) fn node_connected(
+        &mut self,
+        hello: NodeHello,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let node_id = hello.node.clone();
+        let Some(node) = self.nodes.get_mut(&node_id) else {
+            return false;
+        };
+        let first_time = node.agent_version.is_none();
+        node.connected = true;
+        node.disconnected_since = None;
+        node.ip_address = hello.ip_address;
+        node.agent_version = Some(hello.agent_version);
+        let pool_key = node.pool.clone();
+        // Results that arrived while we were apart, then anything we believe runs there but
+        // the agent does not know about is lost: back to the queue.
+        for (run, result) in hello.finished {
+            self.task_completed(&node_id, run, result, now, fx);
+        }
+        let still: std::collections::BTreeSet<u64> = hello.running.iter().copied().collect();
+        let ours: Vec<u64> = self
+            .nodes
+            .get(&node_id)
+            .map(|n| n.running.keys().copied().collect())
+            .unwrap_or_default();
+        for run in &ours {
+            if !still.contains(run) {
+                self.requeue_run(*run, now);
+            }
+        }
+        for run in hello.running {
+            if !ours.contains(&run) {
+                fx.push(Effect::KillTask {
+                    node: node_id.clone(),
+                    run,
+                });
+            }
+        }
+        let Some(node) = self.nodes.get(&node_id) else {
+            return true;
+        };
+        if node.leaving.is_some() {
+            self.remove_if_drained(&node_id, fx);
+            return true;
+        }
+        if first_time || node.state == NodeState::Creating {
+            self.set_node_state(&node_id, NodeState::Starting, now);
+            let start_task = self
+                .pools
+                .get(&pool_key)
+                .and_then(|p| p.spec.start_task.clone());
+            match (start_task, hello.start_task) {
+                (Some(st), None) => {
+                    let wait = st.wait_for_success.unwrap_or(true);
+                    if let Some(n) = self.nodes.get_mut(&node_id) {
+                        n.start_task_info = Some(StartTaskInfo {
+                            state: StartTaskState::Running,
+                            start_time: now,
+                            end_time: None,
+                            exit_code: None,
+                            failure_info: None,
+                            retry_count: 0,
+                            last_retry_time: None,
+                            result: None,
+                        });
+                    }
+                    fx.push(Effect::RunStartTask {
+                        node: node_id.clone(),
+                        start_task: st,
+                    });
+                    let state = if wait {
+                        NodeState::WaitingForStartTask
+                    } else {
+                        NodeState::Idle
+                    };
+                    self.set_node_state(&node_id, state, now);
+                }
+                (Some(_), Some(result)) => {
+                    self.start_task_completed(&node_id, result, now, fx);
+                }
+                (None, _) => self.set_node_state(&node_id, NodeState::Idle, now),
+            }
+        } else if node.state == NodeState::Unknown {
+            let state = if node.running.is_empty() {
+                NodeState::Idle
+            } else {
+                NodeState::Running
+            };
+            self.set_node_state(&node_id, state, now);
+        }
+        self.update_allocation_state(&pool_key, now);
+        self.dirty_pools.insert(pool_key);
+        true
+    }
+
+    pub(crate) fn node_disconnected(&mut self, node_id: &str, now: DateTime<Utc>) -> bool {
+        let Some(node) = self.nodes.get_mut(node_id) else {
+            return false;
+        };
+        if !node.connected {
+            return false;
+        }
+        node.connected = false;
+        node.disconnected_since = Some(now);
+        if node.leaving.is_none() && node.state != NodeState::Creating {
+            self.set_node_state(node_id, NodeState::Unknown, now);
+        }
+        true
+    }
+
+    /// The node is gone for good: its runs are requeued (not retried: Azure counts these in
+    /// `requeueCount`), and the pool replaces it if its target still asks for it.
+    pub(crate) fn node_lost(
+        &mut self,
+        node_id: &str,
+        _reason: &str,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let Some(node) = self.nodes.get(node_id) else {
+            return false;
+        };
+        let runs: Vec<u64> = node.running.keys().copied().collect();
+        for run in runs {
+            self.requeue_run(run, now);
+        }
+        self.set_node_state(node_id, NodeState::Unusable, now);
+        // The provider still has to clean up whatever is left of it.
+        fx.push(Effect::RemoveNode {
+            node: node_id.to_string(),
+        });
+        self.drop_node(node_id, now, fx);
+        true
+    }
+
+    pub(crate) fn node_removed(
+        &mut self,
+        node_id: &str,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let Some(node) = self.nodes.get(node_id) else {
+            return false;
+        };
+        let runs: Vec<u64> = node.running.keys().copied().collect();
+        for run in runs {
+            self.requeue_run(run, now);
+        }
+        self.drop_node(node_id, now, fx);
+        true
+    }
+
+    /// Forget a node and let its pool catch up with its target.
+    fn drop_node(&mut self, node_id: &str, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        let Some(node) = self.nodes.remove(node_id) else {
+            return;
+        };
+        if let Some(p) = self.pools.get_mut(&node.pool) {
+            p.nodes.remove(node_id);
+        }
+        self.finish_pool_delete_if_empty(&node.pool);
+        self.reconcile_pool_size(&node.pool, now, fx);
+        self.dirty_pools.insert(node.pool);
+    }
+
+    pub(crate) fn start_task_completed(
+        &mut self,
+        node_id: &str,
+        result: RunResult,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let Some(node) = self.nodes.get(node_id) else {
+            return false;
+        };
+        let Some(pool) = self.pools.get(&node.pool) else {
+            return false;
+        };
+        let Some(start_task) = pool.spec.start_task.clone() else {
+            return false;
+        };
+        let pool_key = node.pool.clone();
+        let max_retries = start_task.max_task_retry_count.unwrap_or(0);
+        let wait = start_task.wait_for_success.unwrap_or(true);
+        let failed = result.failure.is_some() || result.exit_code.unwrap_or(-1) != 0;
+        let node = self.nodes.get_mut(node_id).expect("checked above");
+        let mut info = node.start_task_info.clone().unwrap_or(StartTaskInfo {
+            state: StartTaskState::Running,
+            start_time: result.start_time,
+            end_time: None,
+            exit_code: None,
+            failure_info: None,
+            retry_count: 0,
+            last_retry_time: None,
+            result: None,
+        });
+        let retry = failed && (max_retries == -1 || info.retry_count < max_retries);
+        if retry {
+            info.retry_count += 1;
+            info.last_retry_time = Some(now);
+            info.state = StartTaskState::Running;
+            info.exit_code = result.exit_code;
+            info.failure_info = result.failure.clone();
+            node.start_task_info = Some(info);
+            fx.push(Effect::RunStartTask {
+                node: node_id.to_string(),
+                start_task,
+            });
+            return true;
+        }
+        info.state = StartTaskState::Completed;
+        info.start_time = result.start_time;
+        info.end_time = Some(result.end_time);
+        info.exit_code = result.exit_code;
+        info.result = Some(if failed {
+            ExecutionResult::Failure
+        } else {
+            ExecutionResult::Success
+        });
+        info.failure_info = if failed {
+            Some(result.failure.unwrap_or_else(|| {
+                crate::tasks::exit_code_failure(result.exit_code)
+            }))
+        } else {
+            None
+        };
+        node.start_task_info = Some(info);
+        let state = node.state;
+        if failed && wait {
+            self.set_node_state(node_id, NodeState::StartTaskFailed, now);
+        } else if matches!(state, NodeState::WaitingForStartTask | NodeState::Starting) {
+            self.set_node_state(node_id, NodeState::Idle, now);
+        }
+        self.dirty_pools.insert(pool_key);
+        true
+    }
+
+    pub(crate) fn server_restarted(&mut self, now: DateTime<Utc>) -> bool {
+        let ids: Vec<String> = self.nodes.keys().cloned().collect();
+        for id in &ids {
+            self.node_disconnected(id, now);
+        }
+        !ids.is_empty()
+    }
+
+    /// Time-driven transitions: nodes that stayed away too long are lost.
+    pub(crate) fn tick(&mut self, now: DateTime<Utc>, fx: &mut Vec<Effect>) -> bool {
+        let limit = chrono::Duration::from_std(self.limits.node_lost_after)
+            .unwrap_or(chrono::Duration::seconds(60));
+        let lost: Vec<String> = self
+            .nodes
+            .values()
+            .filter(|n| {
+                !n.connected
+                    && n.disconnected_since
+                        .is_some_and(|since| now - since >= limit)
+            })
+            .map(|n| n.id.clone())
+            .collect();
+        let changed = !lost.is_empty();
+        for id in lost {
+            self.node_lost(&id, "the node agent did not reconnect in time", now, fx);
+        }
+        changed
+    }
+}

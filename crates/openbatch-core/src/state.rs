@@ -1,0 +1,307 @@
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use openbatch_api::models::{
+    AllocationState, JobCreate, JobState, NodeDeallocationOption, NodeState, PoolCreate, PoolState,
+    SchedulingState, StartTaskInfo, TaskCounts, TaskCreate, TaskExecutionInfo, TaskInfo, TaskState,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::input::{Applied, Input, Reply};
+use crate::CoreError;
+
+/// One attempt of a task on a node. Unique for the life of the service, so a late report of an
+/// old attempt can never be mistaken for the current one.
+pub type RunId = u64;
+
+/// Tunables the shell passes in (from its config).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Limits {
+    /// How long a disconnected node keeps its tasks before they are requeued and it is replaced.
+    pub node_lost_after: Duration,
+    /// Most tasks in one `addtaskcollection` call (Azure: 100).
+    pub max_tasks_per_collection: usize,
+    /// Recent tasks listed on a node (Azure lists the last few).
+    pub recent_tasks_per_node: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            node_lost_after: Duration::from_secs(60),
+            max_tasks_per_collection: 100,
+            recent_tasks_per_node: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Pool {
+    pub(crate) spec: PoolCreate,
+    pub(crate) seq: u64,
+    pub(crate) version: u64,
+    pub(crate) created: DateTime<Utc>,
+    pub(crate) last_modified: DateTime<Utc>,
+    pub(crate) state: PoolState,
+    pub(crate) state_time: DateTime<Utc>,
+    pub(crate) allocation_state: AllocationState,
+    pub(crate) allocation_time: DateTime<Utc>,
+    pub(crate) target_dedicated: u32,
+    pub(crate) target_low_priority: u32,
+    /// How nodes leave when the target shrinks (from the last resize).
+    pub(crate) deallocation: NodeDeallocationOption,
+    /// Node ids, by key order of creation.
+    pub(crate) nodes: BTreeSet<String>,
+}
+
+impl Pool {
+    pub(crate) fn slots_per_node(&self) -> u32 {
+        self.spec.task_slots_per_node.unwrap_or(1).max(1) as u32
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Node {
+    pub(crate) id: String,
+    pub(crate) pool: String,
+    pub(crate) seq: u64,
+    pub(crate) state: NodeState,
+    pub(crate) state_time: DateTime<Utc>,
+    pub(crate) scheduling: SchedulingState,
+    pub(crate) allocation_time: DateTime<Utc>,
+    pub(crate) boot_time: DateTime<Utc>,
+    pub(crate) ip_address: String,
+    pub(crate) agent_version: Option<String>,
+    pub(crate) vm_size: String,
+    pub(crate) dedicated: bool,
+    pub(crate) slots: u32,
+    /// Runs on this node: run id -> (job key, task key, slots).
+    pub(crate) running: BTreeMap<RunId, (String, String, u32)>,
+    pub(crate) used_slots: u32,
+    pub(crate) total_tasks_run: i64,
+    pub(crate) total_tasks_succeeded: i64,
+    pub(crate) start_task_info: Option<StartTaskInfo>,
+    pub(crate) connected: bool,
+    /// When the connection dropped (for the lost-node timeout).
+    pub(crate) disconnected_since: Option<DateTime<Utc>>,
+    /// Set when the node is on its way out: what happens to its running tasks.
+    pub(crate) leaving: Option<NodeDeallocationOption>,
+    pub(crate) recent_tasks: VecDeque<TaskInfo>,
+}
+
+impl Node {
+    /// Whether new tasks may be placed here.
+    pub(crate) fn schedulable(&self) -> bool {
+        self.connected
+            && self.leaving.is_none()
+            && self.scheduling == SchedulingState::Enabled
+            && matches!(self.state, NodeState::Idle | NodeState::Running)
+    }
+    pub(crate) fn free_slots(&self) -> u32 {
+        self.slots.saturating_sub(self.used_slots)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Job {
+    pub(crate) spec: JobCreate,
+    pub(crate) seq: u64,
+    pub(crate) version: u64,
+    pub(crate) created: DateTime<Utc>,
+    pub(crate) last_modified: DateTime<Utc>,
+    pub(crate) state: JobState,
+    pub(crate) state_time: DateTime<Utc>,
+    pub(crate) previous_state: Option<(JobState, DateTime<Utc>)>,
+    pub(crate) end_time: Option<DateTime<Utc>>,
+    pub(crate) terminate_reason: Option<String>,
+    pub(crate) tasks: BTreeMap<String, Task>,
+    pub(crate) counts: TaskCounts,
+    pub(crate) slot_counts: TaskCounts,
+    pub(crate) next_task_seq: u64,
+}
+
+impl Job {
+    pub(crate) fn pool_key(&self) -> String {
+        crate::id_key(self.spec.pool_info.pool_id.as_deref().unwrap_or_default())
+    }
+    pub(crate) fn priority(&self) -> i32 {
+        self.spec.priority.unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Task {
+    pub(crate) spec: TaskCreate,
+    pub(crate) seq: u64,
+    pub(crate) version: u64,
+    pub(crate) created: DateTime<Utc>,
+    pub(crate) last_modified: DateTime<Utc>,
+    pub(crate) state: TaskState,
+    pub(crate) state_time: DateTime<Utc>,
+    pub(crate) previous_state: Option<(TaskState, DateTime<Utc>)>,
+    pub(crate) exec: TaskExecutionInfo,
+    /// Where the latest attempt ran (kept after completion, for files and nodeInfo).
+    pub(crate) location: Option<TaskLocation>,
+    /// The attempt in flight, if any.
+    pub(crate) current_run: Option<RunId>,
+    /// A terminate was requested while the attempt ran: its end completes the task, no retry.
+    pub(crate) terminating: bool,
+}
+
+impl Task {
+    pub(crate) fn required_slots(&self) -> u32 {
+        self.spec.required_slots.unwrap_or(1).max(1) as u32
+    }
+}
+
+/// Where a task attempt ran: enough to find its files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLocation {
+    pub pool_id: String,
+    pub node_id: String,
+    /// The task directory relative to the node root (`workitems/<job>/job-1/<task>`).
+    pub task_dir: String,
+}
+
+/// Ordering key of the run queue: higher job priority first, then job age, then task age.
+pub(crate) type QueueKey = (std::cmp::Reverse<i32>, u64, u64);
+
+/// The whole state of the service. Serialized as a snapshot; indexes are rebuilt on load.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Core {
+    pub(crate) limits: Limits,
+    pub(crate) pools: BTreeMap<String, Pool>,
+    pub(crate) nodes: BTreeMap<String, Node>,
+    pub(crate) jobs: BTreeMap<String, Job>,
+    pub(crate) next_seq: u64,
+    pub(crate) next_run: RunId,
+    pub(crate) next_version: u64,
+    /// Runnable tasks per pool key, in scheduling order. Derived; rebuilt on load.
+    #[serde(skip)]
+    pub(crate) queues: BTreeMap<String, BTreeMap<QueueKey, (String, String)>>,
+    /// Runs in flight: run -> (job key, task key, node). Derived; rebuilt on load.
+    #[serde(skip)]
+    pub(crate) runs: BTreeMap<RunId, (String, String, String)>,
+    /// Pools whose placement may have changed during this input.
+    #[serde(skip)]
+    pub(crate) dirty_pools: BTreeSet<String>,
+}
+
+impl Core {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            pools: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            next_seq: 1,
+            next_run: 1,
+            next_version: 1,
+            queues: BTreeMap::new(),
+            runs: BTreeMap::new(),
+            dirty_pools: BTreeSet::new(),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Replace the tunables (after loading a snapshot written under another config).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Rebuild the derived indexes after deserializing a snapshot.
+    pub fn rebuild_indexes(&mut self) {
+        self.queues.clear();
+        self.runs.clear();
+        for (jk, job) in &self.jobs {
+            for (tk, task) in &job.tasks {
+                if let Some(run) = task.current_run {
+                    if let Some(loc) = &task.location {
+                        self.runs
+                            .insert(run, (jk.clone(), tk.clone(), loc.node_id.clone()));
+                    }
+                } else if task.state == TaskState::Active && job.state == JobState::Active {
+                    self.queues.entry(job.pool_key()).or_default().insert(
+                        (std::cmp::Reverse(job.priority()), job.seq, task.seq),
+                        (jk.clone(), tk.clone()),
+                    );
+                }
+            }
+        }
+    }
+
+    pub(crate) fn seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    pub(crate) fn version(&mut self) -> u64 {
+        let v = self.next_version;
+        self.next_version += 1;
+        v
+    }
+
+    /// Apply one input at time `now`. On error nothing changed.
+    pub fn apply(&mut self, input: Input, now: DateTime<Utc>) -> Result<Applied, CoreError> {
+        let mut fx = Vec::new();
+        let (reply, changed) = match input {
+            Input::CreatePool(spec) => (self.create_pool(*spec, now, &mut fx)?, true),
+            Input::DeletePool { id } => (self.delete_pool(&id, now, &mut fx)?, true),
+            Input::ResizePool { id, resize } => (self.resize_pool(&id, resize, now, &mut fx)?, true),
+            Input::CreateJob(spec) => (self.create_job(*spec, now)?, true),
+            Input::DeleteJob { id } => (self.delete_job(&id, now, &mut fx)?, true),
+            Input::TerminateJob { id, reason } => {
+                (self.terminate_job(&id, reason, now, &mut fx)?, true)
+            }
+            Input::AddTasks { job, tasks } => {
+                let results = self.add_tasks(&job, tasks, now)?;
+                let changed = results
+                    .iter()
+                    .any(|r| r.status == openbatch_api::models::TaskAddStatus::Success);
+                (Reply::TaskResults(results), changed)
+            }
+            Input::DeleteTask { job, task } => (self.delete_task(&job, &task, now, &mut fx)?, true),
+            Input::TerminateTask { job, task } => {
+                (self.terminate_task(&job, &task, now, &mut fx)?, true)
+            }
+            Input::JoinNode {
+                pool,
+                vm_size,
+                slots_hint,
+            } => (self.join_node(&pool, vm_size, slots_hint, now)?, true),
+            Input::NodeConnected(hello) => (Reply::Done, self.node_connected(hello, now, &mut fx)),
+            Input::NodeDisconnected { node } => (Reply::Done, self.node_disconnected(&node, now)),
+            Input::NodeLost { node, reason } => {
+                (Reply::Done, self.node_lost(&node, &reason, now, &mut fx))
+            }
+            Input::NodeRemoved { node } => (Reply::Done, self.node_removed(&node, now, &mut fx)),
+            Input::StartTaskCompleted { node, result } => (
+                Reply::Done,
+                self.start_task_completed(&node, result, now, &mut fx),
+            ),
+            Input::TaskCompleted { node, run, result } => (
+                Reply::Done,
+                self.task_completed(&node, run, result, now, &mut fx),
+            ),
+            Input::ServerRestarted => (Reply::Done, self.server_restarted(now)),
+            Input::Tick => (Reply::Done, self.tick(now, &mut fx)),
+        };
+        let placed = self.schedule_dirty(now, &mut fx);
+        Ok(Applied {
+            reply,
+            effects: fx,
+            changed: changed || placed,
+        })
+    }
+}
+
+/// Format a version number as an Azure-style ETag.
+pub(crate) fn etag(version: u64) -> String {
+    format!("0x8DE{version:013X}")
+}
+

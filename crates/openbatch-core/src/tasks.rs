@@ -1,0 +1,464 @@
+//! Tasks: adding, completing, retrying, requeueing, terminating, deleting.
+
+use chrono::{DateTime, Utc};
+use openbatch_api::error::ApiError;
+use openbatch_api::models::{
+    ErrorCategory, ExecutionResult, FailureInfo, JobState, TaskAddResult, TaskAddStatus,
+    TaskCreate, TaskExecutionInfo, TaskInfo, TaskState,
+};
+
+use crate::input::{Effect, Reply, RunResult};
+use crate::state::{etag, Core, Task};
+use crate::{id_key, valid_id, CoreError};
+
+/// The failure Azure reports for a non-zero exit code.
+pub(crate) fn exit_code_failure(code: Option<i32>) -> FailureInfo {
+    FailureInfo {
+        category: ErrorCategory::UserError,
+        code: Some("FailureExitCode".into()),
+        message: Some(match code {
+            Some(c) => format!("The task process exited with an unexpected exit code: {c}"),
+            None => "The task process ended without an exit code".into(),
+        }),
+        details: vec![openbatch_api::models::NameValuePair {
+            name: Some("Message".into()),
+            value: Some("The task process exited with an unexpected exit code".into()),
+        }],
+    }
+}
+
+/// The failure Azure reports for a task ended by a user request.
+fn terminated_failure() -> FailureInfo {
+    FailureInfo {
+        category: ErrorCategory::UserError,
+        code: Some("TaskEnded".into()),
+        message: Some("Task Was Ended by User Request".into()),
+        details: Vec::new(),
+    }
+}
+
+impl Core {
+    pub(crate) fn add_tasks(
+        &mut self,
+        job_id: &str,
+        tasks: Vec<TaskCreate>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TaskAddResult>, CoreError> {
+        let jk = id_key(job_id);
+        let job = self
+            .jobs
+            .get(&jk)
+            .ok_or_else(|| CoreError::JobNotFound(job_id.into()))?;
+        match job.state {
+            JobState::Completed | JobState::Terminating => {
+                return Err(CoreError::JobCompleted(job_id.into()))
+            }
+            JobState::Deleting => return Err(CoreError::JobBeingDeleted(job_id.into())),
+            _ => {}
+        }
+        if tasks.len() > self.limits.max_tasks_per_collection {
+            return Err(CoreError::TooManyTasks(format!(
+                "The request adds {} tasks; at most {} tasks can be added in one request.",
+                tasks.len(),
+                self.limits.max_tasks_per_collection
+            )));
+        }
+        let mut results = Vec::with_capacity(tasks.len());
+        for spec in tasks {
+            let task_id = spec.id.clone();
+            match self.add_task(&jk, spec, now) {
+                Ok(version) => results.push(TaskAddResult {
+                    status: TaskAddStatus::Success,
+                    task_id,
+                    e_tag: Some(etag(version)),
+                    last_modified: Some(now),
+                    location: None,
+                    error: None,
+                }),
+                Err(e) => {
+                    let api: ApiError = e.into();
+                    let status = if api.status >= 500 {
+                        TaskAddStatus::ServerError
+                    } else {
+                        TaskAddStatus::ClientError
+                    };
+                    results.push(TaskAddResult {
+                        status,
+                        task_id,
+                        e_tag: None,
+                        last_modified: None,
+                        location: None,
+                        error: Some(api.to_body("", &crate::view::iso(now))),
+                    })
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    fn add_task(&mut self, jk: &str, spec: TaskCreate, now: DateTime<Utc>) -> Result<u64, CoreError> {
+        if !valid_id(&spec.id) {
+            return Err(CoreError::invalid(
+                "id",
+                &spec.id,
+                "a task id has 1 to 64 letters, digits, hyphens and underscores",
+            ));
+        }
+        if spec.command_line.trim().is_empty() {
+            return Err(CoreError::MissingProperty("commandLine".into()));
+        }
+        if let Some(slots) = spec.required_slots {
+            if slots < 1 {
+                return Err(CoreError::invalid("requiredSlots", slots, "must be at least 1"));
+            }
+        }
+        if spec.multi_instance_settings.is_some() {
+            return Err(CoreError::Unsupported(
+                "Multi-instance tasks are not supported yet by this openbatch server.".into(),
+            ));
+        }
+        let tk = id_key(&spec.id);
+        let job = self.jobs.get(jk).expect("caller checked");
+        if job.tasks.contains_key(&tk) {
+            return Err(CoreError::TaskExists(job.spec.id.clone(), spec.id));
+        }
+        if spec.depends_on.is_some() && job.spec.uses_task_dependencies != Some(true) {
+            return Err(CoreError::invalid(
+                "dependsOn",
+                "",
+                "the job does not use task dependencies (set usesTaskDependencies on the job)",
+            ));
+        }
+        if spec.depends_on.is_some() {
+            return Err(CoreError::Unsupported(
+                "Task dependencies are not supported yet by this openbatch server.".into(),
+            ));
+        }
+        let version = self.version();
+        let job = self.jobs.get_mut(jk).expect("caller checked");
+        let seq = job.next_task_seq;
+        job.next_task_seq += 1;
+        let task = Task {
+            spec,
+            seq,
+            version,
+            created: now,
+            last_modified: now,
+            state: TaskState::Active,
+            state_time: now,
+            previous_state: None,
+            exec: TaskExecutionInfo::default(),
+            location: None,
+            current_run: None,
+            terminating: false,
+        };
+        let slots = task.required_slots() as i64;
+        job.counts.active += 1;
+        job.slot_counts.active += slots;
+        job.tasks.insert(tk.clone(), task);
+        self.enqueue(jk, &tk);
+        Ok(version)
+    }
+
+    /// Put an active task in its pool's run queue.
+    pub(crate) fn enqueue(&mut self, jk: &str, tk: &str) {
+        let Some(job) = self.jobs.get(jk) else { return };
+        if job.state != JobState::Active {
+            return;
+        }
+        let Some(task) = job.tasks.get(tk) else { return };
+        let pool = job.pool_key();
+        self.queues.entry(pool.clone()).or_default().insert(
+            (std::cmp::Reverse(job.priority()), job.seq, task.seq),
+            (jk.to_string(), tk.to_string()),
+        );
+        self.dirty_pools.insert(pool);
+    }
+
+    pub(crate) fn dequeue(&mut self, jk: &str, tk: &str) {
+        let Some(job) = self.jobs.get(jk) else { return };
+        let Some(task) = job.tasks.get(tk) else { return };
+        if let Some(q) = self.queues.get_mut(&job.pool_key()) {
+            q.remove(&(std::cmp::Reverse(job.priority()), job.seq, task.seq));
+        }
+    }
+
+    /// Change a task's state, keeping the job's counts exact.
+    pub(crate) fn set_task_state(
+        &mut self,
+        jk: &str,
+        tk: &str,
+        state: TaskState,
+        now: DateTime<Utc>,
+    ) {
+        let version = self.version();
+        let Some(job) = self.jobs.get_mut(jk) else { return };
+        let Some(task) = job.tasks.get_mut(tk) else { return };
+        let slots = task.required_slots() as i64;
+        let old = (task.state, task.exec.result);
+        task.previous_state = Some((task.state, task.state_time));
+        task.state = state;
+        task.state_time = now;
+        task.version = version;
+        let new = (task.state, task.exec.result);
+        adjust(&mut job.counts, old, -1);
+        adjust(&mut job.slot_counts, old, -slots);
+        adjust(&mut job.counts, new, 1);
+        adjust(&mut job.slot_counts, new, slots);
+    }
+
+    /// Remove a task's record, keeping the job's counts exact.
+    fn remove_task(&mut self, jk: &str, tk: &str) {
+        self.dequeue(jk, tk);
+        let Some(job) = self.jobs.get_mut(jk) else { return };
+        if let Some(task) = job.tasks.remove(tk) {
+            let slots = task.required_slots() as i64;
+            adjust(&mut job.counts, (task.state, task.exec.result), -1);
+            adjust(&mut job.slot_counts, (task.state, task.exec.result), -slots);
+        }
+    }
+
+    pub(crate) fn delete_task(
+        &mut self,
+        job_id: &str,
+        task_id: &str,
+        _now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) -> Result<Reply, CoreError> {
+        let (jk, tk) = self.find_task(job_id, task_id)?;
+        let run = self.jobs[&jk].tasks[&tk].current_run;
+        if let Some(run) = run {
+            if let Some((_, _, node)) = self.runs.get(&run) {
+                fx.push(Effect::KillTask {
+                    node: node.clone(),
+                    run,
+                });
+            }
+            // The run's slots stay taken until the node reports the kill.
+        }
+        self.remove_task(&jk, &tk);
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn terminate_task(
+        &mut self,
+        job_id: &str,
+        task_id: &str,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) -> Result<Reply, CoreError> {
+        let (jk, tk) = self.find_task(job_id, task_id)?;
+        let task = &self.jobs[&jk].tasks[&tk];
+        match (task.state, task.current_run) {
+            (TaskState::Completed, _) => Ok(Reply::Done),
+            (_, Some(run)) => {
+                if let Some((_, _, node)) = self.runs.get(&run) {
+                    fx.push(Effect::KillTask {
+                        node: node.clone(),
+                        run,
+                    });
+                }
+                self.mark_run_terminating(run);
+                Ok(Reply::Done)
+            }
+            (_, None) => {
+                self.dequeue(&jk, &tk);
+                if let Some(t) = self.jobs.get_mut(&jk).and_then(|j| j.tasks.get_mut(&tk)) {
+                    t.exec.result = Some(ExecutionResult::Failure);
+                    t.exec.end_time = Some(now);
+                    t.exec.failure_info = Some(terminated_failure());
+                }
+                self.set_task_state(&jk, &tk, TaskState::Completed, now);
+                self.maybe_complete_job(&jk, now, fx);
+                Ok(Reply::Done)
+            }
+        }
+    }
+
+    pub(crate) fn mark_run_terminating(&mut self, run: u64) {
+        if let Some((jk, tk, _)) = self.runs.get(&run) {
+            if let Some(t) = self.jobs.get_mut(jk).and_then(|j| j.tasks.get_mut(tk)) {
+                t.terminating = true;
+            }
+        }
+    }
+
+    pub(crate) fn find_task(&self, job_id: &str, task_id: &str) -> Result<(String, String), CoreError> {
+        let jk = id_key(job_id);
+        let job = self
+            .jobs
+            .get(&jk)
+            .ok_or_else(|| CoreError::JobNotFound(job_id.into()))?;
+        let tk = id_key(task_id);
+        if !job.tasks.contains_key(&tk) {
+            return Err(CoreError::TaskNotFound(job_id.into(), task_id.into()));
+        }
+        Ok((jk, tk))
+    }
+
+    /// Release a run's slots on its node; returns (job key, task key) if the run was known.
+    fn release_run(&mut self, run: u64) -> Option<(String, String, String)> {
+        let (jk, tk, node_id) = self.runs.remove(&run)?;
+        if let Some(node) = self.nodes.get_mut(&node_id) {
+            if let Some((_, _, slots)) = node.running.remove(&run) {
+                node.used_slots = node.used_slots.saturating_sub(slots);
+            }
+            self.dirty_pools.insert(node.pool.clone());
+        }
+        Some((jk, tk, node_id))
+    }
+
+    fn node_became_free(&mut self, node_id: &str, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        if let Some(node) = self.nodes.get(node_id) {
+            if node.running.is_empty() && node.state == openbatch_api::models::NodeState::Running {
+                self.set_node_state(node_id, openbatch_api::models::NodeState::Idle, now);
+            }
+        }
+        self.remove_if_drained(node_id, fx);
+    }
+
+    /// A run goes back to the queue without using a retry (node lost, removed, requeued).
+    pub(crate) fn requeue_run(&mut self, run: u64, now: DateTime<Utc>) {
+        let Some((jk, tk, node_id)) = self.release_run(run) else {
+            return;
+        };
+        let mut noop = Vec::new();
+        self.node_became_free(&node_id, now, &mut noop);
+        let Some(task) = self.jobs.get_mut(&jk).and_then(|j| j.tasks.get_mut(&tk)) else {
+            return;
+        };
+        if task.current_run != Some(run) {
+            return;
+        }
+        task.current_run = None;
+        task.exec.requeue_count += 1;
+        task.exec.last_requeue_time = Some(now);
+        if task.terminating {
+            task.exec.result = Some(ExecutionResult::Failure);
+            task.exec.end_time = Some(now);
+            task.exec.failure_info = Some(terminated_failure());
+            self.set_task_state(&jk, &tk, TaskState::Completed, now);
+            self.maybe_complete_job(&jk, now, &mut noop);
+            return;
+        }
+        self.set_task_state(&jk, &tk, TaskState::Active, now);
+        self.enqueue(&jk, &tk);
+    }
+
+    pub(crate) fn task_completed(
+        &mut self,
+        node_id: &str,
+        run: u64,
+        result: RunResult,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let Some((jk, tk, ran_on)) = self.release_run(run) else {
+            // A report of a run we no longer track (deleted task, duplicate report): only the
+            // node's slot bookkeeping could be affected, and release_run already handled it.
+            if let Some(node) = self.nodes.get_mut(node_id) {
+                if let Some((_, _, slots)) = node.running.remove(&run) {
+                    node.used_slots = node.used_slots.saturating_sub(slots);
+                    return true;
+                }
+            }
+            return false;
+        };
+        let failed = result.failure.is_some() || result.exit_code != Some(0);
+        let job_retries = self.jobs.get(&jk).and_then(|j| {
+            j.spec.constraints.and_then(|c| c.max_task_retry_count)
+        });
+        if let Some(node) = self.nodes.get_mut(&ran_on) {
+            node.total_tasks_run += 1;
+            if !failed {
+                node.total_tasks_succeeded += 1;
+            }
+        }
+        self.node_became_free(&ran_on, now, fx);
+        let job_id = self.jobs.get(&jk).map(|j| j.spec.id.clone());
+        let Some(task) = self.jobs.get_mut(&jk).and_then(|j| j.tasks.get_mut(&tk)) else {
+            return true;
+        };
+        if task.current_run != Some(run) {
+            return true;
+        }
+        task.current_run = None;
+        task.exec.start_time = Some(result.start_time);
+        task.exec.end_time = Some(result.end_time);
+        task.exec.exit_code = result.exit_code;
+        let max_retries = task
+            .spec
+            .constraints
+            .and_then(|c| c.max_task_retry_count)
+            .or(job_retries)
+            .unwrap_or(0);
+        let terminated = task.terminating;
+        if failed {
+            task.exec.result = Some(ExecutionResult::Failure);
+            task.exec.failure_info = Some(if terminated {
+                terminated_failure()
+            } else {
+                result
+                    .failure
+                    .clone()
+                    .unwrap_or_else(|| exit_code_failure(result.exit_code))
+            });
+        } else {
+            task.exec.result = Some(ExecutionResult::Success);
+            task.exec.failure_info = None;
+        }
+        let retry = failed
+            && !terminated
+            && (max_retries == -1 || task.exec.retry_count < max_retries);
+        let info = TaskInfo {
+            task_url: None,
+            job_id,
+            task_id: Some(task.spec.id.clone()),
+            subtask_id: None,
+            task_state: if retry {
+                TaskState::Active
+            } else {
+                TaskState::Completed
+            },
+            execution_info: Some(task.exec.clone()),
+        };
+        let recent_limit = self.limits.recent_tasks_per_node;
+        if let Some(node) = self.nodes.get_mut(&ran_on) {
+            node.recent_tasks.push_front(info);
+            node.recent_tasks.truncate(recent_limit);
+        }
+        let task = self
+            .jobs
+            .get_mut(&jk)
+            .and_then(|j| j.tasks.get_mut(&tk))
+            .expect("looked up above");
+        if retry {
+            task.exec.retry_count += 1;
+            task.exec.last_retry_time = Some(now);
+            self.set_task_state(&jk, &tk, TaskState::Active, now);
+            self.enqueue(&jk, &tk);
+        } else {
+            self.set_task_state(&jk, &tk, TaskState::Completed, now);
+            self.maybe_complete_job(&jk, now, fx);
+        }
+        true
+    }
+}
+
+fn adjust(
+    counts: &mut openbatch_api::models::TaskCounts,
+    (state, result): (TaskState, Option<ExecutionResult>),
+    by: i64,
+) {
+    match state {
+        TaskState::Active => counts.active += by,
+        TaskState::Preparing | TaskState::Running => counts.running += by,
+        TaskState::Completed => {
+            counts.completed += by;
+            match result {
+                Some(ExecutionResult::Failure) => counts.failed += by,
+                _ => counts.succeeded += by,
+            }
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! Read side: render the core's state as the wire models, and list with paging.
+
+use chrono::{DateTime, Utc};
+use openbatch_api::models::{
+    self as m, ImageReference, JobConstraints, OnAllTasksComplete, OnTaskFailure,
+    TaskSchedulingPolicy, NodeFillType,
+};
+
+use crate::state::{etag, Core, Job, Node, Pool, Task, TaskLocation};
+use crate::{id_key, CoreError};
+
+pub(crate) fn iso(t: DateTime<Utc>) -> String {
+    openbatch_api::time::iso8601(t)
+}
+
+/// How to build the `url` properties: the public base URL of the account.
+#[derive(Debug, Clone)]
+pub struct Urls {
+    pub base: String,
+}
+
+impl Urls {
+    fn pool(&self, id: &str) -> String {
+        format!("{}/pools/{}", self.base, id)
+    }
+    fn job(&self, id: &str) -> String {
+        format!("{}/jobs/{}", self.base, id)
+    }
+    fn task(&self, job: &str, task: &str) -> String {
+        format!("{}/jobs/{}/tasks/{}", self.base, job, task)
+    }
+    fn node(&self, pool: &str, node: &str) -> String {
+        format!("{}/pools/{}/nodes/{}", self.base, pool, node)
+    }
+}
+
+/// One page of a listing: the items and the key to continue after (the `$skiptoken`).
+#[derive(Debug, Clone)]
+pub struct ListPage<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Walk a key-ordered map after `after`, keep what `keep` accepts, stop at `limit`.
+fn page<'a, V: 'a, T>(
+    iter: impl Iterator<Item = (&'a String, &'a V)>,
+    limit: usize,
+    mut render: impl FnMut(&V) -> Option<T>,
+) -> ListPage<T> {
+    let mut items = Vec::new();
+    let mut next = None;
+    for (k, v) in iter {
+        if let Some(t) = render(v) {
+            if items.len() == limit {
+                break;
+            }
+            items.push(t);
+            next = Some(k.clone());
+        }
+    }
+    // Only hand out a continuation when there may be more.
+    if items.len() < limit {
+        next = None;
+    }
+    ListPage { items, next }
+}
+
+fn after<'a, V>(
+    map: &'a std::collections::BTreeMap<String, V>,
+    after: Option<&str>,
+) -> Box<dyn Iterator<Item = (&'a String, &'a V)> + 'a> {
+    match after {
+        Some(a) => Box::new(
+            map.range::<String, _>((
+                std::ops::Bound::Excluded(a.to_string()),
+                std::ops::Bound::Unbounded,
+            )),
+        ),
+        None => Box::new(map.iter()),
+    }
+}
+
+impl Core {
+    fn render_pool(&self, p: &Pool, urls: &Urls) -> m::Pool {
+        let (mut dedicated, mut low) = (0, 0);
+        for n in p.nodes.iter().filter_map(|n| self.nodes.get(n)) {
+            if n.dedicated {
+                dedicated += 1;
+            } else {
+                low += 1;
+            }
+        }
+        let s = &p.spec;
+        m::Pool {
+            id: s.id.clone(),
+            display_name: s.display_name.clone(),
+            url: urls.pool(&s.id),
+            e_tag: etag(p.version),
+            last_modified: p.last_modified,
+            creation_time: p.created,
+            state: p.state,
+            state_transition_time: p.state_time,
+            allocation_state: p.allocation_state,
+            allocation_state_transition_time: p.allocation_time,
+            vm_size: s.vm_size.clone(),
+            virtual_machine_configuration: s.virtual_machine_configuration.clone(),
+            resize_timeout: Some(s.resize_timeout.unwrap_or(openbatch_api::time::IsoDuration(
+                Some(std::time::Duration::from_secs(15 * 60)),
+            ))),
+            resize_errors: Vec::new(),
+            current_dedicated_nodes: dedicated,
+            current_low_priority_nodes: low,
+            target_dedicated_nodes: p.target_dedicated as i32,
+            target_low_priority_nodes: p.target_low_priority as i32,
+            enable_auto_scale: s.enable_auto_scale.unwrap_or(false),
+            auto_scale_formula: s.auto_scale_formula.clone(),
+            auto_scale_evaluation_interval: s.auto_scale_evaluation_interval,
+            enable_inter_node_communication: s.enable_inter_node_communication.unwrap_or(false),
+            network_configuration: s.network_configuration.clone(),
+            start_task: s.start_task.clone(),
+            application_package_references: s.application_package_references.clone(),
+            task_slots_per_node: p.slots_per_node() as i32,
+            task_scheduling_policy: s.task_scheduling_policy.unwrap_or(TaskSchedulingPolicy {
+                job_default_order: None,
+                node_fill_type: NodeFillType::Spread,
+            }),
+            user_accounts: s.user_accounts.clone(),
+            metadata: s.metadata.clone(),
+            mount_configuration: s.mount_configuration.clone(),
+            upgrade_policy: s.upgrade_policy.clone(),
+        }
+    }
+
+    pub fn pool(&self, id: &str, urls: &Urls) -> Result<m::Pool, CoreError> {
+        self.pools
+            .get(&id_key(id))
+            .map(|p| self.render_pool(p, urls))
+            .ok_or_else(|| CoreError::PoolNotFound(id.into()))
+    }
+
+    pub fn list_pools(
+        &self,
+        after_key: Option<&str>,
+        limit: usize,
+        urls: &Urls,
+        keep: &dyn Fn(&m::Pool) -> bool,
+    ) -> ListPage<m::Pool> {
+        page(after(&self.pools, after_key), limit, |p| {
+            Some(self.render_pool(p, urls)).filter(|v| keep(v))
+        })
+    }
+
+    fn render_job(&self, j: &Job, urls: &Urls) -> m::Job {
+        let s = &j.spec;
+        m::Job {
+            id: s.id.clone(),
+            display_name: s.display_name.clone(),
+            uses_task_dependencies: s.uses_task_dependencies.unwrap_or(false),
+            url: urls.job(&s.id),
+            e_tag: etag(j.version),
+            last_modified: j.last_modified,
+            creation_time: j.created,
+            state: j.state,
+            state_transition_time: j.state_time,
+            previous_state: j.previous_state.map(|p| p.0),
+            previous_state_transition_time: j.previous_state.map(|p| p.1),
+            priority: s.priority.unwrap_or(0),
+            allow_task_preemption: s.allow_task_preemption.unwrap_or(false),
+            max_parallel_tasks: s.max_parallel_tasks.unwrap_or(-1),
+            constraints: JobConstraints {
+                max_wall_clock_time: Some(
+                    s.constraints
+                        .and_then(|c| c.max_wall_clock_time)
+                        .unwrap_or(openbatch_api::time::IsoDuration::unbounded()),
+                ),
+                max_task_retry_count: Some(
+                    s.constraints.and_then(|c| c.max_task_retry_count).unwrap_or(0),
+                ),
+            },
+            job_manager_task: s.job_manager_task.clone(),
+            job_preparation_task: s.job_preparation_task.clone(),
+            job_release_task: s.job_release_task.clone(),
+            common_environment_settings: s.common_environment_settings.clone(),
+            pool_info: s.pool_info.clone(),
+            on_all_tasks_complete: s.on_all_tasks_complete.unwrap_or(OnAllTasksComplete::NoAction),
+            on_task_failure: s.on_task_failure.unwrap_or(OnTaskFailure::NoAction),
+            network_configuration: s.network_configuration.clone(),
+            metadata: s.metadata.clone(),
+            execution_info: Some(m::JobExecutionInfo {
+                start_time: j.created,
+                end_time: j.end_time,
+                pool_id: s.pool_info.pool_id.clone(),
+                scheduling_error: None,
+                terminate_reason: j.terminate_reason.clone(),
+            }),
+        }
+    }
+
+    pub fn job(&self, id: &str, urls: &Urls) -> Result<m::Job, CoreError> {
+        self.jobs
+            .get(&id_key(id))
+            .map(|j| self.render_job(j, urls))
+            .ok_or_else(|| CoreError::JobNotFound(id.into()))
+    }
+
+    pub fn list_jobs(
+        &self,
+        after_key: Option<&str>,
+        limit: usize,
+        urls: &Urls,
+        keep: &dyn Fn(&m::Job) -> bool,
+    ) -> ListPage<m::Job> {
+        page(after(&self.jobs, after_key), limit, |j| {
+            Some(self.render_job(j, urls)).filter(|v| keep(v))
+        })
+    }
+
+    pub fn task_counts(&self, job_id: &str) -> Result<m::TaskCountsResult, CoreError> {
+        let j = self
+            .jobs
+            .get(&id_key(job_id))
+            .ok_or_else(|| CoreError::JobNotFound(job_id.into()))?;
+        Ok(m::TaskCountsResult {
+            task_counts: j.counts,
+            task_slot_counts: j.slot_counts,
+        })
+    }
+
+    fn render_task(&self, j: &Job, t: &Task, urls: &Urls) -> m::Task {
+        let s = &t.spec;
+        let job_retries = j.spec.constraints.and_then(|c| c.max_task_retry_count);
+        let constraints = m::TaskConstraints {
+            max_wall_clock_time: Some(
+                s.constraints
+                    .and_then(|c| c.max_wall_clock_time)
+                    .unwrap_or(openbatch_api::time::IsoDuration::unbounded()),
+            ),
+            retention_time: Some(
+                s.constraints.and_then(|c| c.retention_time).unwrap_or(
+                    openbatch_api::time::IsoDuration(Some(std::time::Duration::from_secs(
+                        7 * 86_400,
+                    ))),
+                ),
+            ),
+            max_task_retry_count: Some(
+                s.constraints
+                    .and_then(|c| c.max_task_retry_count)
+                    .or(job_retries)
+                    .unwrap_or(0),
+            ),
+        };
+        let node_info = t.location.as_ref().map(|l| m::NodeInfo {
+            affinity_id: Some(l.node_id.clone()),
+            node_url: Some(urls.node(&l.pool_id, &l.node_id)),
+            pool_id: Some(l.pool_id.clone()),
+            node_id: Some(l.node_id.clone()),
+            task_root_directory: Some(l.task_dir.clone()),
+            task_root_directory_url: Some(format!(
+                "{}/files/{}",
+                urls.node(&l.pool_id, &l.node_id),
+                l.task_dir
+            )),
+        });
+        m::Task {
+            id: s.id.clone(),
+            display_name: s.display_name.clone(),
+            url: urls.task(&j.spec.id, &s.id),
+            e_tag: etag(t.version),
+            last_modified: t.last_modified,
+            creation_time: t.created,
+            exit_conditions: s.exit_conditions.clone(),
+            state: t.state,
+            state_transition_time: t.state_time,
+            previous_state: t.previous_state.map(|p| p.0),
+            previous_state_transition_time: t.previous_state.map(|p| p.1),
+            command_line: s.command_line.clone(),
+            container_settings: s.container_settings.clone(),
+            resource_files: s.resource_files.clone(),
+            output_files: s.output_files.clone(),
+            environment_settings: s.environment_settings.clone(),
+            affinity_info: s.affinity_info.clone(),
+            constraints,
+            required_slots: t.required_slots() as i32,
+            user_identity: s.user_identity.clone(),
+            execution_info: t.exec.clone(),
+            node_info,
+            multi_instance_settings: s.multi_instance_settings.clone(),
+            depends_on: s.depends_on.clone(),
+            application_package_references: s.application_package_references.clone(),
+        }
+    }
+
+    pub fn task(&self, job_id: &str, task_id: &str, urls: &Urls) -> Result<m::Task, CoreError> {
+        let (jk, tk) = self.find_task(job_id, task_id)?;
+        let j = &self.jobs[&jk];
+        Ok(self.render_task(j, &j.tasks[&tk], urls))
+    }
+
+    pub fn list_tasks(
+        &self,
+        job_id: &str,
+        after_key: Option<&str>,
+        limit: usize,
+        urls: &Urls,
+        keep: &dyn Fn(&m::Task) -> bool,
+    ) -> Result<ListPage<m::Task>, CoreError> {
+        let j = self
+            .jobs
+            .get(&id_key(job_id))
+            .ok_or_else(|| CoreError::JobNotFound(job_id.into()))?;
+        Ok(page(after(&j.tasks, after_key), limit, |t| {
+            Some(self.render_task(j, t, urls)).filter(|v| keep(v))
+        }))
+    }
+
+    /// Where a task's latest attempt ran, for its files.
+    pub fn task_location(&self, job_id: &str, task_id: &str) -> Result<Option<TaskLocation>, CoreError> {
+        let (jk, tk) = self.find_task(job_id, task_id)?;
+        Ok(self.jobs[&jk].tasks[&tk].location.clone())
+    }
+
+    fn render_node(&self, n: &Node, pool: &Pool, urls: &Urls) -> m::Node {
+        m::Node {
+            id: n.id.clone(),
+            url: urls.node(&pool.spec.id, &n.id),
+            state: n.state,
+            scheduling_state: n.scheduling,
+            state_transition_time: n.state_time,
+            last_boot_time: n.boot_time,
+            allocation_time: n.allocation_time,
+            ip_address: n.ip_address.clone(),
+            ipv6_address: String::new(),
+            affinity_id: n.id.clone(),
+            vm_size: n.vm_size.clone(),
+            total_tasks_run: n.total_tasks_run,
+            running_tasks_count: n.running.len() as i64,
+            running_task_slots_count: n.used_slots as i64,
+            total_tasks_succeeded: n.total_tasks_succeeded,
+            recent_tasks: n
+                .recent_tasks
+                .iter()
+                .cloned()
+                .map(|mut t| {
+                    if let (Some(j), Some(tid)) = (&t.job_id, &t.task_id) {
+                        t.task_url = Some(urls.task(j, tid));
+                    }
+                    t
+                })
+                .collect(),
+            start_task: pool.spec.start_task.clone(),
+            start_task_info: n.start_task_info.clone(),
+            errors: Vec::new(),
+            is_dedicated: n.dedicated,
+            node_agent_info: n.agent_version.as_ref().map(|v| m::NodeAgentInfo {
+                version: v.clone(),
+                last_update_time: n.boot_time,
+            }),
+            virtual_machine_info: m::VirtualMachineInfo {
+                image_reference: pool
+                    .spec
+                    .virtual_machine_configuration
+                    .as_ref()
+                    .map(|c| c.image_reference.clone())
+                    .or(Some(ImageReference {
+                        publisher: None,
+                        offer: None,
+                        sku: None,
+                        version: None,
+                        virtual_machine_image_id: None,
+                        exact_version: None,
+                    })),
+                scale_set_vm_resource_id: None,
+            },
+        }
+    }
+
+    pub fn node(&self, pool_id: &str, node_id: &str, urls: &Urls) -> Result<m::Node, CoreError> {
+        let pool = self
+            .pools
+            .get(&id_key(pool_id))
+            .ok_or_else(|| CoreError::PoolNotFound(pool_id.into()))?;
+        let n = self
+            .nodes
+            .get(node_id)
+            .filter(|n| pool.nodes.contains(&n.id))
+            .ok_or_else(|| CoreError::NodeNotFound(node_id.into()))?;
+        Ok(self.render_node(n, pool, urls))
+    }
+
+    pub fn list_nodes(
+        &self,
+        pool_id: &str,
+        after_key: Option<&str>,
+        limit: usize,
+        urls: &Urls,
+        keep: &dyn Fn(&m::Node) -> bool,
+    ) -> Result<ListPage<m::Node>, CoreError> {
+        let pool = self
+            .pools
+            .get(&id_key(pool_id))
+            .ok_or_else(|| CoreError::PoolNotFound(pool_id.into()))?;
+        let members: std::collections::BTreeMap<String, &Node> = pool
+            .nodes
+            .iter()
+            .filter_map(|n| self.nodes.get(n).map(|node| (n.clone(), node)))
+            .collect();
+        let iter: Box<dyn Iterator<Item = (&String, &&Node)>> = match after_key {
+            Some(a) => Box::new(members.range::<String, _>((
+                std::ops::Bound::Excluded(a.to_string()),
+                std::ops::Bound::Unbounded,
+            ))),
+            None => Box::new(members.iter()),
+        };
+        Ok(page(iter, limit, |n| {
+            Some(self.render_node(n, pool, urls)).filter(|v| keep(v))
+        }))
+    }
+
+    /// Whether a node exists and belongs to the pool (for the file API).
+    pub fn node_in_pool(&self, pool_id: &str, node_id: &str) -> Result<(), CoreError> {
+        self.node(pool_id, node_id, &Urls { base: String::new() }).map(|_| ())
+    }
+
+    /// Node ids the shell should expect agents for (after a restart).
+    pub fn node_ids(&self) -> Vec<(String, String)> {
+        self.nodes
+            .values()
+            .map(|n| (n.id.clone(), n.pool.clone()))
+            .collect()
+    }
+
+    /// The node's pool id and vm size, for the provider.
+    pub fn node_placement(&self, node_id: &str) -> Option<(String, String, bool, u32)> {
+        let n = self.nodes.get(node_id)?;
+        let pool = self.pools.get(&n.pool)?;
+        Some((pool.spec.id.clone(), n.vm_size.clone(), n.dedicated, n.slots))
+    }
+}
