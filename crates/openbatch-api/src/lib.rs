@@ -9,6 +9,7 @@
 //! It is not for behaviour: no state, no I/O, no scheduling. The core and the server
 //! translate between these types and their own.
 
+pub mod agent;
 pub mod auth;
 pub mod error;
 pub mod models;

@@ -1,13 +1,9 @@
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
-use openbatch_api::models::{
-    EnvironmentSetting, FailureInfo, JobCreate, OutputFile, PoolCreate, PoolResize, ResourceFile,
-    StartTask, TaskAddResult, TaskCreate,
-};
+pub use openbatch_api::agent::{RunResult, RunSpec};
+use openbatch_api::models::{JobCreate, PoolCreate, PoolResize, StartTask, TaskAddResult, TaskCreate};
 use serde::{Deserialize, Serialize};
 
-use crate::state::RunId;
+use openbatch_api::agent::RunId;
 
 /// Everything that can change the core: user commands, node and provider events, ticks.
 /// Inputs that changed state are journaled and replayed verbatim after a restart.
@@ -91,33 +87,6 @@ pub struct NodeHello {
     pub finished: Vec<(RunId, RunResult)>,
     /// Whether the pool start task already completed on this node (its last result).
     pub start_task: Option<RunResult>,
-}
-
-/// The outcome of one process run on a node, as the agent reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunResult {
-    pub start_time: DateTime<Utc>,
-    pub end_time: DateTime<Utc>,
-    pub exit_code: Option<i32>,
-    pub failure: Option<FailureInfo>,
-    /// The process never started (resource files could not be staged, the program was not found).
-    #[serde(default)]
-    pub pre_processing_error: bool,
-}
-
-/// What a node needs to run one task attempt. Built by the core so the agent stays dumb.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunSpec {
-    pub run: RunId,
-    pub job_id: String,
-    pub task_id: String,
-    pub command_line: String,
-    /// The job's common environment, then the task's own (later entries win).
-    pub environment: Vec<EnvironmentSetting>,
-    pub resource_files: Vec<ResourceFile>,
-    pub output_files: Vec<OutputFile>,
-    pub max_wall_clock: Option<Duration>,
-    pub required_slots: u32,
 }
 
 /// What the shell must do after an input was applied (and journaled).

@@ -13,7 +13,7 @@ use crate::CoreError;
 
 /// One attempt of a task on a node. Unique for the life of the service, so a late report of an
 /// old attempt can never be mistaken for the current one.
-pub type RunId = u64;
+pub use openbatch_api::agent::RunId;
 
 /// Tunables the shell passes in (from its config).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,3 +6,7 @@
 //! wall-clock limits and reports results. It never decides placement: it runs what it is told.
 
 pub mod runner;
+pub mod agent;
+mod files;
+
+pub use agent::{run_agent, AgentOptions, AGENT_VERSION};

@@ -1,0 +1,392 @@
+//! The task-execution engine of the node agent: runs one task (or start task, job preparation or
+//! release task) as a real process, the way an Azure Batch node does.
+//!
+//! A run goes: create the task and working directories, open `stdout.txt` and `stderr.txt`,
+//! split the command line (no shell, see `cmdline`), download the resource files into the working
+//! directory (`download`), then spawn the program in its own process group and supervise it
+//! (`process`) until it exits, a kill is requested, or its `maxWallClockTime` passes. The result
+//! is a [`RunOutcome`] shaped like Azure's `executionInfo`.
+//!
+//! What this module is not for: deciding anything. It does not retry a failed task (the server
+//! does, by `maxTaskRetryCount`), does not build the `AZ_BATCH_*` environment (the caller passes
+//! it in [`RunSpec::env`]) and does not know about the wire protocol.
+//!
+//! Outcome rules, in one place:
+//! * exit code 0: success, no failure.
+//! * non-zero exit, or death by a signal we did not send: `usererror` / `FailureExitCode`.
+//! * killed by [`RunHandle::kill`] or by the wall clock: `TaskEnded` (see [`codes`]), whatever the
+//!   process's own exit status was.
+//! * the process never ran because staging or spawning failed: `pre_processing_error` is set,
+//!   `exit_code` is `None`. A command line that does not parse and a program that is missing or
+//!   not executable count as such: Azure lists `CommandProgramNotFound` and `CommandLaunchFailed`
+//!   with the resource file errors, as things that stop a task from starting, and a retry cannot
+//!   fix them.
+//! * a kill or the wall clock during staging: `TaskEnded`, `exit_code` `None`, and *not* a
+//!   pre-processing error (nothing went wrong; the run was stopped).
+//! * `exit_code` of a process that died of a signal is `128 + signal`, as shells report it
+//!   (143 for SIGTERM, 137 for SIGKILL). Azure documents that a task it ended "may show an
+//!   operating system-defined exit code"; it reports one whenever the process ran, and so do we.
+
+mod cmdline;
+mod download;
+mod failure;
+mod process;
+mod sys;
+#[cfg(test)]
+mod tests;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+pub use failure::{codes, FailureCategory, FailureInfo};
+pub use process::KILL_GRACE;
+
+/// A file to download into the working directory before the task starts (Azure's
+/// `ResourceFile` with `httpUrl`; the server resolves `storageContainerUrl`/`autoStorageContainerName`
+/// into one of these per blob).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceFileSpec {
+    /// Where to GET the file. Usually carries a SAS token in its query string: never logged.
+    pub http_url: String,
+    /// Destination relative to the working directory; may name subdirectories, which are created.
+    /// Empty (or ending in `/`): the last segment of the URL's path is the file name.
+    pub file_path: String,
+    /// Octal permission bits such as `"0755"`; Azure's Linux default `0770` when `None`.
+    pub file_mode: Option<String>,
+}
+
+/// Everything needed to run one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSpec {
+    /// Azure Batch command line: split like a POSIX shell would, but never run through one.
+    /// `argv[0]` is looked up on `PATH`, or relative to `working_dir` when it contains a `/`.
+    pub command_line: String,
+    /// Where `stdout.txt` and `stderr.txt` go; created if missing.
+    pub task_dir: PathBuf,
+    /// The process's current directory (usually `task_dir/wd`) and where resource files land;
+    /// created if missing.
+    pub working_dir: PathBuf,
+    /// Added to the agent's own environment; a later entry for the same name wins.
+    pub env: Vec<(String, String)>,
+    /// Downloaded into `working_dir` before the process starts.
+    pub resource_files: Vec<ResourceFileSpec>,
+    /// Azure's `constraints.maxWallClockTime`, measured from the start of the run (resource file
+    /// downloads included). `None`: no limit.
+    pub max_wall_clock: Option<Duration>,
+}
+
+/// Why a run was killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KillReason {
+    /// A user ended the task: Terminate Task, or Terminate/Delete Job.
+    Terminated,
+    /// The run outlived [`RunSpec::max_wall_clock`]. The runner enforces that itself; callers
+    /// have no reason to send this.
+    MaxWallClockTimeExceeded,
+    /// The node is leaving the pool, rebooting or reimaging and the server will put the task back
+    /// to `active`; the outcome is for the record only.
+    Requeued,
+}
+
+/// How a run ended: the node-side half of Azure's `TaskExecutionInformation`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// When the run started (before resource files were staged).
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    /// The process's exit code, `128 + signal` if a signal ended it; `None` if it never ran.
+    pub exit_code: Option<i32>,
+    /// `None` exactly when the process exited with code 0 and was not killed.
+    pub failure: Option<FailureInfo>,
+    /// The process never ran because resource file staging, the command line or the spawn
+    /// failed. Azure does not retry such tasks.
+    pub pre_processing_error: bool,
+    /// Set when the run was killed, and why.
+    pub killed_by: Option<KillReason>,
+}
+
+impl RunOutcome {
+    /// Whether the run succeeded (Azure's `executionInfo.result = success`).
+    pub fn succeeded(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// Starts running `spec` in the background and returns its handle.
+///
+/// Must be called from within a Tokio runtime. The run continues if the handle is dropped:
+/// dropping never kills a task (the wall-clock limit still applies). The current `tracing` span
+/// (with the caller's `job_id`/`task_id` fields) is carried into the run's logs.
+pub fn start(spec: RunSpec) -> RunHandle {
+    let (kill_tx, kill_rx) = watch::channel(None);
+    let control = Arc::new(Control {
+        kill_tx,
+        pid: AtomicU32::new(0),
+    });
+    let join =
+        tokio::spawn(run(spec, Arc::clone(&control), kill_rx).instrument(tracing::Span::current()));
+    RunHandle { control, join }
+}
+
+/// A running (or finished) task. See [`start`].
+#[derive(Debug)]
+pub struct RunHandle {
+    control: Arc<Control>,
+    join: JoinHandle<RunOutcome>,
+}
+
+impl RunHandle {
+    /// Kills the task's whole process tree: SIGTERM to its process group, SIGKILL after
+    /// [`KILL_GRACE`]. During resource file staging it cancels the downloads and the process
+    /// never starts. Returns at once; [`RunHandle::wait`] reports the outcome. Only the first
+    /// kill counts; killing a finished run does nothing.
+    pub fn kill(&self, reason: KillReason) {
+        self.control.kill(reason);
+    }
+
+    /// The pid of the task's process, which is also its process group id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.control.pid()
+    }
+
+    /// A cloneable way to kill the run from elsewhere while another task awaits [`RunHandle::wait`].
+    pub fn killer(&self) -> RunKiller {
+        RunKiller {
+            control: Arc::clone(&self.control),
+        }
+    }
+
+    /// Whether the run has ended (so that `wait` returns at once).
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
+    /// Waits for the run to end. Dropping this future does not stop the run.
+    pub async fn wait(self) -> RunOutcome {
+        let start_time = Utc::now();
+        match self.join.await {
+            Ok(outcome) => outcome,
+            // Only a bug (a panic) or a runtime shutdown gets here; report it rather than panic.
+            Err(err) => RunOutcome {
+                start_time,
+                end_time: Utc::now(),
+                exit_code: None,
+                failure: Some(FailureInfo::internal(format!(
+                    "The task runner stopped unexpectedly: {err}"
+                ))),
+                pre_processing_error: false,
+                killed_by: None,
+            },
+        }
+    }
+}
+
+/// Kills a run and reads its pid; obtained from [`RunHandle::killer`].
+#[derive(Debug, Clone)]
+pub struct RunKiller {
+    control: Arc<Control>,
+}
+
+impl RunKiller {
+    /// See [`RunHandle::kill`].
+    pub fn kill(&self, reason: KillReason) {
+        self.control.kill(reason);
+    }
+
+    /// See [`RunHandle::pid`].
+    pub fn pid(&self) -> Option<u32> {
+        self.control.pid()
+    }
+}
+
+/// What the handle shares with the running task.
+#[derive(Debug)]
+struct Control {
+    /// The first kill request. The run holds the matching receiver.
+    kill_tx: watch::Sender<Option<KillReason>>,
+    /// The process's pid while it runs, 0 otherwise (no process has pid 0).
+    pid: AtomicU32,
+}
+
+impl Control {
+    fn kill(&self, reason: KillReason) {
+        self.kill_tx.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(reason);
+            true
+        });
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::Acquire)).filter(|pid| *pid != 0)
+    }
+}
+
+/// How the process part of a run ended.
+enum Ended {
+    Exited(process::Exited),
+    /// Killed (or out of time) before the process started.
+    KilledBeforeStart(KillReason),
+    /// The process could not be started.
+    NotStarted(FailureInfo),
+}
+
+async fn run(
+    spec: RunSpec,
+    control: Arc<Control>,
+    kill_rx: watch::Receiver<Option<KillReason>>,
+) -> RunOutcome {
+    let start_time = Utc::now();
+    let deadline = spec
+        .max_wall_clock
+        .and_then(|limit| Instant::now().checked_add(limit));
+    let ended = execute(&spec, control, kill_rx, deadline).await;
+    let end_time = Utc::now();
+    let outcome = match ended {
+        Ended::Exited(exited) => {
+            let exit_code = exited.exit_code();
+            let failure = match exited.killed_by {
+                Some(reason) => Some(FailureInfo::ended(reason, spec.max_wall_clock)),
+                None if exited.status.success() => None,
+                None => Some(FailureInfo::exit_code(exited.status.signal())),
+            };
+            RunOutcome {
+                start_time,
+                end_time,
+                exit_code: Some(exit_code),
+                failure,
+                pre_processing_error: false,
+                killed_by: exited.killed_by,
+            }
+        }
+        Ended::KilledBeforeStart(reason) => RunOutcome {
+            start_time,
+            end_time,
+            exit_code: None,
+            failure: Some(FailureInfo::ended(reason, spec.max_wall_clock)),
+            pre_processing_error: false,
+            killed_by: Some(reason),
+        },
+        Ended::NotStarted(failure) => RunOutcome {
+            start_time,
+            end_time,
+            exit_code: None,
+            failure: Some(failure),
+            pre_processing_error: true,
+            killed_by: None,
+        },
+    };
+    match &outcome.failure {
+        None => tracing::info!(exit_code = ?outcome.exit_code, "task run succeeded"),
+        Some(failure) => tracing::info!(
+            exit_code = ?outcome.exit_code,
+            code = %failure.code,
+            category = %failure.category,
+            message = %failure.message,
+            "task run failed"
+        ),
+    }
+    outcome
+}
+
+async fn execute(
+    spec: &RunSpec,
+    control: Arc<Control>,
+    mut kill_rx: watch::Receiver<Option<KillReason>>,
+    deadline: Option<Instant>,
+) -> Ended {
+    let prepared = tokio::select! {
+        prepared = prepare(spec) => prepared,
+        reason = process::kill_requested(&mut kill_rx) => return Ended::KilledBeforeStart(reason),
+        () = process::sleep_until(deadline) => return Ended::KilledBeforeStart(KillReason::MaxWallClockTimeExceeded),
+    };
+    let (command, program) = match prepared {
+        Ok(prepared) => prepared,
+        Err(failure) => return Ended::NotStarted(failure),
+    };
+    // A kill that raced with the end of staging wins over starting the process.
+    if let Some(reason) = *kill_rx.borrow() {
+        return Ended::KilledBeforeStart(reason);
+    }
+    match process::spawn_and_supervise(command, program, control, kill_rx, deadline).await {
+        Ok(exited) => Ended::Exited(exited),
+        Err(failure) => Ended::NotStarted(failure),
+    }
+}
+
+/// Directories, output files, command line and resource files: everything before the spawn.
+async fn prepare(spec: &RunSpec) -> Result<(tokio::process::Command, String), FailureInfo> {
+    for dir in [&spec.task_dir, &spec.working_dir] {
+        tokio::fs::create_dir_all(dir).await.map_err(|err| {
+            let code = if err.raw_os_error() == Some(libc::ENOSPC) {
+                codes::DISK_FULL
+            } else {
+                codes::RESOURCE_DIRECTORY_CREATE_FAILED
+            };
+            FailureInfo::server(
+                code,
+                format!(
+                    "Could not create the task directory '{}': {err}",
+                    dir.display()
+                ),
+            )
+        })?;
+    }
+    // Opened before anything can fail from here on, so that the file API always finds them.
+    let stdout = open_output(spec, "stdout.txt").await?;
+    let stderr = open_output(spec, "stderr.txt").await?;
+
+    let argv = cmdline::parse(&spec.command_line)?;
+    download::stage(&spec.working_dir, &spec.resource_files).await?;
+
+    let program = argv[0].clone();
+    let mut command =
+        tokio::process::Command::new(cmdline::resolve_program(&program, &spec.working_dir));
+    command
+        .args(&argv[1..])
+        .current_dir(&spec.working_dir)
+        .envs(spec.env.iter().map(|(name, value)| (name, value)))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        // Its own group, so that a kill reaches everything the task started.
+        .process_group(0)
+        .kill_on_drop(false);
+    Ok((command, program))
+}
+
+/// Creates (truncating) `task_dir/name` and hands it over as the process's stdout or stderr: the
+/// process writes to the file directly, nothing passes through the agent.
+async fn open_output(spec: &RunSpec, name: &str) -> Result<Stdio, FailureInfo> {
+    let path = spec.task_dir.join(name);
+    let file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .await
+        .map_err(|err| {
+            let code = if err.raw_os_error() == Some(libc::ENOSPC) {
+                codes::DISK_FULL
+            } else {
+                codes::RESOURCE_FILE_CREATE_FAILED
+            };
+            FailureInfo::server(
+                code,
+                format!("Could not create '{}': {err}", path.display()),
+            )
+        })?;
+    Ok(Stdio::from(file.into_std().await))
+}

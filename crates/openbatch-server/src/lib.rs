@@ -1,1 +1,20 @@
-//! openbatch-server
+//! The openbatch control plane's I/O shell.
+//!
+//! Around the sans-IO core it puts: the HTTP API (axum) with Shared Key authentication, the
+//! journal (group commit into SQLite), the node-agent protocol endpoint, the local node
+//! provider, and the clock. It moves bytes and carries out the core's effects; every decision
+//! about pools, jobs, tasks and placement is the core's.
+
+mod account;
+mod agents;
+mod config;
+mod engine;
+mod http;
+mod provider;
+mod server;
+mod tokens;
+pub mod vmsizes;
+
+pub use account::{read_credentials, Credentials};
+pub use config::{ServerConfig, DEFAULT_LISTEN};
+pub use server::{start, ServerHandle};

@@ -1,1 +1,160 @@
-fn main() {}
+//! `openbatch`: the one binary. A thin main that parses the command line and calls into the
+//! crates: `server` (openbatch-server), `node run|join` (openbatch-node), the resource
+//! commands and `quickstart` (the CLI in `cli/`, over openbatch-client).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "openbatch", version, about = "A self-hosted batch compute service that speaks the Azure Batch REST API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (control plane, REST API, local node provider).
+    Server(ServerArgs),
+    /// Node agent commands.
+    #[command(subcommand)]
+    Node(NodeCli),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Where state, credentials and local node directories live.
+    #[arg(long, env = "OPENBATCH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8771; port 0 picks a free port).
+    #[arg(long, env = "OPENBATCH_LISTEN")]
+    listen: Option<String>,
+    /// A TOML config file (see README).
+    #[arg(long, env = "OPENBATCH_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum NodeCli {
+    /// Join a pool of a server on another machine: `openbatch node join URL --token T --pool P`.
+    Join(JoinArgs),
+    /// Run a node agent for a provisioned node (used by the local provider).
+    #[command(hide = true)]
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct JoinArgs {
+    /// The server's URL, e.g. http://10.0.0.5:8771.
+    url: String,
+    /// A join token from `POST /openbatch/jointokens` (account owner only).
+    #[arg(long, env = "OPENBATCH_JOIN_TOKEN")]
+    token: String,
+    /// The pool to join.
+    #[arg(long)]
+    pool: String,
+    /// The node's root directory (AZ_BATCH_NODE_ROOT_DIR).
+    #[arg(long, default_value = "openbatch-node")]
+    root: PathBuf,
+    /// Task slots this node offers (default: the pool's taskSlotsPerNode).
+    #[arg(long)]
+    slots: Option<u32>,
+    /// The VM size to report (default: the pool's).
+    #[arg(long)]
+    vm_size: Option<String>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[arg(long)]
+    server: String,
+    #[arg(long)]
+    node_id: String,
+    #[arg(long)]
+    root: PathBuf,
+    #[arg(long)]
+    slots: Option<u32>,
+    #[arg(long, env = "OPENBATCH_JOIN_TOKEN", hide_env_values = true)]
+    token: String,
+    #[arg(long, env = "OPENBATCH_VM_SIZE")]
+    vm_size: Option<String>,
+}
+
+/// How long an agent keeps trying to reach a server that went away before it stops its tasks.
+const AGENT_GIVE_UP: Duration = Duration::from_secs(600);
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENBATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Server(args) => run_server(args).await,
+            Command::Node(NodeCli::Run(a)) => {
+                openbatch_node::run_agent(openbatch_node::AgentOptions {
+                    server_url: a.server,
+                    token: a.token,
+                    node_id: Some(a.node_id),
+                    pool_id: None,
+                    root_dir: a.root,
+                    vm_size: a.vm_size,
+                    slots: a.slots,
+                    give_up_after: AGENT_GIVE_UP,
+                })
+                .await
+            }
+            Command::Node(NodeCli::Join(a)) => {
+                openbatch_node::run_agent(openbatch_node::AgentOptions {
+                    server_url: a.url,
+                    token: a.token,
+                    node_id: None,
+                    pool_id: Some(a.pool),
+                    root_dir: a.root,
+                    vm_size: a.vm_size,
+                    slots: a.slots,
+                    give_up_after: AGENT_GIVE_UP,
+                })
+                .await
+            }
+        }
+    })
+}
+
+async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let mut cfg = openbatch_server::ServerConfig::load(args.config.as_deref())?;
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    let handle = openbatch_server::start(cfg).await?;
+    eprintln!(
+        "openbatch server listening on {} (credentials in {})",
+        handle.endpoint(),
+        handle.data_dir().join("credentials.json").display()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("shutting down");
+    handle.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! The node agent protocol: what agents and the server say over the agent's one long-lived
+//! WebSocket connection (`GET /agent/v1/connect`).
+//!
+//! Text frames carry one JSON [`AgentMsg`] or [`ServerMsg`]. File contents travel in binary
+//! frames: 8 bytes of request id (big endian), 1 byte flag (1 = last chunk), then the data.
+//! The first message on a connection is the agent's `Hello`; the server answers `Welcome` or
+//! `Refused`. Both sides check [`PROTOCOL_VERSION`].
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::models::{EnvironmentSetting, FailureInfo, OutputFile, ResourceFile, StartTask};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The header that carries the join token on the WebSocket upgrade request.
+pub const TOKEN_HEADER: &str = "x-openbatch-join-token";
+
+/// One attempt of a task on a node, unique for the life of the service.
+pub type RunId = u64;
+
+/// The outcome of one process run on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub start_time: DateTime<Utc>,
+    pub end_time: DateTime<Utc>,
+    pub exit_code: Option<i32>,
+    pub failure: Option<FailureInfo>,
+    /// The process never started (resource files could not be staged, the program was not found).
+    #[serde(default)]
+    pub pre_processing_error: bool,
+}
+
+/// What a node needs to run one task attempt. Built by the core so the agent stays dumb.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub run: RunId,
+    pub job_id: String,
+    pub task_id: String,
+    pub command_line: String,
+    /// The job's common environment, then the task's own (later entries win).
+    pub environment: Vec<EnvironmentSetting>,
+    pub resource_files: Vec<ResourceFile>,
+    pub output_files: Vec<OutputFile>,
+    pub max_wall_clock: Option<Duration>,
+    pub required_slots: u32,
+}
+
+/// A file or directory under the node root, as the agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path relative to the directory that was listed, with `/` separators.
+    pub name: String,
+    pub is_directory: bool,
+    pub size: u64,
+    pub modified: DateTime<Utc>,
+    pub created: Option<DateTime<Utc>>,
+    /// Octal mode, e.g. `100644`.
+    pub mode: String,
+}
+
+/// Why a file request failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileError {
+    NotFound,
+    /// The path tried to leave the node root, or is otherwise unacceptable.
+    Invalid(String),
+    Io(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum AgentMsg {
+    Hello {
+        protocol: u32,
+        agent_version: String,
+        /// Set when the node was provisioned (or has joined before) and knows its id.
+        node_id: Option<String>,
+        /// For `node join`: the pool to join.
+        pool_id: Option<String>,
+        vm_size: Option<String>,
+        slots: Option<u32>,
+        running: Vec<RunId>,
+        finished: Vec<(RunId, RunResult)>,
+        start_task: Option<RunResult>,
+    },
+    Heartbeat,
+    TaskFinished { run: RunId, result: RunResult },
+    StartTaskFinished { result: RunResult },
+    Files { req: u64, result: Result<Vec<FileEntry>, FileError> },
+    /// The answer to `ReadFile`: the file's properties, then (unless `head_only`) binary
+    /// frames with the bytes of the requested range.
+    FileMeta { req: u64, result: Result<FileEntry, FileError> },
+    Deleted { req: u64, result: Result<(), FileError> },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ServerMsg {
+    Welcome {
+        node_id: String,
+        pool_id: String,
+        account_name: String,
+        account_url: String,
+        dedicated: bool,
+        heartbeat_interval: Duration,
+    },
+    Refused { reason: String },
+    RunStartTask { start_task: StartTask },
+    RunTask { spec: Box<RunSpec> },
+    KillTask { run: RunId },
+    /// These results are durable on the server; the agent may forget them.
+    Ack { runs: Vec<RunId>, start_task: bool },
+    ListFiles { req: u64, path: String, recursive: bool },
+    ReadFile { req: u64, path: String, range: Option<(u64, Option<u64>)>, head_only: bool },
+    DeleteFile { req: u64, path: String, recursive: bool },
+    /// Leave the pool: stop running tasks and exit.
+    Shutdown,
+}
+
+/// Encode a binary file-data frame.
+pub fn encode_chunk(req: u64, last: bool, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + data.len());
+    out.extend_from_slice(&req.to_be_bytes());
+    out.push(u8::from(last));
+    out.extend_from_slice(data);
+    out
+}
+
+/// Decode a binary file-data frame: (request id, last, data).
+pub fn decode_chunk(frame: &[u8]) -> Option<(u64, bool, &[u8])> {
+    if frame.len() < 9 {
+        return None;
+    }
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&frame[..8]);
+    Some((u64::from_be_bytes(id), frame[8] == 1, &frame[9..]))
+}

@@ -1,0 +1,483 @@
+//! The agent's connection to the server: dial out, say Hello, run what it is told, report
+//! results until the server acknowledges them, and dial again when the connection drops.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use futures_util::{SinkExt, StreamExt};
+use openbatch_api::agent::{AgentMsg, RunId, RunResult, RunSpec, ServerMsg, PROTOCOL_VERSION, TOKEN_HEADER};
+use openbatch_api::models::{ErrorCategory, FailureInfo, NameValuePair, StartTask};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::files;
+use crate::runner::{self, KillReason, ResourceFileSpec, RunKiller, RunOutcome};
+
+pub const AGENT_VERSION: &str = concat!("openbatch-node/", env!("CARGO_PKG_VERSION"));
+
+/// Backoff between connection attempts, doubling up to the maximum.
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// `http://host:port` of the server.
+    pub server_url: String,
+    pub token: String,
+    /// Set for provisioned nodes; joined nodes learn theirs from the server.
+    pub node_id: Option<String>,
+    /// For `node join`: the pool to join.
+    pub pool_id: Option<String>,
+    /// The node root (`AZ_BATCH_NODE_ROOT_DIR`).
+    pub root_dir: PathBuf,
+    pub vm_size: Option<String>,
+    pub slots: Option<u32>,
+    /// Give up (and stop every task) after this long without reaching the server.
+    pub give_up_after: Duration,
+}
+
+/// What the node knows about itself once welcomed.
+#[derive(Debug, Clone, Default)]
+struct Identity {
+    node_id: String,
+    pool_id: String,
+    account_name: String,
+    account_url: String,
+    dedicated: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    identity: Identity,
+    running: HashMap<RunId, RunKiller>,
+    /// Finished runs the server has not acknowledged yet, in finishing order.
+    unacked: BTreeMap<u64, (RunId, RunResult)>,
+    next_order: u64,
+    start_task_unacked: Option<RunResult>,
+    start_task_running: bool,
+    /// The live connection's outbox, if any.
+    outbox: Option<mpsc::UnboundedSender<Message>>,
+}
+
+type State = Arc<Mutex<Shared>>;
+
+fn lock(s: &State) -> std::sync::MutexGuard<'_, Shared> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn send(s: &State, msg: &AgentMsg) {
+    if let Ok(text) = serde_json::to_string(msg) {
+        if let Some(tx) = &lock(s).outbox {
+            let _ = tx.send(Message::Text(text.into()));
+        }
+    }
+}
+
+/// Run the agent until the server tells it to leave, refuses it, or cannot be reached.
+pub async fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
+    for d in ["applications", "fsmounts", "shared", "startup", "volatile", "workitems"] {
+        std::fs::create_dir_all(opts.root_dir.join(d))
+            .with_context(|| format!("creating {}", opts.root_dir.join(d).display()))?;
+    }
+    let root = opts.root_dir.canonicalize()?;
+    let state: State = Arc::new(Mutex::new(Shared::default()));
+    let url = ws_url(&opts.server_url)?;
+    let mut backoff = RECONNECT_MIN;
+    let mut last_contact = tokio::time::Instant::now();
+    let mut node_id = opts.node_id.clone();
+    loop {
+        match connect_once(&opts, &url, &root, &state, &mut node_id).await {
+            Ok(Session::Shutdown) => {
+                tracing::info!("the server asked this node to leave; stopping");
+                kill_all(&state, KillReason::Requeued);
+                return Ok(());
+            }
+            Ok(Session::Dropped) => {
+                last_contact = tokio::time::Instant::now();
+                backoff = RECONNECT_MIN;
+            }
+            Err(ConnectError::Refused(reason)) => {
+                kill_all(&state, KillReason::Requeued);
+                bail!("the server refused this node: {reason}");
+            }
+            Err(ConnectError::Unreachable(e)) => {
+                if last_contact.elapsed() > opts.give_up_after {
+                    kill_all(&state, KillReason::Requeued);
+                    bail!(
+                        "could not reach the server at {} for {:?} ({e}); giving up",
+                        opts.server_url,
+                        opts.give_up_after
+                    );
+                }
+                tracing::debug!(error = %e, "server unreachable; retrying");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RECONNECT_MAX);
+    }
+}
+
+fn kill_all(state: &State, reason: KillReason) {
+    for k in lock(state).running.values() {
+        k.kill(reason);
+    }
+}
+
+fn ws_url(server: &str) -> anyhow::Result<String> {
+    let base = server.trim_end_matches('/');
+    let rest = if let Some(r) = base.strip_prefix("http://") {
+        format!("ws://{r}")
+    } else if let Some(r) = base.strip_prefix("https://") {
+        format!("wss://{r}")
+    } else {
+        bail!("the server URL must start with http:// or https://, got '{server}'")
+    };
+    Ok(format!("{rest}/agent/v1/connect"))
+}
+
+enum Session {
+    Shutdown,
+    Dropped,
+}
+
+enum ConnectError {
+    Refused(String),
+    Unreachable(String),
+}
+
+async fn connect_once(
+    opts: &AgentOptions,
+    url: &str,
+    root: &Path,
+    state: &State,
+    node_id: &mut Option<String>,
+) -> Result<Session, ConnectError> {
+    let unreachable = |e: &dyn std::fmt::Display| ConnectError::Unreachable(e.to_string());
+    let mut req = url.into_client_request().map_err(|e| unreachable(&e))?;
+    req.headers_mut().insert(
+        TOKEN_HEADER,
+        opts.token.parse().map_err(|_| ConnectError::Refused("the join token is not a valid header value".into()))?,
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let (mut sink, mut stream) = ws.split();
+    let hello = {
+        let s = lock(state);
+        AgentMsg::Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_version: AGENT_VERSION.into(),
+            node_id: node_id.clone(),
+            pool_id: opts.pool_id.clone(),
+            vm_size: opts.vm_size.clone(),
+            slots: opts.slots,
+            running: s.running.keys().copied().collect(),
+            finished: s.unacked.values().cloned().collect(),
+            start_task: None,
+        }
+    };
+    let text = serde_json::to_string(&hello).map_err(|e| unreachable(&e))?;
+    sink.send(Message::Text(text.into()))
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let welcome = match stream.next().await {
+        Some(Ok(Message::Text(t))) => serde_json::from_str::<ServerMsg>(&t).ok(),
+        Some(Ok(Message::Close(_))) | None => None,
+        _ => None,
+    };
+    let heartbeat = match welcome {
+        Some(ServerMsg::Welcome {
+            node_id: id,
+            pool_id,
+            account_name,
+            account_url,
+            dedicated,
+            heartbeat_interval,
+        }) => {
+            *node_id = Some(id.clone());
+            lock(state).identity = Identity {
+                node_id: id,
+                pool_id,
+                account_name,
+                account_url,
+                dedicated,
+            };
+            heartbeat_interval
+        }
+        Some(ServerMsg::Refused { reason }) => return Err(ConnectError::Refused(reason)),
+        _ => return Err(ConnectError::Unreachable("no welcome from the server".into())),
+    };
+    tracing::info!(node_id = ?node_id, "connected to the server");
+    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+    {
+        let mut s = lock(state);
+        s.outbox = Some(tx.clone());
+        if let Some(result) = s.start_task_unacked.clone() {
+            if let Ok(t) = serde_json::to_string(&AgentMsg::StartTaskFinished { result }) {
+                let _ = tx.send(Message::Text(t.into()));
+            }
+        }
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            if sink.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut ticker = tokio::time::interval(heartbeat.max(Duration::from_millis(100)));
+    let outcome = loop {
+        tokio::select! {
+            _ = ticker.tick() => send(state, &AgentMsg::Heartbeat),
+            msg = stream.next() => {
+                let msg = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break Session::Dropped,
+                    Some(Ok(_)) => continue,
+                };
+                let Ok(msg) = serde_json::from_str::<ServerMsg>(&msg) else {
+                    tracing::warn!("an unreadable message from the server was ignored");
+                    continue;
+                };
+                if let ServerMsg::Shutdown = msg {
+                    break Session::Shutdown;
+                }
+                handle(msg, root, state);
+            }
+        }
+    };
+    lock(state).outbox = None;
+    writer.abort();
+    Ok(outcome)
+}
+
+fn handle(msg: ServerMsg, root: &Path, state: &State) {
+    match msg {
+        ServerMsg::RunTask { spec } => start_task(*spec, root, state),
+        ServerMsg::RunStartTask { start_task } => run_start_task(start_task, root, state),
+        ServerMsg::KillTask { run } => {
+            if let Some(k) = lock(state).running.get(&run) {
+                k.kill(KillReason::Terminated);
+            }
+        }
+        ServerMsg::Ack { runs, start_task } => {
+            let mut s = lock(state);
+            s.unacked.retain(|_, (r, _)| !runs.contains(r));
+            if start_task {
+                s.start_task_unacked = None;
+            }
+        }
+        ServerMsg::ListFiles { req, path, recursive } => {
+            let root = root.to_path_buf();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let result = files::list(&root, &path, recursive).await;
+                send(&state, &AgentMsg::Files { req, result });
+            });
+        }
+        ServerMsg::DeleteFile { req, path, recursive } => {
+            let root = root.to_path_buf();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let result = files::delete(&root, &path, recursive).await;
+                send(&state, &AgentMsg::Deleted { req, result });
+            });
+        }
+        ServerMsg::ReadFile { req, path, range, head_only } => {
+            let root = root.to_path_buf();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let outbox = lock(&state).outbox.clone();
+                if let Some(outbox) = outbox {
+                    files::read(&root, &path, range, head_only, req, &outbox).await;
+                }
+            });
+        }
+        ServerMsg::Welcome { .. } | ServerMsg::Refused { .. } | ServerMsg::Shutdown => {}
+    }
+}
+
+/// The `AZ_BATCH_*` environment of every task on this node.
+fn node_env(root: &Path, id: &Identity) -> Vec<(String, String)> {
+    let r = root.display().to_string();
+    vec![
+        ("AZ_BATCH_ACCOUNT_NAME".into(), id.account_name.clone()),
+        ("AZ_BATCH_ACCOUNT_URL".into(), id.account_url.clone()),
+        ("AZ_BATCH_POOL_ID".into(), id.pool_id.clone()),
+        ("AZ_BATCH_NODE_ID".into(), id.node_id.clone()),
+        ("AZ_BATCH_NODE_IS_DEDICATED".into(), id.dedicated.to_string()),
+        ("AZ_BATCH_NODE_ROOT_DIR".into(), r.clone()),
+        ("AZ_BATCH_NODE_SHARED_DIR".into(), format!("{r}/shared")),
+        ("AZ_BATCH_NODE_STARTUP_DIR".into(), format!("{r}/startup")),
+        ("AZ_BATCH_NODE_MOUNTS_DIR".into(), format!("{r}/fsmounts")),
+    ]
+}
+
+fn resource_files(files: &[openbatch_api::models::ResourceFile]) -> Result<Vec<ResourceFileSpec>, String> {
+    files
+        .iter()
+        .map(|f| match &f.http_url {
+            Some(url) => Ok(ResourceFileSpec {
+                http_url: url.clone(),
+                file_path: f.file_path.clone().unwrap_or_default(),
+                file_mode: f.file_mode.clone(),
+            }),
+            None => Err(
+                "only httpUrl resource files are supported by this openbatch version (storageContainerUrl and autoStorageContainerName are not yet)"
+                    .to_string(),
+            ),
+        })
+        .collect()
+}
+
+fn to_result(o: RunOutcome) -> RunResult {
+    RunResult {
+        start_time: o.start_time,
+        end_time: o.end_time,
+        exit_code: o.exit_code,
+        failure: o.failure.map(|f| FailureInfo {
+            category: match f.category {
+                runner::FailureCategory::UserError => ErrorCategory::UserError,
+                runner::FailureCategory::ServerError => ErrorCategory::ServerError,
+            },
+            code: Some(f.code),
+            message: Some(f.message),
+            details: f
+                .details
+                .into_iter()
+                .map(|(n, v)| NameValuePair {
+                    name: Some(n),
+                    value: Some(v),
+                })
+                .collect(),
+        }),
+        pre_processing_error: o.pre_processing_error,
+    }
+}
+
+fn unsupported_result(message: String) -> RunResult {
+    let now = chrono::Utc::now();
+    RunResult {
+        start_time: now,
+        end_time: now,
+        exit_code: None,
+        failure: Some(FailureInfo {
+            category: ErrorCategory::UserError,
+            code: Some("ResourceFileUnsupported".into()),
+            message: Some(message),
+            details: Vec::new(),
+        }),
+        pre_processing_error: true,
+    }
+}
+
+fn finish_task(state: &State, run: RunId, result: RunResult) {
+    let mut s = lock(state);
+    s.running.remove(&run);
+    let order = s.next_order;
+    s.next_order += 1;
+    s.unacked.insert(order, (run, result.clone()));
+    if let Some(tx) = &s.outbox {
+        if let Ok(t) = serde_json::to_string(&AgentMsg::TaskFinished { run, result }) {
+            let _ = tx.send(Message::Text(t.into()));
+        }
+    }
+}
+
+fn start_task(spec: RunSpec, root: &Path, state: &State) {
+    let run = spec.run;
+    if lock(state).running.contains_key(&run) {
+        return;
+    }
+    let task_dir = root
+        .join("workitems")
+        .join(&spec.job_id)
+        .join("job-1")
+        .join(&spec.task_id);
+    let files = match resource_files(&spec.resource_files) {
+        Ok(f) => f,
+        Err(m) => return finish_task(state, run, unsupported_result(m)),
+    };
+    let mut env = node_env(root, &lock(state).identity);
+    env.extend([
+        ("AZ_BATCH_JOB_ID".into(), spec.job_id.clone()),
+        ("AZ_BATCH_TASK_ID".into(), spec.task_id.clone()),
+        ("AZ_BATCH_TASK_DIR".into(), task_dir.display().to_string()),
+        ("AZ_BATCH_TASK_WORKING_DIR".into(), task_dir.join("wd").display().to_string()),
+    ]);
+    env.extend(
+        spec.environment
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())),
+    );
+    let span = tracing::info_span!("task", job_id = %spec.job_id, task_id = %spec.task_id, run);
+    let _enter = span.enter();
+    let handle = runner::start(runner::RunSpec {
+        command_line: spec.command_line,
+        working_dir: task_dir.join("wd"),
+        task_dir,
+        env,
+        resource_files: files,
+        max_wall_clock: spec.max_wall_clock,
+    });
+    lock(state).running.insert(run, handle.killer());
+    let state = state.clone();
+    tokio::spawn(async move {
+        let outcome = handle.wait().await;
+        finish_task(&state, run, to_result(outcome));
+    });
+}
+
+fn run_start_task(st: StartTask, root: &Path, state: &State) {
+    {
+        let mut s = lock(state);
+        if s.start_task_running {
+            return;
+        }
+        s.start_task_running = true;
+    }
+    let dir = root.join("startup");
+    let files = match resource_files(&st.resource_files) {
+        Ok(f) => f,
+        Err(m) => {
+            let result = unsupported_result(m);
+            let mut s = lock(state);
+            s.start_task_running = false;
+            s.start_task_unacked = Some(result.clone());
+            drop(s);
+            return send(state, &AgentMsg::StartTaskFinished { result });
+        }
+    };
+    let mut env = node_env(root, &lock(state).identity);
+    env.extend([
+        ("AZ_BATCH_TASK_DIR".into(), dir.display().to_string()),
+        ("AZ_BATCH_TASK_WORKING_DIR".into(), dir.join("wd").display().to_string()),
+    ]);
+    env.extend(
+        st.environment_settings
+            .iter()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())),
+    );
+    let handle = runner::start(runner::RunSpec {
+        command_line: st.command_line,
+        working_dir: dir.join("wd"),
+        task_dir: dir,
+        env,
+        resource_files: files,
+        max_wall_clock: None,
+    });
+    let state = state.clone();
+    tokio::spawn(async move {
+        let result = to_result(handle.wait().await);
+        {
+            let mut s = lock(&state);
+            s.start_task_running = false;
+            s.start_task_unacked = Some(result.clone());
+        }
+        send(&state, &AgentMsg::StartTaskFinished { result });
+    });
+}

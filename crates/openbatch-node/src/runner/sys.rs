@@ -1,0 +1,68 @@
+//! The few raw libc calls the runner needs, each a small wrapper with its safety argument.
+//! Everything else in the runner is safe code.
+
+use std::io;
+
+/// Makes the kernel SIGKILL the child when the thread that forked it dies, so that a crashed or
+/// killed agent does not leave its tasks running unsupervised (Linux only; a no-op elsewhere).
+///
+/// The "parent" of `PR_SET_PDEATHSIG` is the forking *thread*, not the process: see
+/// `process::spawner`, which forks every task from one thread that lives as long as the agent.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub(super) fn kill_child_when_agent_dies(command: &mut tokio::process::Command) {
+    let agent_pid = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // operations are allowed. It makes two plain syscalls (prctl, getppid), which neither
+    // allocate nor take locks, and builds its errors from raw errno values without allocating.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) == -1
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // If the agent died between fork and prctl the signal will never come: don't start
+            // an orphan.
+            if u32::try_from(libc::getppid()).ok() != Some(agent_pid) {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn kill_child_when_agent_dies(_command: &mut tokio::process::Command) {}
+
+/// Sends `signal` to every process in the process group `pgid` (the task's group: its leader's
+/// pid, since tasks are spawned with `process_group(0)`). `signal` 0 only probes.
+#[allow(unsafe_code)]
+pub(super) fn signal_group(pgid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pgid =
+        libc::pid_t::try_from(pgid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // killpg(0) would signal the agent's own group and pgid 1 is init's: never valid task groups.
+    if pgid <= 1 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: killpg takes plain integers and touches no memory of ours; the only hazard, hitting
+    // the wrong processes, is excluded above for the agent's group and init's.
+    if unsafe { libc::killpg(pgid, signal) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether any process (zombies included) is still in the process group `pgid`.
+pub(super) fn group_exists(pgid: u32) -> bool {
+    match signal_group(pgid, 0) {
+        Ok(()) => true,
+        // EPERM means there are members we may not signal: they exist.
+        Err(err) => err.raw_os_error() == Some(libc::EPERM),
+    }
+}

@@ -1,0 +1,418 @@
+//! Node agent connections: the registry of live connections, the per-connection loop that
+//! turns agent messages into core inputs, and file requests multiplexed over the connection.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use openbatch_api::agent::{
+    decode_chunk, AgentMsg, FileEntry, FileError, ServerMsg, PROTOCOL_VERSION,
+};
+use openbatch_core::{Input, NodeHello, Reply};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::server::AppState;
+use crate::tokens::TokenOwner;
+
+/// How long a file request may wait for the agent before the API answers an error.
+const FILE_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Chunks of a file read buffered between the agent connection and the HTTP response.
+const FILE_CHUNKS_BUFFERED: usize = 16;
+
+enum PendingReq {
+    List(oneshot::Sender<Result<Vec<FileEntry>, FileError>>),
+    Read {
+        meta: Option<oneshot::Sender<Result<FileEntry, FileError>>>,
+        data: Option<mpsc::Sender<Bytes>>,
+    },
+    Delete(oneshot::Sender<Result<(), FileError>>),
+}
+
+struct Conn {
+    id: u64,
+    tx: mpsc::UnboundedSender<Message>,
+}
+
+pub(crate) struct Agents {
+    conns: Mutex<HashMap<String, Conn>>,
+    pending: Mutex<HashMap<u64, (String, PendingReq)>>,
+    next: AtomicU64,
+}
+
+/// Why a file request could not be answered.
+#[derive(Debug)]
+pub(crate) enum FileReqError {
+    NotConnected,
+    TimedOut,
+    File(FileError),
+}
+
+impl Agents {
+    pub(crate) fn new() -> Self {
+        Self {
+            conns: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<String, Conn>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (String, PendingReq)>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Send a message to a node's agent; false if it is not connected.
+    pub(crate) fn send(&self, node: &str, msg: &ServerMsg) -> bool {
+        let Ok(text) = serde_json::to_string(msg) else {
+            return false;
+        };
+        match self.conns().get(node) {
+            Some(c) => c.tx.send(Message::Text(text.into())).is_ok(),
+            None => false,
+        }
+    }
+
+    fn request(&self, node: &str, req: PendingReq, msg: impl FnOnce(u64) -> ServerMsg) -> Result<u64, FileReqError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.pending().insert(id, (node.to_string(), req));
+        if !self.send(node, &msg(id)) {
+            self.pending().remove(&id);
+            return Err(FileReqError::NotConnected);
+        }
+        Ok(id)
+    }
+
+    pub(crate) async fn list_files(
+        &self,
+        node: &str,
+        path: &str,
+        recursive: bool,
+    ) -> Result<Vec<FileEntry>, FileReqError> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.request(node, PendingReq::List(tx), |req| ServerMsg::ListFiles {
+            req,
+            path: path.to_string(),
+            recursive,
+        })?;
+        self.await_reply(id, rx).await
+    }
+
+    pub(crate) async fn delete_file(&self, node: &str, path: &str, recursive: bool) -> Result<(), FileReqError> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.request(node, PendingReq::Delete(tx), |req| ServerMsg::DeleteFile {
+            req,
+            path: path.to_string(),
+            recursive,
+        })?;
+        self.await_reply(id, rx).await
+    }
+
+    /// Ask for a file's properties and, unless `head_only`, a stream of its bytes.
+    pub(crate) async fn read_file(
+        &self,
+        node: &str,
+        path: &str,
+        range: Option<(u64, Option<u64>)>,
+        head_only: bool,
+    ) -> Result<(FileEntry, Option<mpsc::Receiver<Bytes>>), FileReqError> {
+        let (meta_tx, meta_rx) = oneshot::channel();
+        let (data_tx, data_rx) = mpsc::channel(FILE_CHUNKS_BUFFERED);
+        let id = self.request(
+            node,
+            PendingReq::Read {
+                meta: Some(meta_tx),
+                data: (!head_only).then_some(data_tx),
+            },
+            |req| ServerMsg::ReadFile {
+                req,
+                path: path.to_string(),
+                range,
+                head_only,
+            },
+        )?;
+        let meta = self.await_reply(id, meta_rx).await?;
+        Ok((meta, (!head_only).then_some(data_rx)))
+    }
+
+    async fn await_reply<T>(
+        &self,
+        id: u64,
+        rx: oneshot::Receiver<Result<T, FileError>>,
+    ) -> Result<T, FileReqError> {
+        match tokio::time::timeout(FILE_REQUEST_TIMEOUT, rx).await {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(e))) => Err(FileReqError::File(e)),
+            Ok(Err(_)) => Err(FileReqError::NotConnected),
+            Err(_) => {
+                self.pending().remove(&id);
+                Err(FileReqError::TimedOut)
+            }
+        }
+    }
+
+    fn on_file_msg(&self, msg: AgentMsg) {
+        match msg {
+            AgentMsg::Files { req, result } => {
+                if let Some((_, PendingReq::List(tx))) = self.pending().remove(&req) {
+                    let _ = tx.send(result);
+                }
+            }
+            AgentMsg::Deleted { req, result } => {
+                if let Some((_, PendingReq::Delete(tx))) = self.pending().remove(&req) {
+                    let _ = tx.send(result);
+                }
+            }
+            AgentMsg::FileMeta { req, result } => {
+                let mut pending = self.pending();
+                let done = result.is_err();
+                if let Some((_, PendingReq::Read { meta, data })) = pending.get_mut(&req) {
+                    if let Some(tx) = meta.take() {
+                        let _ = tx.send(result);
+                    }
+                    if done || data.is_none() {
+                        pending.remove(&req);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_chunk(&self, frame: &[u8]) {
+        let Some((req, last, data)) = decode_chunk(frame) else {
+            return;
+        };
+        let tx = {
+            let mut pending = self.pending();
+            let tx = match pending.get(&req) {
+                Some((_, PendingReq::Read { data: Some(tx), .. })) => tx.clone(),
+                _ => return,
+            };
+            if last {
+                pending.remove(&req);
+            }
+            tx
+        };
+        if !data.is_empty() {
+            // A reader that went away (client hung up) just drops the rest.
+            let _ = tx.send(Bytes::copy_from_slice(data)).await;
+        }
+    }
+
+    /// Fail every request waiting on a node whose connection is gone.
+    fn fail_pending(&self, node: &str) {
+        self.pending().retain(|_, (n, _)| n != node);
+    }
+}
+
+/// One agent connection, from `Hello` to close.
+pub(crate) async fn serve_agent(state: Arc<AppState>, socket: WebSocket, token: String, peer: SocketAddr) {
+    let (mut sink, mut stream) = socket.split();
+    let refuse = |reason: String| Message::Text(
+        serde_json::to_string(&ServerMsg::Refused { reason }).unwrap_or_default().into(),
+    );
+    let local_token = state.provider.token().to_string();
+    let Some(owner) = state.tokens.check(&token, &local_token) else {
+        tracing::warn!(%peer, "a node agent presented an unknown or revoked join token; refused");
+        let _ = sink.send(refuse("unknown or revoked join token".into())).await;
+        return;
+    };
+    // The first message must be Hello.
+    let hello = match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str::<AgentMsg>(&t).ok(),
+        _ => None,
+    };
+    let Some(AgentMsg::Hello {
+        protocol,
+        agent_version,
+        node_id,
+        pool_id,
+        vm_size,
+        slots,
+        running,
+        finished,
+        start_task,
+    }) = hello
+    else {
+        let _ = sink.send(refuse("expected Hello as the first message".into())).await;
+        return;
+    };
+    if protocol != PROTOCOL_VERSION {
+        let _ = sink
+            .send(refuse(format!(
+                "agent protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}"
+            )))
+            .await;
+        return;
+    }
+    let node_id = match (node_id, pool_id) {
+        (Some(id), _) => {
+            if state.engine.read().node_placement(&id).is_none() {
+                tracing::warn!(node_id = %id, %peer, "an agent for a node that is not in any pool; refused");
+                let _ = sink.send(refuse(format!("node '{id}' is not part of any pool"))).await;
+                return;
+            }
+            if owner != TokenOwner::Local && !id.ends_with("_j") {
+                let _ = sink.send(refuse("this token cannot act for a provisioned node".into())).await;
+                return;
+            }
+            id
+        }
+        (None, Some(pool)) => {
+            match state
+                .engine
+                .submit(Input::JoinNode {
+                    pool: pool.clone(),
+                    vm_size: vm_size.unwrap_or_default(),
+                    slots_hint: slots,
+                })
+                .await
+            {
+                Ok(applied) => match applied.reply {
+                    Reply::Joined { node } => node,
+                    _ => return,
+                },
+                Err(e) => {
+                    let _ = sink.send(refuse(format!("cannot join pool '{pool}': {e}"))).await;
+                    return;
+                }
+            }
+        }
+        (None, None) => {
+            let _ = sink.send(refuse("Hello needs a node id or a pool id".into())).await;
+            return;
+        }
+    };
+    let Some((pool_id, _vm, dedicated, _slots)) = state.engine.read().node_placement(&node_id) else {
+        return;
+    };
+    // Register the connection, replacing any older one for the same node.
+    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+    let conn_id = state.agents.next.fetch_add(1, Ordering::Relaxed);
+    state
+        .agents
+        .conns()
+        .insert(node_id.clone(), Conn { id: conn_id, tx: tx.clone() });
+    let welcome = ServerMsg::Welcome {
+        node_id: node_id.clone(),
+        pool_id,
+        account_name: state.account_name.clone(),
+        account_url: state.public_url.clone().unwrap_or_else(|| state.provider.server_url().to_string()),
+        dedicated,
+        heartbeat_interval: state.config.heartbeat_interval,
+    };
+    let _ = tx.send(Message::Text(serde_json::to_string(&welcome).unwrap_or_default().into()));
+    let writer = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            if sink.send(m).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    tracing::info!(node_id = %node_id, %peer, "node agent connected");
+    let acked: Vec<u64> = finished.iter().map(|(r, _)| *r).collect();
+    let had_start_task = start_task.is_some();
+    let pending = state.engine.submit_nowait(Input::NodeConnected(NodeHello {
+        node: node_id.clone(),
+        ip_address: peer.ip().to_string(),
+        agent_version,
+        running,
+        finished,
+        start_task,
+    }));
+    ack_when_durable(&tx, pending, acked, had_start_task);
+
+    // Agents heartbeat; silence for three intervals means the connection is dead.
+    let silence = state.config.heartbeat_interval * 3 + Duration::from_secs(1);
+    loop {
+        let msg = match tokio::time::timeout(silence, stream.next()).await {
+            Ok(Some(Ok(m))) => m,
+            Ok(Some(Err(_))) | Ok(None) => break,
+            Err(_) => {
+                tracing::warn!(node_id = %node_id, "no heartbeat from the node agent; closing its connection");
+                break;
+            }
+        };
+        match msg {
+            Message::Text(t) => {
+                let Ok(m) = serde_json::from_str::<AgentMsg>(&t) else {
+                    tracing::warn!(node_id = %node_id, "an unreadable message from the agent was ignored");
+                    continue;
+                };
+                match m {
+                    AgentMsg::Heartbeat => {}
+                    AgentMsg::TaskFinished { run, result } => {
+                        let pending = state.engine.submit_nowait(Input::TaskCompleted {
+                            node: node_id.clone(),
+                            run,
+                            result,
+                        });
+                        ack_when_durable(&tx, pending, vec![run], false);
+                    }
+                    AgentMsg::StartTaskFinished { result } => {
+                        let pending = state.engine.submit_nowait(Input::StartTaskCompleted {
+                            node: node_id.clone(),
+                            result,
+                        });
+                        ack_when_durable(&tx, pending, Vec::new(), true);
+                    }
+                    AgentMsg::Hello { .. } => {}
+                    other => state.agents.on_file_msg(other),
+                }
+            }
+            Message::Binary(b) => state.agents.on_chunk(&b).await,
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    // Only the newest connection of a node may mark it disconnected.
+    let current = {
+        let mut conns = state.agents.conns();
+        match conns.get(&node_id) {
+            Some(c) if c.id == conn_id => {
+                conns.remove(&node_id);
+                true
+            }
+            _ => false,
+        }
+    };
+    writer.abort();
+    if current {
+        state.agents.fail_pending(&node_id);
+        tracing::info!(node_id = %node_id, "node agent disconnected");
+        let _ = state
+            .engine
+            .submit(Input::NodeDisconnected { node: node_id })
+            .await;
+    }
+}
+
+/// Tell the agent its results are durable once they are, without holding up its connection.
+fn ack_when_durable(
+    tx: &mpsc::UnboundedSender<Message>,
+    pending: crate::engine::Pending,
+    runs: Vec<u64>,
+    start_task: bool,
+) {
+    if runs.is_empty() && !start_task {
+        return;
+    }
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        if pending.durable().await.is_ok() {
+            let msg = ServerMsg::Ack { runs, start_task };
+            if let Ok(t) = serde_json::to_string(&msg) {
+                let _ = tx.send(Message::Text(t.into()));
+            }
+        }
+    });
+}

@@ -1,0 +1,129 @@
+//! Server configuration: defaults, a TOML file, then environment overrides (`OPENBATCH_*`),
+//! then command-line flags (applied by the binary).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::vmsizes::VmSize;
+
+/// The default listen address: loopback, so a fresh install is not exposed by accident.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8771";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where the database, credentials and local node roots live.
+    pub data_dir: PathBuf,
+    /// `host:port` to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// The URL clients and nodes use to reach this server, if not `http://<listen>`.
+    pub public_url: Option<String>,
+    /// The account created on first start.
+    pub account_name: String,
+    /// How long a node may be out of contact before its tasks are requeued and it is replaced.
+    #[serde(with = "secs")]
+    pub node_lost_after: Duration,
+    /// How often agents say they are alive.
+    #[serde(with = "secs")]
+    pub heartbeat_interval: Duration,
+    /// The program run for local nodes (default: this executable, as `openbatch node run`).
+    pub agent_program: Option<PathBuf>,
+    /// Extra or overriding VM sizes, by name.
+    pub vm_sizes: Vec<VmSize>,
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = f64::deserialize(d)?;
+        if !v.is_finite() || v < 0.0 {
+            return Err(serde::de::Error::custom("expected a number of seconds >= 0"));
+        }
+        Ok(Duration::from_secs_f64(v))
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("openbatch-data"),
+            listen: DEFAULT_LISTEN.into(),
+            public_url: None,
+            account_name: "openbatch".into(),
+            node_lost_after: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_secs(5),
+            agent_program: None,
+            vm_sizes: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Defaults, then the TOML file if given, then `OPENBATCH_*` environment variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut cfg = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => Self::default(),
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(v) = get("OPENBATCH_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("OPENBATCH_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = get("OPENBATCH_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = get("OPENBATCH_ACCOUNT_NAME") {
+            self.account_name = v;
+        }
+        if let Some(v) = get("OPENBATCH_NODE_LOST_AFTER") {
+            let secs: f64 = v
+                .parse()
+                .with_context(|| format!("OPENBATCH_NODE_LOST_AFTER={v} is not a number of seconds"))?;
+            self.node_lost_after = Duration::from_secs_f64(secs.max(0.0));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_then_env() {
+        let mut cfg: ServerConfig = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nnode_lost_after = 5\n[[vm_sizes]]\nname = \"Lab_Box\"\ncores = 3\nmemory_mib = 1024\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:9000");
+        assert_eq!(cfg.node_lost_after, Duration::from_secs(5));
+        assert_eq!(cfg.vm_sizes[0].cores, 3);
+        cfg.apply_env(|k| (k == "OPENBATCH_LISTEN").then(|| "0.0.0.0:1".to_string()))
+            .unwrap();
+        assert_eq!(cfg.listen, "0.0.0.0:1");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<ServerConfig>("lisen = \"x\"").is_err());
+    }
+}

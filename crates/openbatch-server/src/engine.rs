@@ -1,0 +1,262 @@
+//! The engine: the core behind a mutex, the group-commit journal writer, and effect dispatch.
+//!
+//! `submit` applies an input to the core under the lock (so inputs are ordered), hands the
+//! serialized input to the committer thread and waits for it to be durable. The committer
+//! takes everything queued, writes it in one SQLite transaction, and only then releases the
+//! replies and the effects, in apply order. Many concurrent requests share one fsync.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use openbatch_core::{Applied, Core, CoreError, Effect, Input, Limits};
+use openbatch_store::Store;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+/// Journal records between snapshots. A snapshot serializes the whole state under the lock,
+/// so this trades replay time after a crash against pauses while running.
+const SNAPSHOT_EVERY: u64 = 50_000;
+
+/// Most records in one transaction; beyond this, later submitters wait for the next one.
+const MAX_BATCH: usize = 4096;
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    now: DateTime<Utc>,
+    input: Input,
+}
+
+enum Commit {
+    Input {
+        record: Vec<u8>,
+        effects: Vec<Effect>,
+        done: Option<oneshot::Sender<()>>,
+    },
+    Snapshot(Vec<u8>),
+}
+
+pub(crate) struct Engine {
+    core: Mutex<Core>,
+    commits: std::sync::mpsc::Sender<Commit>,
+    since_snapshot: Mutex<u64>,
+}
+
+/// Effects released after their input became durable.
+pub(crate) type EffectRx = mpsc::UnboundedReceiver<Effect>;
+
+/// A submitted input whose reply waits on durability.
+pub(crate) struct Pending {
+    pub(crate) applied: Result<Applied, CoreError>,
+    durable: Option<oneshot::Receiver<()>>,
+}
+
+impl Pending {
+    /// Wait until the input is in the journal, then return the core's answer.
+    pub(crate) async fn durable(self) -> Result<Applied, CoreError> {
+        if let Some(rx) = self.durable {
+            // A dropped sender means the committer died; the server is going down anyway.
+            let _ = rx.await;
+        }
+        self.applied
+    }
+}
+
+impl Engine {
+    /// Open the store, restore the core from snapshot + journal, and start the committer.
+    pub(crate) fn open(store: Store, limits: Limits) -> anyhow::Result<(Arc<Self>, EffectRx)> {
+        let loaded = store.load().context("reading the journal")?;
+        let mut core = match loaded.snapshot {
+            Some((_, body)) => {
+                let mut c: Core =
+                    serde_json::from_slice(&body).context("decoding the snapshot")?;
+                c.rebuild_indexes();
+                c
+            }
+            None => Core::new(limits.clone()),
+        };
+        core.set_limits(limits);
+        let replayed = loaded.records.len();
+        for (seq, body) in loaded.records {
+            let rec: Record = serde_json::from_slice(&body)
+                .with_context(|| format!("decoding journal record {seq}"))?;
+            // Effects of replayed inputs were carried out before the restart (or are
+            // reconciled when agents reconnect); the state is what matters here.
+            let _ = core.apply(rec.input, rec.now);
+        }
+        tracing::info!(replayed, "state restored from the journal");
+        let (tx, rx) = std::sync::mpsc::channel::<Commit>();
+        let (fx_tx, fx_rx) = mpsc::unbounded_channel();
+        thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || committer(store, rx, fx_tx))
+            .context("starting the journal thread")?;
+        Ok((
+            Arc::new(Self {
+                core: Mutex::new(core),
+                commits: tx,
+                since_snapshot: Mutex::new(replayed as u64),
+            }),
+            fx_rx,
+        ))
+    }
+
+    /// Read access to the core. Hold it briefly: every write waits for it.
+    pub(crate) fn read(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Apply an input now; durability is awaited through the returned [`Pending`].
+    pub(crate) fn submit_nowait(&self, input: Input) -> Pending {
+        let now = Utc::now();
+        let record = serde_json::to_vec(&Record {
+            now,
+            input: input.clone(),
+        });
+        let mut core = self.read();
+        let applied = core.apply(input, now);
+        let Ok(applied_ok) = &applied else {
+            return Pending {
+                applied,
+                durable: None,
+            };
+        };
+        let effects = applied_ok.effects.clone();
+        if !applied_ok.changed && effects.is_empty() {
+            return Pending {
+                applied,
+                durable: None,
+            };
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        let record = match (applied_ok.changed, record) {
+            (true, Ok(r)) => r,
+            (true, Err(e)) => {
+                tracing::error!(error = %e, "an input could not be serialized for the journal");
+                Vec::new()
+            }
+            (false, _) => Vec::new(),
+        };
+        let journaled = !record.is_empty();
+        let _ = self.commits.send(Commit::Input {
+            record,
+            effects,
+            done: Some(done_tx),
+        });
+        if journaled {
+            let mut n = self.since_snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            *n += 1;
+            if *n >= SNAPSHOT_EVERY {
+                *n = 0;
+                match serde_json::to_vec(&*core) {
+                    Ok(body) => {
+                        let _ = self.commits.send(Commit::Snapshot(body));
+                    }
+                    Err(e) => tracing::error!(error = %e, "snapshot serialization failed"),
+                }
+            }
+        }
+        drop(core);
+        Pending {
+            applied,
+            durable: Some(done_rx),
+        }
+    }
+
+    pub(crate) async fn submit(&self, input: Input) -> Result<Applied, CoreError> {
+        self.submit_nowait(input).durable().await
+    }
+
+    /// Write a snapshot now (on clean shutdown), so the next start replays nothing.
+    pub(crate) fn snapshot_now(&self) {
+        let core = self.read();
+        if let Ok(body) = serde_json::to_vec(&*core) {
+            let _ = self.commits.send(Commit::Snapshot(body));
+        }
+        *self.since_snapshot.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+    }
+
+    /// Wait until everything submitted so far is durable.
+    pub(crate) async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.commits.send(Commit::Input {
+            record: Vec::new(),
+            effects: Vec::new(),
+            done: Some(tx),
+        });
+        let _ = rx.await;
+    }
+}
+
+fn committer(
+    mut store: Store,
+    rx: std::sync::mpsc::Receiver<Commit>,
+    effects: mpsc::UnboundedSender<Effect>,
+) {
+    let mut last_seq = 0u64;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        // Records up to the first snapshot go in one transaction; a snapshot is written
+        // after the records before it, so it always covers exactly the journal up to it.
+        let mut pending: Vec<(Vec<Effect>, Option<oneshot::Sender<()>>)> = Vec::new();
+        let mut records: Vec<Vec<u8>> = Vec::new();
+        for c in batch {
+            match c {
+                Commit::Input {
+                    record,
+                    effects,
+                    done,
+                } => {
+                    if !record.is_empty() {
+                        records.push(record);
+                    }
+                    pending.push((effects, done));
+                }
+                Commit::Snapshot(body) => {
+                    last_seq = flush_records(&mut store, &mut records, last_seq);
+                    if let Err(e) = store.write_snapshot(last_seq, &body) {
+                        tracing::error!(error = %e, "writing a snapshot failed; the journal keeps everything");
+                    }
+                }
+            }
+        }
+        last_seq = flush_records(&mut store, &mut records, last_seq);
+        for (fx, done) in pending {
+            for e in fx {
+                let _ = effects.send(e);
+            }
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Append records, retrying on failure: nothing is acknowledged before it is durable, so a
+/// failing disk stalls the service (and says so) rather than losing accepted work.
+fn flush_records(store: &mut Store, records: &mut Vec<Vec<u8>>, last: u64) -> u64 {
+    if records.is_empty() {
+        return last;
+    }
+    let mut delay = std::time::Duration::from_millis(50);
+    loop {
+        match store.append(records) {
+            Ok(seq) => {
+                records.clear();
+                return seq;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal write failed; retrying (is the disk full?)");
+                thread::sleep(delay);
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `/pools`: create, list, get, exists, delete, resize.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use openbatch_api::error::{codes, ApiError};
+use openbatch_api::models::{PoolCreate, PoolResize};
+use openbatch_core::{Input, Reply};
+
+use super::odata::{filter, keep, POOL_PROPS};
+use super::{empty, entity_headers, json_response, parse_body, ApiResult, Ctx, S};
+
+pub(crate) async fn create(State(st): S, ctx: Ctx, body: Bytes) -> ApiResult {
+    let spec: PoolCreate = parse_body(&body)?;
+    if crate::vmsizes::lookup(&spec.vm_size, &st.config.vm_sizes).is_none() {
+        return Err(ApiError::new(
+            400,
+            codes::UNSUPPORTED_VM_SIZE,
+            crate::vmsizes::unknown_message(&spec.vm_size),
+        )
+        .with_value("PropertyName", "vmSize")
+        .with_value("PropertyValue", spec.vm_size.clone())
+        .into());
+    }
+    let id = spec.id.clone();
+    let applied = st.engine.submit(Input::CreatePool(Box::new(spec))).await?;
+    let mut resp = empty(StatusCode::CREATED);
+    if let Reply::Created { etag, last_modified } = applied.reply {
+        entity_headers(&mut resp, &etag, last_modified, Some(&format!("{}/pools/{id}", ctx.base)));
+    }
+    Ok(resp)
+}
+
+pub(crate) async fn list(State(st): S, ctx: Ctx) -> ApiResult {
+    let f = filter(&ctx, POOL_PROPS)?;
+    let limit = ctx.max_results()?;
+    let page = st
+        .engine
+        .read()
+        .list_pools(ctx.q("$skiptoken"), limit, &ctx.urls(), &keep(&f));
+    Ok(ctx.list_body(page.items, page.next, "pools"))
+}
+
+pub(crate) async fn get(State(st): S, ctx: Ctx, Path(pool): Path<String>) -> ApiResult {
+    let p = st.engine.read().pool(&pool, &ctx.urls())?;
+    let mut resp = json_response(StatusCode::OK, &p);
+    entity_headers(&mut resp, &p.e_tag, p.last_modified, None);
+    Ok(resp)
+}
+
+pub(crate) async fn exists(State(st): S, ctx: Ctx, Path(pool): Path<String>) -> Response {
+    match st.engine.read().pool(&pool, &ctx.urls()) {
+        Ok(p) => {
+            let mut resp = empty(StatusCode::OK);
+            entity_headers(&mut resp, &p.e_tag, p.last_modified, None);
+            resp
+        }
+        Err(_) => empty(StatusCode::NOT_FOUND),
+    }
+}
+
+pub(crate) async fn delete(State(st): S, Path(pool): Path<String>) -> ApiResult {
+    st.engine.submit(Input::DeletePool { id: pool }).await?;
+    Ok(empty(StatusCode::ACCEPTED))
+}
+
+pub(crate) async fn resize(State(st): S, Path(pool): Path<String>, body: Bytes) -> ApiResult {
+    let resize: PoolResize = parse_body(&body)?;
+    st.engine
+        .submit(Input::ResizePool { id: pool, resize })
+        .await?;
+    Ok(empty(StatusCode::ACCEPTED))
+}

@@ -1,0 +1,257 @@
+//! The local node provider: each node of a pool is an `openbatch node run` process on this
+//! machine, with its own root directory under `DATA_DIR/nodes/<node-id>`.
+//!
+//! The server starts and stops these processes; they dial back like any remote agent. Their
+//! pids are kept in `agent.pid` so that a restarted server can adopt agents that outlived it
+//! (they keep running their tasks and reconnect) and notice the ones that did not.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openbatch_core::Input;
+use tokio::process::Command;
+
+use crate::agents::Agents;
+use crate::engine::Engine;
+use crate::vmsizes::VmSize;
+
+/// How long a node agent gets to exit after `Shutdown` before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often adopted (non-child) agents are checked for liveness.
+const ADOPTED_POLL: Duration = Duration::from_secs(1);
+
+pub(crate) struct LocalProvider {
+    root: PathBuf,
+    program: PathBuf,
+    server_url: String,
+    token: String,
+    engine: Arc<Engine>,
+    /// Node id -> pid of its agent, and whether we are removing it on purpose.
+    procs: Mutex<HashMap<String, (u32, bool)>>,
+}
+
+fn alive(pid: u32) -> bool {
+    // Signal 0 checks for existence without sending anything.
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn kill(pid: u32, signal: i32) {
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) with a pid we started; no memory is shared with the callee.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}
+
+impl LocalProvider {
+    pub(crate) fn new(
+        root: PathBuf,
+        program: PathBuf,
+        server_url: String,
+        token: String,
+        engine: Arc<Engine>,
+    ) -> Self {
+        Self {
+            root,
+            program,
+            server_url,
+            token,
+            engine,
+            procs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub(crate) fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
+    fn procs(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, bool)>> {
+        self.procs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn node_root(&self, node: &str) -> PathBuf {
+        self.root.join(node)
+    }
+
+    /// Start an agent process for a node.
+    pub(crate) fn provision(
+        self: &Arc<Self>,
+        node: &str,
+        pool: &str,
+        vm_size: &str,
+        size: Option<VmSize>,
+        dedicated: bool,
+        slots: u32,
+    ) {
+        if node.ends_with("_j") {
+            return;
+        }
+        let dir = self.node_root(node);
+        let spawned = (|| -> std::io::Result<tokio::process::Child> {
+            std::fs::create_dir_all(&dir)?;
+            let log = std::fs::File::create(dir.join("agent.log"))?;
+            let mut cmd = Command::new(&self.program);
+            cmd.arg("node")
+                .arg("run")
+                .arg("--server")
+                .arg(&self.server_url)
+                .arg("--node-id")
+                .arg(node)
+                .arg("--root")
+                .arg(dir.join("root"))
+                .arg("--slots")
+                .arg(slots.to_string())
+                .env("OPENBATCH_JOIN_TOKEN", &self.token)
+                .env("OPENBATCH_VM_SIZE", vm_size)
+                .env("OPENBATCH_NODE_IS_DEDICATED", dedicated.to_string())
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                // Its own process group: a Ctrl-C at the server's terminal must not hit the
+                // nodes directly; the server stops them in order.
+                .process_group(0);
+            if let Some(size) = &size {
+                cmd.env("OPENBATCH_NODE_CORES", size.cores.to_string())
+                    .env("OPENBATCH_NODE_MEMORY_MIB", size.memory_mib.to_string())
+                    .env("OPENBATCH_NODE_GPUS", size.gpus.to_string());
+            }
+            cmd.spawn()
+        })();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(node_id = %node, pool_id = %pool, error = %e, "could not start a local node agent");
+                let engine = self.engine.clone();
+                let node = node.to_string();
+                tokio::spawn(async move {
+                    let _ = engine
+                        .submit(Input::NodeLost {
+                            node,
+                            reason: format!("the node agent could not be started: {e}"),
+                        })
+                        .await;
+                });
+                return;
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        let _ = std::fs::write(dir.join("agent.pid"), pid.to_string());
+        self.procs().insert(node.to_string(), (pid, false));
+        tracing::info!(node_id = %node, pool_id = %pool, pid, "started a local node agent");
+        let this = self.clone();
+        let node = node.to_string();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            this.exited(&node, format!("{status:?}")).await;
+        });
+    }
+
+    /// An agent process ended. If nobody asked it to, the node is lost.
+    async fn exited(&self, node: &str, status: String) {
+        let intentional = self.procs().remove(node).map(|(_, i)| i).unwrap_or(true);
+        if !intentional {
+            tracing::warn!(node_id = %node, %status, "a local node agent exited unexpectedly");
+            let _ = self
+                .engine
+                .submit(Input::NodeLost {
+                    node: node.to_string(),
+                    reason: format!("the node agent exited ({status})"),
+                })
+                .await;
+        }
+    }
+
+    /// After a restart: watch the agents that are still alive, report the others lost.
+    pub(crate) async fn adopt(self: &Arc<Self>, nodes: &[(String, String)]) {
+        for (node, _pool) in nodes {
+            if node.ends_with("_j") {
+                continue;
+            }
+            let pid = std::fs::read_to_string(self.node_root(node).join("agent.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
+            match pid {
+                Some(pid) if alive(pid) => {
+                    self.procs().insert(node.clone(), (pid, false));
+                    let this = self.clone();
+                    let node = node.clone();
+                    tokio::spawn(async move {
+                        while alive(pid) {
+                            tokio::time::sleep(ADOPTED_POLL).await;
+                        }
+                        this.exited(&node, "adopted process ended".into()).await;
+                    });
+                }
+                _ => {
+                    let _ = self
+                        .engine
+                        .submit(Input::NodeLost {
+                            node: node.clone(),
+                            reason: "the node agent did not survive the server restart".into(),
+                        })
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Stop a node's agent (it was already sent `Shutdown`) and delete its directory.
+    pub(crate) async fn remove(&self, node: &str) {
+        let pid = {
+            let mut procs = self.procs();
+            match procs.get_mut(node) {
+                Some(entry) => {
+                    entry.1 = true;
+                    Some(entry.0)
+                }
+                None => None,
+            }
+        };
+        if let Some(pid) = pid {
+            let deadline = tokio::time::Instant::now() + STOP_GRACE;
+            while alive(pid) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if alive(pid) {
+                kill(pid, libc::SIGKILL);
+            }
+            self.procs().remove(node);
+        }
+        if !node.ends_with("_j") {
+            let dir = self.node_root(node);
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+        }
+    }
+
+    /// On server shutdown: ask every local agent to stop, then make sure they did.
+    pub(crate) async fn stop_all(&self, agents: &Agents) {
+        let nodes: Vec<(String, u32)> = {
+            let mut procs = self.procs();
+            procs
+                .iter_mut()
+                .map(|(n, e)| {
+                    e.1 = true;
+                    (n.clone(), e.0)
+                })
+                .collect()
+        };
+        for (n, _) in &nodes {
+            agents.send(n, &openbatch_api::agent::ServerMsg::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        while nodes.iter().any(|(_, p)| alive(*p)) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for (_, p) in &nodes {
+            if alive(*p) {
+                kill(*p, libc::SIGKILL);
+            }
+        }
+    }
+}

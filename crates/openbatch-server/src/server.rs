@@ -1,0 +1,212 @@
+//! Starting and stopping the server: open the store, restore the core, bind, serve, tick.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use openbatch_core::{Effect, Input, Limits};
+use openbatch_store::Store;
+use tokio::sync::watch;
+
+use crate::account::{self, Credentials};
+use crate::agents::Agents;
+use crate::config::ServerConfig;
+use crate::engine::{EffectRx, Engine};
+use crate::provider::LocalProvider;
+use crate::tokens::Tokens;
+
+/// How often time-driven transitions are checked (lost nodes).
+const TICK: Duration = Duration::from_millis(500);
+
+/// Everything request handlers and background tasks share.
+pub(crate) struct AppState {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) agents: Arc<Agents>,
+    pub(crate) provider: Arc<LocalProvider>,
+    pub(crate) tokens: Tokens,
+    pub(crate) account_name: String,
+    pub(crate) account_key: String,
+    pub(crate) config: ServerConfig,
+    pub(crate) public_url: Option<String>,
+}
+
+/// A running server. Dropping it does not stop it; call [`ServerHandle::shutdown`].
+pub struct ServerHandle {
+    addr: SocketAddr,
+    credentials: Credentials,
+    data_dir: PathBuf,
+    state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    serve: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// `http://host:port` that this server answers on.
+    pub fn endpoint(&self) -> &str {
+        &self.credentials.endpoint
+    }
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stop accepting requests, stop the local node agents, and make everything durable.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.state.provider.stop_all(&self.state.agents).await;
+        self.state.engine.snapshot_now();
+        self.state.engine.flush().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.serve).await;
+    }
+}
+
+/// Start a server: open (or create) the data directory, restore state, bind, and serve.
+pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+    let db = data_dir.join("openbatch.db");
+    let mut store = Store::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    let (account_name, account_key) = account::load_or_create(&mut store, &config.account_name)?;
+    openbatch_api::auth::decode_key(&account_key)
+        .map_err(|e| anyhow::anyhow!("the stored account key is unusable: {e}"))?;
+    let tokens = Tokens::open(&db)?;
+    let restarted = store.load().map(|l| l.snapshot.is_some() || !l.records.is_empty())?;
+
+    let limits = Limits {
+        node_lost_after: config.node_lost_after,
+        ..Limits::default()
+    };
+    let (engine, effects) = Engine::open(store, limits)?;
+
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let endpoint = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let credentials = Credentials {
+        account_name: account_name.clone(),
+        account_key: account_key.clone(),
+        endpoint: endpoint.clone(),
+    };
+    account::write_credentials(&data_dir, &credentials)?;
+
+    let agents = Arc::new(Agents::new());
+    let program = match &config.agent_program {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().context("finding this executable for local nodes")?,
+    };
+    let provider = Arc::new(LocalProvider::new(
+        data_dir.join("nodes"),
+        program,
+        endpoint.clone(),
+        tokens.local_token()?,
+        engine.clone(),
+    ));
+    let state = Arc::new(AppState {
+        engine: engine.clone(),
+        agents: agents.clone(),
+        provider: provider.clone(),
+        tokens,
+        account_name,
+        account_key,
+        public_url: config.public_url.clone(),
+        config,
+    });
+
+    let (stop, stop_rx) = watch::channel(false);
+    tokio::spawn(dispatch_effects(state.clone(), effects));
+    if restarted {
+        engine.submit(Input::ServerRestarted).await.ok();
+        provider.adopt(&engine.read().node_ids()).await;
+    }
+    tokio::spawn(tick_loop(engine.clone(), stop_rx.clone()));
+
+    let app = crate::http::router(state.clone());
+    let mut stop_rx2 = stop_rx.clone();
+    let serve = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop_rx2.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        {
+            tracing::error!(error = %e, "the HTTP server stopped");
+        }
+    });
+    tracing::info!(%endpoint, data_dir = %data_dir.display(), "openbatch server listening");
+    Ok(ServerHandle {
+        addr,
+        credentials,
+        data_dir,
+        state,
+        stop,
+        serve,
+    })
+}
+
+async fn tick_loop(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => { let _ = engine.submit_nowait(Input::Tick); }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Carry out the core's effects, in order, after their inputs are durable.
+async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
+    use openbatch_api::agent::ServerMsg;
+    while let Some(effect) = rx.recv().await {
+        match effect {
+            Effect::ProvisionNode {
+                pool,
+                node,
+                vm_size,
+                dedicated,
+                slots,
+            } => {
+                let size = crate::vmsizes::lookup(&vm_size, &state.config.vm_sizes);
+                state
+                    .provider
+                    .provision(&node, &pool, &vm_size, size, dedicated, slots);
+            }
+            Effect::RunStartTask { node, start_task } => {
+                state.agents.send(&node, &ServerMsg::RunStartTask { start_task });
+            }
+            Effect::RunTask { node, spec } => {
+                if !state.agents.send(&node, &ServerMsg::RunTask { spec }) {
+                    tracing::warn!(node_id = %node, "a task was placed on a node that is not connected; it is requeued when the node reconnects or is lost");
+                }
+            }
+            Effect::KillTask { node, run } => {
+                state.agents.send(&node, &ServerMsg::KillTask { run });
+            }
+            Effect::RemoveNode { node } => {
+                let st = state.clone();
+                tokio::spawn(async move {
+                    st.agents.send(&node, &ServerMsg::Shutdown);
+                    st.provider.remove(&node).await;
+                    let _ = st.engine.submit(Input::NodeRemoved { node }).await;
+                });
+            }
+        }
+    }
+}
