@@ -160,7 +160,13 @@ pub fn parse_rfc1123(s: &str) -> Option<DateTime<Utc>> {
 
 /// ISO-8601 with 7 fractional digits, as the Azure Batch service writes timestamps.
 pub fn iso8601(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.7fZ").to_string()
+    // chrono has no 7-digit fraction; write 100 ns ticks by hand, as .NET does.
+    use chrono::Timelike;
+    format!(
+        "{}.{:07}Z",
+        t.format("%Y-%m-%dT%H:%M:%S"),
+        (t.nanosecond() % 1_000_000_000) / 100
+    )
 }
 
 /// Serde helpers for timestamps in the Azure format.
@@ -235,6 +241,12 @@ mod tests {
         }
         assert_eq!(format_duration(IsoDuration(None)), UNBOUNDED);
         assert_eq!(format_duration(IsoDuration(Some(Duration::from_secs(900)))), "PT15M");
+    }
+
+    #[test]
+    fn iso8601_has_seven_fraction_digits() {
+        let t = DateTime::parse_from_rfc3339("2016-11-21T22:43:31.4733476Z").unwrap().with_timezone(&Utc);
+        assert_eq!(iso8601(t), "2016-11-21T22:43:31.4733476Z");
     }
 
     #[test]
