@@ -110,6 +110,17 @@ pub enum Effect {
     RemoveNode { node: String },
 }
 
+impl Effect {
+    /// Whether the shell may carry this effect out before the input that produced it is
+    /// durable. Starting a run early is safe: if the server dies before the journal has it,
+    /// the replayed core never heard of that run id (ids carry the restart epoch), so the
+    /// reconnecting agent's report of it is answered with a kill and the task is placed again.
+    /// Everything else (kills, provisioning, removals) waits for durability.
+    pub fn safe_before_durable(&self) -> bool {
+        matches!(self, Effect::RunTask { .. } | Effect::RunStartTask { .. })
+    }
+}
+
 /// The caller's answer to an applied input.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {

@@ -8,6 +8,9 @@ use openbatch_api::models::{
 use crate::input::{Effect, NodeHello, RunResult};
 use crate::state::Core;
 
+/// Run ids are `epoch << RUN_EPOCH_SHIFT | n`: 2^40 runs per server lifetime.
+const RUN_EPOCH_SHIFT: u32 = 40;
+
 impl Core {
     pub(crate) fn set_node_state(&mut self, node: &str, state: NodeState, now: DateTime<Utc>) {
         if let Some(n) = self.nodes.get_mut(node) {
@@ -316,7 +319,9 @@ impl Core {
         for id in &ids {
             self.node_disconnected(id, now);
         }
-        !ids.is_empty()
+        self.epoch += 1;
+        self.next_run = self.next_run.max(self.epoch << RUN_EPOCH_SHIFT);
+        true
     }
 
     /// Time-driven transitions: nodes that stayed away too long are lost.

@@ -176,6 +176,11 @@ pub struct Core {
     pub(crate) jobs: BTreeMap<String, Job>,
     pub(crate) next_seq: u64,
     pub(crate) next_run: RunId,
+    /// Incremented by every `ServerRestarted`. Run ids carry it in their high bits, so a run
+    /// the shell started before a crash but never journaled can never share an id with a run
+    /// assigned after the replay.
+    #[serde(default)]
+    pub(crate) epoch: u64,
     pub(crate) next_version: u64,
     /// Runnable tasks per pool key, in scheduling order. Derived; rebuilt on load.
     #[serde(skip)]
@@ -197,6 +202,7 @@ impl Core {
             jobs: BTreeMap::new(),
             next_seq: 1,
             next_run: 1,
+            epoch: 0,
             next_version: 1,
             queues: BTreeMap::new(),
             runs: BTreeMap::new(),

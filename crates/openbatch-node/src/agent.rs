@@ -162,7 +162,8 @@ async fn connect_once(
         TOKEN_HEADER,
         opts.token.parse().map_err(|_| ConnectError::Refused("the join token is not a valid header value".into()))?,
     );
-    let (ws, _) = tokio_tungstenite::connect_async(req)
+    // No Nagle: results and task starts are small messages that must not wait for ACKs.
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
         .await
         .map_err(|e| unreachable(&e))?;
     let (mut sink, mut stream) = ws.split();

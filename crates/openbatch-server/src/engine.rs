@@ -40,6 +40,9 @@ enum Commit {
 pub(crate) struct Engine {
     core: Mutex<Core>,
     commits: std::sync::mpsc::Sender<Commit>,
+    /// Effects that may run before durability go straight here (see
+    /// `Effect::safe_before_durable`); the committer sends the rest after the commit.
+    early: mpsc::UnboundedSender<Effect>,
     since_snapshot: Mutex<u64>,
 }
 
@@ -90,12 +93,16 @@ impl Engine {
         let (fx_tx, fx_rx) = mpsc::unbounded_channel();
         thread::Builder::new()
             .name("journal".into())
-            .spawn(move || committer(store, rx, fx_tx))
+            .spawn({
+                let fx_tx = fx_tx.clone();
+                move || committer(store, rx, fx_tx)
+            })
             .context("starting the journal thread")?;
         Ok((
             Arc::new(Self {
                 core: Mutex::new(core),
                 commits: tx,
+                early: fx_tx,
                 since_snapshot: Mutex::new(replayed as u64),
             }),
             fx_rx,
@@ -122,7 +129,17 @@ impl Engine {
                 durable: None,
             };
         };
-        let effects = applied_ok.effects.clone();
+        // Runs start now, under the lock so that early effects keep their order; the rest wait
+        // for the commit. This keeps fsync latency out of the path from one task's end to the
+        // next task's start on the same slot.
+        let (early, effects): (Vec<Effect>, Vec<Effect>) = applied_ok
+            .effects
+            .iter()
+            .cloned()
+            .partition(Effect::safe_before_durable);
+        for e in early {
+            let _ = self.early.send(e);
+        }
         if !applied_ok.changed && effects.is_empty() {
             return Pending {
                 applied,

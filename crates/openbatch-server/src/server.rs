@@ -139,6 +139,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         let shutdown = async move {
             let _ = stop_rx2.wait_for(|s| *s).await;
         };
+        // Agents and clients exchange many small messages; Nagle's algorithm would hold each
+        // one back waiting for an ACK and add tens of milliseconds between a task's end and
+        // the next one's start.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         if let Err(e) = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -1,0 +1,17 @@
+//! Scenario tests of the core. Each drives the state machine through one Azure Batch behaviour,
+//! named in the comment above it, with [`common::Sim`], which plays the nodes and checks the
+//! core's invariants (slots, counts, runs, completed is terminal) after every step.
+//!
+//! A test marked `#[ignore = "BUG: ..."]` encodes behaviour the core gets wrong today; it is the
+//! regression test of the fix.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod jobs;
+mod nodes;
+mod pools;
+mod replay;
+mod scheduling;
+mod tasks;
+mod validation;
