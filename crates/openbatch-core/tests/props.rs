@@ -28,27 +28,58 @@ const DEALLOCATION: [&str; 3] = ["requeue", "terminate", "taskcompletion"];
 #[derive(Debug, Clone)]
 enum Op {
     /// Add tasks with these required slots to job `JOBS[job]`.
-    Add { job: usize, slots: Vec<u32> },
+    Add {
+        job: usize,
+        slots: Vec<u32>,
+    },
     /// A pending agent dials in: 0 = reports all its runs, 1 = forgot its first run,
     /// 2 = its first run finished (exit 0) while it was away.
-    Connect { node: usize, mode: u8 },
+    Connect {
+        node: usize,
+        mode: u8,
+    },
     /// An agent reports a run's end.
-    Finish { run: usize, exit_code: i32 },
-    Disconnect { node: usize },
-    Lose { node: usize },
+    Finish {
+        run: usize,
+        exit_code: i32,
+    },
+    Disconnect {
+        node: usize,
+    },
+    Lose {
+        node: usize,
+    },
     /// The provider answers a `RemoveNode`.
-    Removed { node: usize },
-    Resize { target: i32, option: usize },
-    Tick { secs: i64 },
-    Terminate { task: usize },
-    Delete { task: usize },
+    Removed {
+        node: usize,
+    },
+    Resize {
+        target: i32,
+        option: usize,
+    },
+    Tick {
+        secs: i64,
+    },
+    Terminate {
+        task: usize,
+    },
+    Delete {
+        task: usize,
+    },
     /// A node's start task ends (pools with a start task only).
-    StartTaskDone { node: usize, exit_code: i32 },
+    StartTaskDone {
+        node: usize,
+        exit_code: i32,
+    },
     /// Every agent loses its connection at once.
     ServerRestarted,
     /// Terminate or delete job `JOBS[job]` (when the case enables job commands).
-    TerminateJob { job: usize },
-    DeleteJob { job: usize },
+    TerminateJob {
+        job: usize,
+    },
+    DeleteJob {
+        job: usize,
+    },
 }
 
 /// What a case exercises beyond the basics.
@@ -144,7 +175,12 @@ impl World {
     }
 
     fn known_nodes(&self) -> Vec<String> {
-        self.sim.core.node_ids().into_iter().map(|(n, _)| n).collect()
+        self.sim
+            .core
+            .node_ids()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
     }
 
     /// Connected nodes whose start task runs.
@@ -153,7 +189,7 @@ impl World {
             .nodes("p")
             .into_iter()
             .filter(|n| {
-                self.sim.connected.contains(&n.id) && n.state != NodeState::LeavingPool
+                self.sim.connected.contains(&n.id)
                     && n.start_task_info.as_ref().map(|i| i.state) == Some(StartTaskState::Running)
             })
             .map(|n| n.id)
@@ -202,7 +238,9 @@ impl World {
                 }
             }
             Op::Connect { node, mode } => {
-                let Some(node) = pick(&sim.pending(), *node) else { return };
+                let Some(node) = pick(&sim.pending(), *node) else {
+                    return;
+                };
                 let mut running = sim.runs_on(&node);
                 let mut finished = Vec::new();
                 match (mode, running.first().copied()) {
@@ -232,7 +270,7 @@ impl World {
                 }
             }
             Op::Disconnect { node } => {
-                let connected: Vec<String> = sim.connected.iter().filter(|n| !self.features.start_task || matches!(sim.node_view(n).state, NodeState::Idle | NodeState::Running)).cloned().collect();
+                let connected: Vec<String> = sim.connected.iter().cloned().collect();
                 if let Some(node) = pick(&connected, *node) {
                     sim.disconnect(&node);
                 }
@@ -267,13 +305,11 @@ impl World {
                 }
             }
             Op::Delete { task } => {
-                let tasks: Vec<(String,String)> = self.all_tasks().into_iter().filter(|(j,_)| self.sim.job_view(j).state == JobState::Active).collect();
-                if let Some((job, task)) = pick(&tasks, *task) {
+                if let Some((job, task)) = pick(&self.all_tasks(), *task) {
                     self.deleted.insert((job.clone(), task.clone()));
                     self.sim.ok(Input::DeleteTask { job, task });
                 }
             }
-            Op::ServerRestarted if self.features.start_task => {}
             Op::ServerRestarted => {
                 sim.ok(Input::ServerRestarted);
                 sim.connected.clear();
@@ -291,7 +327,13 @@ impl World {
                     .into_iter()
                     .filter(|(j, _)| j == JOBS[*job])
                     .collect();
-                if self.sim.apply(Input::DeleteJob { id: JOBS[*job].into() }).is_ok() {
+                if self
+                    .sim
+                    .apply(Input::DeleteJob {
+                        id: JOBS[*job].into(),
+                    })
+                    .is_ok()
+                {
                     self.deleted.extend(tasks);
                 }
             }
@@ -388,7 +430,7 @@ fn run_case(pack: bool, features: Features, ops: &[Op]) -> Result<(), TestCaseEr
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(48),
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
         max_shrink_iters: 2000,
         // A test file under tests/ has no lib.rs for proptest to put regressions next to; the
         // minimal failing case is printed instead: turn it into a scenario test.
@@ -406,7 +448,7 @@ proptest! {
 
     /// The same with a start task (`waitForSuccess`, one retry) that sometimes fails.
     #[test]
-    #[ignore = "BUG: a node that reconnects while waitingforstarttask or starttaskfailed becomes idle and gets tasks (see scenarios nodes::*_after_a_reconnect)"]
+    #[ignore = "BUG: a node that reconnects while waitingforstarttask or starttaskfailed becomes idle and gets tasks, and a leaving node whose start task fails turns starttaskfailed (see scenarios nodes::*_after_a_reconnect, nodes::a_leaving_node_stays_leaving_when_its_start_task_fails)"]
     fn invariants_hold_with_a_start_task(
         pack in any::<bool>(),
         ops in prop::collection::vec(op(), 1..70),
@@ -421,6 +463,6 @@ proptest! {
         pack in any::<bool>(),
         ops in prop::collection::vec(op(), 1..70),
     ) {
-        run_case(pack, Features { start_task: true, job_commands: true }, &ops)?;
+        run_case(pack, Features { start_task: false, job_commands: true }, &ops)?;
     }
 }

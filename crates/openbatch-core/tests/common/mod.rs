@@ -3,17 +3,21 @@
 //! and the provider, and checks the core's invariants after every single step.
 //!
 //! Every test binary uses a different part of the harness, hence the `allow`s.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unused_imports, unreachable_pub)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use openbatch_api::models::{
-    self as m, NodeState, TaskCounts, TaskCountsResult, TaskCreate, TaskState,
+use openbatch_api::models::{self as m, NodeState, TaskCounts, TaskCreate, TaskState};
+use openbatch_core::{
+    Applied, Core, CoreError, Effect, Input, Limits, NodeHello, RunId, RunResult, Urls,
 };
-use openbatch_core::{Applied, Core, CoreError, Effect, Input, Limits, NodeHello, RunId, RunResult, Urls};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+mod invariants;
+mod journal;
+
+pub use journal::{render_all, replay_into, snapshot, Entry};
 
 // ---------------------------------------------------------------------------------------------
 // Builders: the API bodies as the wire writes them, so a test reads like a request.
@@ -32,7 +36,9 @@ pub fn task(v: Value) -> TaskCreate {
 
 /// A pool of `nodes` dedicated nodes with `slots` task slots each.
 pub fn simple_pool(id: &str, nodes: i32, slots: i32) -> m::PoolCreate {
-    pool(json!({"id": id, "vmSize": "standard_d2s_v3", "targetDedicatedNodes": nodes, "taskSlotsPerNode": slots}))
+    pool(
+        json!({"id": id, "vmSize": "standard_d2s_v3", "targetDedicatedNodes": nodes, "taskSlotsPerNode": slots}),
+    )
 }
 
 /// A job on `pool` with nothing else set.
@@ -47,7 +53,9 @@ pub fn simple_task(id: &str) -> TaskCreate {
 
 /// `n` simple tasks `{prefix}{i}`, i from 1.
 pub fn simple_tasks(prefix: &str, n: usize) -> Vec<TaskCreate> {
-    (1..=n).map(|i| simple_task(&format!("{prefix}{i}"))).collect()
+    (1..=n)
+        .map(|i| simple_task(&format!("{prefix}{i}")))
+        .collect()
 }
 
 pub fn add(job: &str, tasks: Vec<TaskCreate>) -> Input {
@@ -81,15 +89,6 @@ pub struct Run {
     pub started: DateTime<Utc>,
     /// The core asked for it to be killed; the agent has not reported its end yet.
     pub killed: bool,
-}
-
-/// One applied input, as a shell would journal it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Entry {
-    pub input: Input,
-    pub now: DateTime<Utc>,
-    pub changed: bool,
-    pub effects: Vec<Effect>,
 }
 
 /// A core driven by a test: a manual clock, the journal of every applied input, the effects
@@ -135,9 +134,15 @@ impl Sim {
     }
 
     pub fn with_limits(limits: Limits) -> Self {
+        Self::from_core(Core::new(limits), t0())
+    }
+
+    /// A simulation around an existing core (a replayed or restored one): no agent is connected
+    /// and none runs anything yet.
+    pub fn from_core(core: Core, now: DateTime<Utc>) -> Self {
         Self {
-            core: Core::new(limits),
-            now: t0(),
+            core,
+            now,
             journal: Vec::new(),
             effects: Vec::new(),
             last: Vec::new(),
@@ -234,7 +239,10 @@ impl Sim {
                     *self.start_tasks.entry(node.clone()).or_default() += 1;
                 }
                 Effect::RunTask { node, spec } => {
-                    let job = self.core.job(&spec.job_id, &urls()).expect("the run's job exists");
+                    let job = self
+                        .core
+                        .job(&spec.job_id, &urls())
+                        .expect("the run's job exists");
                     assert_eq!(
                         job.state,
                         m::JobState::Active,
@@ -335,12 +343,16 @@ impl Sim {
     ) -> Applied {
         // What the agent does not report running any more it no longer runs.
         let keep: BTreeSet<RunId> = running.iter().copied().collect();
-        self.runs.retain(|r, run| run.node != node || keep.contains(r));
+        self.runs
+            .retain(|r, run| run.node != node || keep.contains(r));
         for (r, _) in &finished {
             self.runs.remove(r);
         }
         self.connected.insert(node.to_string());
-        let ip = format!("10.0.0.{}", self.provisioned.iter().position(|n| n == node).unwrap_or(0) + 1);
+        let ip = format!(
+            "10.0.0.{}",
+            self.provisioned.iter().position(|n| n == node).unwrap_or(0) + 1
+        );
         self.ok(Input::NodeConnected(NodeHello {
             node: node.into(),
             ip_address: ip,
@@ -439,7 +451,7 @@ impl Sim {
             .collect()
     }
 
-    /// Effects of the last input of one kind.
+    /// What the last input started: (node, task id) of each `RunTask`.
     pub fn last_run_tasks(&self) -> Vec<(String, String)> {
         self.last
             .iter()
@@ -523,7 +535,9 @@ impl Sim {
 
     pub fn node_view(&self, node: &str) -> m::Node {
         let (pool, ..) = self.core.node_placement(node).expect("node exists");
-        self.core.node(&pool, node, &urls()).expect("node in its pool")
+        self.core
+            .node(&pool, node, &urls())
+            .expect("node in its pool")
     }
 
     pub fn node_state(&self, node: &str) -> NodeState {
@@ -546,234 +560,4 @@ impl Sim {
             .and_then(|n| n.node_id)
             .unwrap_or_else(|| panic!("task {job}/{task} never ran"))
     }
-
-    // --- invariants ----------------------------------------------------------------------------
-
-    /// What must hold after every input, whatever happened.
-    pub fn check(&mut self) {
-        let u = urls();
-        for p in self.core.list_pools(None, usize::MAX, &u, &|_| true).items {
-            let nodes = self.core.list_nodes(&p.id, None, usize::MAX, &u, &|_| true).unwrap();
-            let waits_for_start_task = p
-                .start_task
-                .as_ref()
-                .is_some_and(|st| st.wait_for_success.unwrap_or(true));
-            let mut changing = false;
-            for n in nodes.items {
-                // Slots: no node runs more than it has.
-                assert!(
-                    n.running_task_slots_count <= i64::from(p.task_slots_per_node),
-                    "node {} runs {} slots of {}",
-                    n.id,
-                    n.running_task_slots_count,
-                    p.task_slots_per_node
-                );
-                assert!(n.running_tasks_count <= n.running_task_slots_count);
-                // The node's state agrees with what it runs.
-                let busy = n.running_tasks_count > 0;
-                match n.state {
-                    NodeState::Idle => assert!(!busy, "idle node {} runs tasks", n.id),
-                    NodeState::Running => assert!(busy, "running node {} runs nothing", n.id),
-                    NodeState::LeavingPool | NodeState::Unknown => {}
-                    other => assert!(!busy, "node {} is {other} but runs tasks", n.id),
-                }
-                // Azure waitForSuccess: no task on a node whose start task has not succeeded.
-                if busy && waits_for_start_task {
-                    let ok = n.start_task_info.as_ref().and_then(|i| i.result)
-                        == Some(m::ExecutionResult::Success);
-                    assert!(ok, "node {} runs tasks, but its start task did not succeed", n.id);
-                }
-                changing |= matches!(n.state, NodeState::Creating | NodeState::LeavingPool);
-            }
-            // allocationState: resizing while nodes come or go, steady otherwise.
-            if p.state == m::PoolState::Active {
-                let want = if changing {
-                    m::AllocationState::Resizing
-                } else {
-                    m::AllocationState::Steady
-                };
-                assert_eq!(p.allocation_state, want, "allocationState of pool {}", p.id);
-            }
-        }
-        // Counts: the job's counters equal a recount over its tasks.
-        let mut seen = BTreeSet::new();
-        for j in self.core.list_jobs(None, usize::MAX, &u, &|_| true).items {
-            let tasks = self.tasks(&j.id);
-            let mut counts = TaskCounts::default();
-            let mut slots = TaskCounts::default();
-            for t in &tasks {
-                let s = i64::from(t.required_slots);
-                for (c, by) in [(&mut counts, 1), (&mut slots, s)] {
-                    match t.state {
-                        TaskState::Active => c.active += by,
-                        TaskState::Preparing | TaskState::Running => c.running += by,
-                        TaskState::Completed => {
-                            c.completed += by;
-                            if t.execution_info.result == Some(m::ExecutionResult::Failure) {
-                                c.failed += by;
-                            } else {
-                                c.succeeded += by;
-                            }
-                        }
-                    }
-                }
-                // Completed is terminal: once completed, a task stays so, with the same outcome.
-                let key = (j.id.to_ascii_lowercase(), t.id.to_ascii_lowercase());
-                seen.insert(key.clone());
-                match (t.state, self.completed.get(&key)) {
-                    (TaskState::Completed, None) => {
-                        self.completed.insert(key, t.execution_info.clone());
-                    }
-                    (TaskState::Completed, Some(first)) => assert_eq!(
-                        first, &t.execution_info,
-                        "completed task {}/{} changed its outcome",
-                        j.id, t.id
-                    ),
-                    (state, Some(_)) => {
-                        panic!("task {}/{} went from completed back to {state}", j.id, t.id)
-                    }
-                    (_, None) => {}
-                }
-                // A running task says where it runs.
-                if t.state == TaskState::Running {
-                    assert!(t.node_info.is_some(), "running task {} has no nodeInfo", t.id);
-                }
-            }
-            let have = self.core.task_counts(&j.id).unwrap();
-            assert_eq!(
-                have,
-                TaskCountsResult {
-                    task_counts: counts,
-                    task_slot_counts: slots
-                },
-                "task counts of job {} differ from a recount",
-                j.id
-            );
-        }
-        self.completed.retain(|k, _| seen.contains(k));
-        self.check_runs();
-        // No task executes twice at once on the agents (killed runs are on their way out).
-        let mut live: BTreeMap<(String, String), RunId> = BTreeMap::new();
-        for (id, r) in self.runs.iter().filter(|(_, r)| !r.killed) {
-            if let Some(other) = live.insert((r.job.clone(), r.task.clone()), *id) {
-                panic!(
-                    "task {}/{} executes twice at once: runs {other} and {id}",
-                    r.job, r.task
-                );
-            }
-        }
-    }
-
-    /// The run bookkeeping, read from the core's snapshot (the one place that shows which runs
-    /// a node holds): slots add up, each run is on one node, each running task's current run is
-    /// held by exactly one node, and a node holds no run of a task other than its current one.
-    fn check_runs(&self) {
-        let snap = serde_json::to_value(&self.core).unwrap();
-        let nodes = snap["nodes"]
-            .as_object()
-            .expect("snapshot has `nodes` (update tests/common if the format changed)");
-        let mut holder: BTreeMap<u64, (String, String, String)> = BTreeMap::new();
-        for (id, n) in nodes {
-            let running = n["running"].as_object().expect("node has `running`");
-            let mut used = 0;
-            for (run, entry) in running {
-                let run: u64 = run.parse().unwrap();
-                let (jk, tk, slots) = (
-                    entry[0].as_str().unwrap().to_string(),
-                    entry[1].as_str().unwrap().to_string(),
-                    entry[2].as_u64().unwrap(),
-                );
-                used += slots;
-                if let Some(prev) = holder.insert(run, (id.clone(), jk, tk)) {
-                    panic!("run {run} is held by nodes {} and {id}", prev.0);
-                }
-            }
-            assert_eq!(n["used_slots"].as_u64(), Some(used), "node {id}: used_slots");
-            assert!(used <= n["slots"].as_u64().unwrap(), "node {id} over-committed");
-        }
-        let jobs = snap["jobs"].as_object().expect("snapshot has `jobs`");
-        for (jk, j) in jobs {
-            for (tk, t) in j["tasks"].as_object().expect("job has `tasks`") {
-                let state = t["state"].as_str().unwrap();
-                match t["current_run"].as_u64() {
-                    Some(run) => {
-                        let h = holder.get(&run).unwrap_or_else(|| {
-                            panic!("task {jk}/{tk} runs as {run}, which no node holds")
-                        });
-                        assert_eq!((&h.1, &h.2), (jk, tk), "run {run} held for another task");
-                        assert_eq!(state, "running", "task {jk}/{tk} has a run but is {state}");
-                    }
-                    None => assert_ne!(state, "running", "task {jk}/{tk} runs without a run"),
-                }
-            }
-        }
-        for (run, (node, jk, tk)) in &holder {
-            if let Some(t) = jobs.get(jk).and_then(|j| j["tasks"].get(tk)) {
-                assert_eq!(
-                    t["current_run"].as_u64(),
-                    Some(*run),
-                    "node {node} holds run {run} of {jk}/{tk}, which is not the task's current run"
-                );
-            }
-        }
-    }
-
-    // --- journal, replay, snapshots ------------------------------------------------------------
-
-    pub fn entries(&self) -> Vec<Entry> {
-        self.journal
-            .iter()
-            .map(|s| serde_json::from_str(s).expect("journal entries deserialize"))
-            .collect()
-    }
-}
-
-/// Everything a client can see of a core, as JSON: pools, their nodes, jobs, their tasks and
-/// task counts.
-pub fn render_all(core: &Core) -> Value {
-    let u = urls();
-    let pools = core.list_pools(None, usize::MAX, &u, &|_| true).items;
-    let nodes: Vec<Value> = pools
-        .iter()
-        .map(|p| {
-            json!(core
-                .list_nodes(&p.id, None, usize::MAX, &u, &|_| true)
-                .unwrap()
-                .items)
-        })
-        .collect();
-    let jobs = core.list_jobs(None, usize::MAX, &u, &|_| true).items;
-    let tasks: Vec<Value> = jobs
-        .iter()
-        .map(|j| {
-            json!({
-                "tasks": core.list_tasks(&j.id, None, usize::MAX, &u, &|_| true).unwrap().items,
-                "counts": core.task_counts(&j.id).unwrap(),
-            })
-        })
-        .collect();
-    json!({"pools": pools, "nodes": nodes, "jobs": jobs, "tasks": tasks})
-}
-
-/// Apply journal entries to `core`, asserting each asks for exactly what it asked for first.
-pub fn replay_into(core: &mut Core, entries: &[Entry]) {
-    for (i, e) in entries.iter().enumerate() {
-        let applied = core
-            .apply(e.input.clone(), e.now)
-            .unwrap_or_else(|err| panic!("entry {i} ({:?}) refused on replay: {err}", e.input));
-        assert_eq!(
-            applied.effects, e.effects,
-            "entry {i} ({:?}) asked for different effects on replay",
-            e.input
-        );
-        assert_eq!(applied.changed, e.changed, "entry {i}: changed differs");
-    }
-}
-
-/// A snapshot round trip, as the store does it: serialize, load, rebuild the indexes.
-pub fn snapshot(core: &Core) -> Core {
-    let text = serde_json::to_string(core).expect("core serializes");
-    let mut back: Core = serde_json::from_str(&text).expect("snapshot deserializes");
-    back.rebuild_indexes();
-    back
 }

@@ -72,7 +72,10 @@ fn terminate_job_kills_running_tasks_and_completes_when_the_last_reports() {
         sim.refused(add("j", simple_tasks("late", 1))),
         CoreError::JobCompleted("j".into())
     );
-    assert_eq!(sim.refused(terminate("j")), CoreError::JobCompleted("j".into()));
+    assert_eq!(
+        sim.refused(terminate("j")),
+        CoreError::JobCompleted("j".into())
+    );
 }
 
 /// Azure: a job with nothing running completes at once; the reason given is kept.
@@ -124,7 +127,9 @@ fn on_all_tasks_complete_waits_for_retries() {
     let mut sim = setup(json!({"onAllTasksComplete": "terminatejob"}));
     sim.ok(add(
         "j",
-        vec![task(json!({"id": "t1", "commandLine": "x", "constraints": {"maxTaskRetryCount": 1}}))],
+        vec![task(
+            json!({"id": "t1", "commandLine": "x", "constraints": {"maxTaskRetryCount": 1}}),
+        )],
     ));
     sim.finish_task("j", "t1", 1);
     assert_eq!(sim.job_view("j").state, JobState::Active);
@@ -226,5 +231,9 @@ fn a_deleting_job_disappears_when_its_last_running_task_is_deleted() {
         task: "t1".into(),
     });
     sim.finish(run, 137);
-    assert!(sim.core.job("j", &urls()).is_err(), "job still there: {:?}", sim.job_view("j").state);
+    assert!(
+        sim.core.job("j", &urls()).is_err(),
+        "job still there: {:?}",
+        sim.job_view("j").state
+    );
 }

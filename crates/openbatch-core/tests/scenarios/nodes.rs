@@ -46,7 +46,11 @@ fn start_task_wait_for_success_holds_the_node_until_it_succeeds() {
     let info = sim.node_view(&node).start_task_info.unwrap();
     assert_eq!(
         (info.state, info.exit_code, info.result),
-        (StartTaskState::Completed, Some(0), Some(ExecutionResult::Success))
+        (
+            StartTaskState::Completed,
+            Some(0),
+            Some(ExecutionResult::Success)
+        )
     );
     // Idle, then at once busy with the waiting task.
     assert_eq!(sim.last_run_tasks(), vec![(node.clone(), "t1".to_string())]);
@@ -118,7 +122,9 @@ fn start_task_without_wait_makes_the_node_idle_at_once() {
 #[test]
 fn start_task_result_in_the_first_hello_is_used() {
     let mut sim = Sim::new();
-    sim.ok(pool_with_start_task(json!({"commandLine": "setup.sh", "waitForSuccess": true})));
+    sim.ok(pool_with_start_task(
+        json!({"commandLine": "setup.sh", "waitForSuccess": true}),
+    ));
     let node = sim.pending()[0].clone();
     let done = sim.result(sim.now, 0);
     sim.hello_with_start_task(&node, vec![], vec![], Some(done));
@@ -140,7 +146,10 @@ fn start_task_failed_node_stays_failed_after_a_reconnect() {
     sim.advance(5);
     sim.connect(&node);
     assert_eq!(sim.node_state(&node), NodeState::StartTaskFailed);
-    assert!(sim.run_ids.is_empty(), "a task was placed on a starttaskfailed node");
+    assert!(
+        sim.run_ids.is_empty(),
+        "a task was placed on a starttaskfailed node"
+    );
 }
 
 /// Azure: a node stays `waitingforstarttask` until its start task ends. An agent that reconnects
@@ -155,7 +164,28 @@ fn node_waiting_for_its_start_task_keeps_waiting_after_a_reconnect() {
     sim.advance(5);
     sim.connect(&node);
     assert_eq!(sim.node_state(&node), NodeState::WaitingForStartTask);
-    assert!(sim.run_ids.is_empty(), "a task was placed before the start task succeeded");
+    assert!(
+        sim.run_ids.is_empty(),
+        "a task was placed before the start task succeeded"
+    );
+}
+
+/// Azure: a node on its way out stays `leavingpool` until it is gone; a start task that fails
+/// meanwhile does not turn it into `starttaskfailed` (the pool counts it as leaving).
+#[test]
+#[ignore = "BUG: a start task failing on a leaving node overwrites leavingpool with starttaskfailed; the pool stays resizing although no node is shown leaving or creating"]
+fn a_leaving_node_stays_leaving_when_its_start_task_fails() {
+    let (mut sim, node) =
+        start_task_setup(json!({"commandLine": "setup.sh", "waitForSuccess": true}));
+    sim.ok(Input::ResizePool {
+        id: "p".into(),
+        resize: serde_json::from_value(json!({"targetDedicatedNodes": 0})).unwrap(),
+    });
+    assert_eq!(sim.node_state(&node), NodeState::LeavingPool);
+    sim.checks = false;
+    sim.start_task_done(&node, 1);
+    assert_eq!(sim.node_state(&node), NodeState::LeavingPool);
+    sim.check();
 }
 
 /// Azure: when a node is lost, its running tasks are requeued (`requeueCount` + 1, no retry
@@ -174,7 +204,9 @@ fn node_lost_requeues_its_tasks_and_is_replaced() {
 
     sim.advance(10);
     sim.lose(&lost);
-    assert!(sim.last.contains(&Effect::RemoveNode { node: lost.clone() }));
+    assert!(sim
+        .last
+        .contains(&Effect::RemoveNode { node: lost.clone() }));
     let replacement = sim.last_provisions();
     assert_eq!(replacement.len(), 1);
     assert_ne!(replacement[0], lost);
@@ -255,10 +287,15 @@ fn disconnected_node_is_lost_after_the_deadline() {
     sim.advance(1);
     sim.tick();
     assert!(sim.core.node_placement(&node).is_none());
-    assert!(sim.last.contains(&Effect::RemoveNode { node: node.clone() }));
+    assert!(sim
+        .last
+        .contains(&Effect::RemoveNode { node: node.clone() }));
     assert_eq!(sim.last_provisions().len(), 1);
     let t = sim.task_view("j", "t1");
-    assert_eq!((t.state, t.execution_info.requeue_count), (TaskState::Active, 1));
+    assert_eq!(
+        (t.state, t.execution_info.requeue_count),
+        (TaskState::Active, 1)
+    );
 
     sim.connect_all();
     sim.finish_task("j", "t1", 0);
@@ -277,7 +314,10 @@ fn reconnect_before_the_deadline_keeps_running_tasks() {
     assert!(sim.last.is_empty(), "nothing to do: {:?}", sim.last);
     assert_eq!(sim.node_state(&node), NodeState::Running);
     let t = sim.task_view("j", "t1");
-    assert_eq!((t.state, t.execution_info.requeue_count), (TaskState::Running, 0));
+    assert_eq!(
+        (t.state, t.execution_info.requeue_count),
+        (TaskState::Running, 0)
+    );
 
     sim.advance(120);
     let a = sim.tick();
@@ -326,7 +366,11 @@ fn reconnect_without_a_run_requeues_it() {
     sim.disconnect(&node);
     sim.hello(&node, vec![], vec![]);
     let t = sim.task_view("j", "t1");
-    assert_eq!(t.state, TaskState::Running, "requeued and started again at once");
+    assert_eq!(
+        t.state,
+        TaskState::Running,
+        "requeued and started again at once"
+    );
     assert_eq!(t.execution_info.requeue_count, 1);
     assert_ne!(sim.run_of("j", "t1"), run);
 }
@@ -359,7 +403,7 @@ fn server_restart_then_agents_reconnect() {
     let (n1, n2) = (sim.provisioned[0].clone(), sim.provisioned[1].clone());
     sim.ok(Input::CreateJob(Box::new(simple_job("j", "p"))));
     sim.ok(add("j", simple_tasks("t", 2)));
-    let (r1, r2) = (sim.run_of("j", "t1"), sim.run_of("j", "t2"));
+    let r1 = sim.run_of("j", "t1");
 
     sim.ok(Input::ServerRestarted);
     sim.connected.clear();
@@ -373,8 +417,35 @@ fn server_restart_then_agents_reconnect() {
     assert!(sim.core.node_placement(&n1).is_some());
     assert_eq!(sim.task_view("j", "t2").execution_info.requeue_count, 1);
     assert_eq!(sim.run_of("j", "t1"), r1);
-    let _ = r2;
     sim.connect_all();
     sim.finish_all(0);
     assert_eq!(sim.counts("j").succeeded, 2);
+}
+
+/// Azure: allocating a node may take minutes; the pool's `resizeTimeout` (15 minutes by default)
+/// bounds it. A node the provider is still bringing up has never connected, so it has not
+/// "lost contact": it must not be declared lost and replaced after `node_lost_after` (a minute
+/// by default), which would replace every slow node (a VM booting, a Slurm allocation waiting in
+/// the queue) again and again.
+#[test]
+#[ignore = "BUG: a provisioned node that has not connected within node_lost_after (60 s) is declared lost and replaced, over and over; resizeTimeout is stored but never used"]
+fn a_node_being_created_is_not_lost_before_the_resize_timeout() {
+    let mut sim = lost_after_60s();
+    sim.ok(Input::CreatePool(Box::new(pool(json!({
+        "id": "p", "vmSize": "standard_d2s_v3", "targetDedicatedNodes": 1, "resizeTimeout": "PT15M",
+    })))));
+    let node = sim.provisioned[0].clone();
+    for _ in 0..10 {
+        sim.advance(60);
+        sim.tick();
+    }
+    assert_eq!(
+        sim.provisioned.len(),
+        1,
+        "nodes provisioned: {:?}",
+        sim.provisioned
+    );
+    assert_eq!(sim.node_state(&node), NodeState::Creating);
+    sim.connect(&node);
+    assert_eq!(sim.node_state(&node), NodeState::Idle);
 }

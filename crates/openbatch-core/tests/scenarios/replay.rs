@@ -65,7 +65,9 @@ fn busy(sim: &mut Sim) {
     ))));
     sim.ok(Input::CreateJob(Box::new(simple_job("c", "q"))));
     let mut a_tasks = simple_tasks("a", 6);
-    a_tasks.push(task(json!({"id": "wide", "commandLine": "x", "requiredSlots": 2})));
+    a_tasks.push(task(
+        json!({"id": "wide", "commandLine": "x", "requiredSlots": 2}),
+    ));
     sim.ok(add("a", a_tasks));
 
     let p_nodes: Vec<String> = sim.pending().into_iter().take(3).collect();
@@ -180,14 +182,24 @@ fn the_busy_scenario_ends_where_azure_would() {
     );
     assert!(sim.core.job("b", &urls()).is_err());
     assert_eq!(
-        sim.job_view("c").execution_info.unwrap().terminate_reason.as_deref(),
+        sim.job_view("c")
+            .execution_info
+            .unwrap()
+            .terminate_reason
+            .as_deref(),
         Some("UserTerminate")
     );
     assert!(sim.runs.is_empty());
     assert_eq!(sim.nodes("p").len(), 2);
     // The scenario is meant to exercise every kind of effect.
     assert!(sim.journal.len() > 40, "{} inputs", sim.journal.len());
-    for kind in ["ProvisionNode", "RunStartTask", "RunTask", "KillTask", "RemoveNode"] {
+    for kind in [
+        "ProvisionNode",
+        "RunStartTask",
+        "RunTask",
+        "KillTask",
+        "RemoveNode",
+    ] {
         assert!(
             sim.effects
                 .iter()
@@ -240,7 +252,11 @@ fn snapshot_then_continue_matches_the_original() {
             "snapshot after entry {k} renders differently"
         );
         replay_into(&mut restored, &entries[k..]);
-        assert_eq!(render_all(&restored), want_views, "continued from entry {k}");
+        assert_eq!(
+            render_all(&restored),
+            want_views,
+            "continued from entry {k}"
+        );
         assert_eq!(
             serde_json::to_value(&restored).unwrap(),
             want_state,
@@ -292,4 +308,62 @@ fn snapshot_keeps_scheduling_after_a_deleted_tasks_kill_report() {
         "t2 starts in the original"
     );
     assert_eq!(after_restore.effects, original.effects);
+}
+
+/// Crash recovery with runs started before durability: the shell starts a run as soon as the
+/// core asks for it, before the input that placed it is journaled. If the server dies in
+/// between, the replayed core never heard of that run. The reconnecting agent reports it and is
+/// told to kill it, and the task is placed again under a run id that cannot be the orphan's (run
+/// ids carry the restart epoch), so the orphan's late report cannot complete the new attempt.
+#[test]
+fn a_run_started_before_its_input_was_journaled_is_killed_after_a_crash() {
+    let mut sim = Sim::new();
+    sim.ok(Input::CreatePool(Box::new(simple_pool("p", 1, 1))));
+    sim.connect_all();
+    let node = sim.provisioned[0].clone();
+    sim.ok(Input::CreateJob(Box::new(simple_job("j", "p"))));
+    sim.ok(add("j", simple_tasks("t", 2)));
+    let r1 = sim.run_of("j", "t1");
+    let durable = sim.entries();
+
+    // t1 ends; the core places t2 at once and the shell starts it early...
+    sim.advance(1);
+    let t1_result = sim.result(sim.now, 0);
+    sim.finish(r1, 0);
+    let orphan = sim.run_of("j", "t2");
+    // ...and the server dies before that report is durable.
+    let mut core = Core::new(Limits::default());
+    replay_into(&mut core, &durable);
+    let mut after = Sim::from_core(core, sim.now + chrono::Duration::seconds(5));
+    after.provisioned = sim.provisioned.clone();
+    after.ok(Input::ServerRestarted);
+
+    // The agent dials in: t1 finished while the server was away, the orphan still runs.
+    after.hello(&node, vec![orphan], vec![(r1, t1_result)]);
+    assert!(after.last.contains(&Effect::KillTask {
+        node: node.clone(),
+        run: orphan
+    }));
+    assert_eq!(
+        after.task_state("j", "t1"),
+        openbatch_api::models::TaskState::Completed
+    );
+    let again = after.run_of("j", "t2");
+    assert_ne!(again, orphan, "the new attempt reuses the orphan's run id");
+    assert!(again > orphan);
+
+    // The orphan's kill is reported: news of a run the core does not know.
+    let killed = after.result(after.now, 137);
+    let late = after.ok(Input::TaskCompleted {
+        node: node.clone(),
+        run: orphan,
+        result: killed,
+    });
+    assert!(!late.changed);
+    assert_eq!(
+        after.task_state("j", "t2"),
+        openbatch_api::models::TaskState::Running
+    );
+    after.finish(again, 0);
+    assert_eq!(after.counts("j").succeeded, 2);
 }

@@ -31,7 +31,7 @@ fn per_node(sim: &Sim) -> BTreeMap<String, i64> {
 #[test]
 fn slots_cap_the_tasks_running_on_each_node() {
     let mut sim = Sim::new();
-    let nodes = pool_of(&mut sim, 2, 2, "spread");
+    pool_of(&mut sim, 2, 2, "spread");
     sim.ok(add("j", simple_tasks("t", 5)));
     assert_eq!(sim.counts("j").running, 4);
     assert_eq!(sim.counts("j").active, 1);
@@ -45,7 +45,6 @@ fn slots_cap_the_tasks_running_on_each_node() {
     sim.finish_all(0);
     assert_eq!(sim.counts("j").succeeded, 5);
     assert!(per_node(&sim).values().all(|&s| s == 0));
-    let _ = nodes;
 }
 
 /// Azure `requiredSlots`: a task that needs all of a node's slots runs alone on it.

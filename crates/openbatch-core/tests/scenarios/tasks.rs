@@ -25,12 +25,16 @@ fn setup(nodes: i32, job_extra: serde_json::Value) -> Sim {
 fn task_lifecycle_active_running_completed() {
     let mut sim = Sim::new();
     sim.ok(Input::CreatePool(Box::new(simple_pool("p", 1, 1))));
-    sim.ok(Input::CreateJob(Box::new(simple_job("j", "p"))));
+    sim.ok(Input::CreateJob(Box::new(job(json!({
+        "id": "j", "poolInfo": {"poolId": "p"},
+        "commonEnvironmentSettings": [{"name": "A", "value": "job"}, {"name": "B", "value": "job"}],
+    })))));
     sim.ok(add(
         "j",
         vec![task(json!({
             "id": "t1", "commandLine": "echo hi",
-            "environmentSettings": [{"name": "A", "value": "1"}],
+            "environmentSettings": [{"name": "A", "value": "task"}],
+            "constraints": {"maxWallClockTime": "PT1M"},
         }))],
     ));
     assert_eq!(sim.task_state("j", "t1"), TaskState::Active);
@@ -44,7 +48,17 @@ fn task_lifecycle_active_running_completed() {
             assert_eq!((spec.job_id.as_str(), spec.task_id.as_str()), ("j", "t1"));
             assert_eq!(spec.command_line, "echo hi");
             assert_eq!(spec.required_slots, 1);
-            assert_eq!(spec.environment.len(), 1);
+            assert_eq!(
+                spec.max_wall_clock,
+                Some(std::time::Duration::from_secs(60))
+            );
+            // The job's environment, then the task's: the agent applies them in order.
+            let env: Vec<(&str, &str)> = spec
+                .environment
+                .iter()
+                .map(|e| (e.name.as_str(), e.value.as_deref().unwrap_or("")))
+                .collect();
+            assert_eq!(env, vec![("A", "job"), ("B", "job"), ("A", "task")]);
         }
         other => panic!("expected one RunTask, got {other:?}"),
     }
@@ -55,7 +69,10 @@ fn task_lifecycle_active_running_completed() {
     let info = t.node_info.unwrap();
     assert_eq!(info.node_id.as_deref(), Some(node.as_str()));
     assert_eq!(info.pool_id.as_deref(), Some("p"));
-    assert_eq!(info.task_root_directory.as_deref(), Some("workitems/j/job-1/t1"));
+    assert_eq!(
+        info.task_root_directory.as_deref(),
+        Some("workitems/j/job-1/t1")
+    );
     assert_eq!(sim.node_state(&node), NodeState::Running);
 
     sim.advance(7);
@@ -83,7 +100,9 @@ fn a_failing_task_is_retried_max_task_retry_count_times() {
     let mut sim = setup(1, json!({}));
     sim.ok(add(
         "j",
-        vec![task(json!({"id": "t1", "commandLine": "false", "constraints": {"maxTaskRetryCount": 2}}))],
+        vec![task(
+            json!({"id": "t1", "commandLine": "false", "constraints": {"maxTaskRetryCount": 2}}),
+        )],
     ));
     let mut runs = Vec::new();
     for attempt in 0..3 {
@@ -117,7 +136,9 @@ fn a_retried_task_can_succeed() {
     let mut sim = setup(1, json!({}));
     sim.ok(add(
         "j",
-        vec![task(json!({"id": "t1", "commandLine": "flaky", "constraints": {"maxTaskRetryCount": 5}}))],
+        vec![task(
+            json!({"id": "t1", "commandLine": "flaky", "constraints": {"maxTaskRetryCount": 5}}),
+        )],
     ));
     sim.finish_task("j", "t1", 2);
     sim.finish_task("j", "t1", 0);
@@ -141,18 +162,29 @@ fn the_jobs_max_task_retry_count_applies_when_the_task_has_none() {
         ],
     ));
     assert_eq!(
-        sim.task_view("j", "inherits").constraints.max_task_retry_count,
+        sim.task_view("j", "inherits")
+            .constraints
+            .max_task_retry_count,
         Some(1)
     );
     sim.finish_task("j", "inherits", 1);
     let t = sim.task_view("j", "inherits");
-    assert_eq!((t.state, t.execution_info.retry_count), (TaskState::Running, 1));
+    assert_eq!(
+        (t.state, t.execution_info.retry_count),
+        (TaskState::Running, 1)
+    );
     sim.finish_task("j", "own", 1);
     let own = sim.task_view("j", "own");
-    assert_eq!((own.state, own.execution_info.retry_count), (TaskState::Completed, 0));
+    assert_eq!(
+        (own.state, own.execution_info.retry_count),
+        (TaskState::Completed, 0)
+    );
     sim.finish_task("j", "inherits", 1);
     let t = sim.task_view("j", "inherits");
-    assert_eq!((t.state, t.execution_info.retry_count), (TaskState::Completed, 1));
+    assert_eq!(
+        (t.state, t.execution_info.retry_count),
+        (TaskState::Completed, 1)
+    );
     assert_eq!(sim.counts("j").failed, 2);
 }
 
@@ -162,12 +194,18 @@ fn minus_one_retries_forever() {
     let mut sim = setup(1, json!({}));
     sim.ok(add(
         "j",
-        vec![task(json!({"id": "t1", "commandLine": "false", "constraints": {"maxTaskRetryCount": -1}}))],
+        vec![task(
+            json!({"id": "t1", "commandLine": "false", "constraints": {"maxTaskRetryCount": -1}}),
+        )],
     ));
     for attempt in 0..25 {
         assert_eq!(sim.task_view("j", "t1").execution_info.retry_count, attempt);
         sim.finish_task("j", "t1", 1);
-        assert_eq!(sim.task_state("j", "t1"), TaskState::Running, "attempt {attempt}");
+        assert_eq!(
+            sim.task_state("j", "t1"),
+            TaskState::Running,
+            "attempt {attempt}"
+        );
     }
     sim.finish_task("j", "t1", 0);
     let t = sim.task_view("j", "t1");
@@ -214,7 +252,9 @@ fn terminate_a_running_task() {
     let mut sim = setup(1, json!({}));
     sim.ok(add(
         "j",
-        vec![task(json!({"id": "t1", "commandLine": "sleep 1d", "constraints": {"maxTaskRetryCount": 3}}))],
+        vec![task(
+            json!({"id": "t1", "commandLine": "sleep 1d", "constraints": {"maxTaskRetryCount": 3}}),
+        )],
     ));
     let run = sim.run_of("j", "t1");
     let node = sim.provisioned[0].clone();
@@ -252,7 +292,12 @@ fn terminate_an_active_task() {
     assert_eq!(t.state, TaskState::Completed);
     assert_eq!(t.execution_info.result, Some(ExecutionResult::Failure));
     assert_eq!(
-        t.execution_info.failure_info.as_ref().unwrap().code.as_deref(),
+        t.execution_info
+            .failure_info
+            .as_ref()
+            .unwrap()
+            .code
+            .as_deref(),
         Some("TaskEnded")
     );
     assert!(t.node_info.is_none());
@@ -284,10 +329,16 @@ fn delete_a_running_task() {
         CoreError::TaskNotFound("j".into(), "t1".into())
     );
     assert_eq!(sim.counts("j").running, 0);
-    assert!(sim.last_run_tasks().is_empty(), "the slot is taken until the kill is reported");
+    assert!(
+        sim.last_run_tasks().is_empty(),
+        "the slot is taken until the kill is reported"
+    );
 
     sim.finish(run, 137);
-    assert_eq!(sim.last_run_tasks(), vec![(sim.provisioned[0].clone(), "t2".to_string())]);
+    assert_eq!(
+        sim.last_run_tasks(),
+        vec![(sim.provisioned[0].clone(), "t2".to_string())]
+    );
     assert_eq!(
         sim.refused(Input::DeleteTask {
             job: "j".into(),

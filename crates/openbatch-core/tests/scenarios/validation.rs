@@ -43,11 +43,25 @@ fn duplicates_are_refused() {
         vec![("t1".into(), TaskAddStatus::Success, None)]
     );
     assert_eq!(
-        results(&mut sim, add("job1", vec![simple_task("t2"), simple_task("t1"), simple_task("t2")])),
+        results(
+            &mut sim,
+            add(
+                "job1",
+                vec![simple_task("t2"), simple_task("t1"), simple_task("t2")]
+            )
+        ),
         vec![
             ("t2".into(), TaskAddStatus::Success, None),
-            ("t1".into(), TaskAddStatus::ClientError, Some("TaskExists".into())),
-            ("t2".into(), TaskAddStatus::ClientError, Some("TaskExists".into())),
+            (
+                "t1".into(),
+                TaskAddStatus::ClientError,
+                Some("TaskExists".into())
+            ),
+            (
+                "t2".into(),
+                TaskAddStatus::ClientError,
+                Some("TaskExists".into())
+            ),
         ]
     );
     assert_eq!(sim.tasks("job1").len(), 2);
@@ -86,9 +100,15 @@ fn invalid_ids_are_refused() {
     let long = "x".repeat(65);
     for bad in ["", "has space", "dot.ted", "slash/ed", "é", long.as_str()] {
         let e = sim.refused(Input::CreatePool(Box::new(simple_pool(bad, 0, 1))));
-        assert!(matches!(e, CoreError::InvalidProperty { ref property, .. } if property == "id"), "pool {bad:?}: {e:?}");
+        assert!(
+            matches!(e, CoreError::InvalidProperty { ref property, .. } if property == "id"),
+            "pool {bad:?}: {e:?}"
+        );
         let e = sim.refused(Input::CreateJob(Box::new(simple_job(bad, "pool1"))));
-        assert!(matches!(e, CoreError::InvalidProperty { ref property, .. } if property == "id"), "job {bad:?}: {e:?}");
+        assert!(
+            matches!(e, CoreError::InvalidProperty { ref property, .. } if property == "id"),
+            "job {bad:?}: {e:?}"
+        );
         let r = results(&mut sim, add("job1", vec![simple_task(bad)]));
         assert_eq!(r[0].1, TaskAddStatus::ClientError, "task {bad:?}");
         assert_eq!(r[0].2.as_deref(), Some("InvalidPropertyValue"));
@@ -97,7 +117,10 @@ fn invalid_ids_are_refused() {
     assert_eq!(ok.len(), 64);
     sim.ok(Input::CreatePool(Box::new(simple_pool(&ok, 0, 1))));
     sim.ok(Input::CreateJob(Box::new(simple_job(&ok, &ok))));
-    assert_eq!(results(&mut sim, add(&ok, vec![simple_task(&ok)]))[0].1, TaskAddStatus::Success);
+    assert_eq!(
+        results(&mut sim, add(&ok, vec![simple_task(&ok)]))[0].1,
+        TaskAddStatus::Success
+    );
 }
 
 /// Azure ids are case-preserving and case-insensitive: `Job1` after `job1` is `JobExists`, and
@@ -116,7 +139,11 @@ fn ids_are_case_insensitive() {
     sim.ok(add("JOB1", simple_tasks("Task", 1)));
     assert_eq!(
         results(&mut sim, add("job1", vec![simple_task("TASK1")])),
-        vec![("TASK1".into(), TaskAddStatus::ClientError, Some("TaskExists".into()))]
+        vec![(
+            "TASK1".into(),
+            TaskAddStatus::ClientError,
+            Some("TaskExists".into())
+        )]
     );
     assert_eq!(sim.task_view("jOb1", "task1").id, "Task1");
     assert_eq!(sim.job_view("JOB1").id, "job1");
@@ -140,11 +167,26 @@ fn ids_are_case_insensitive() {
 fn invalid_values_are_refused() {
     let mut sim = base();
     let bad_pools = [
-        (json!({"id": "p", "vmSize": " ", "targetDedicatedNodes": 1}), "vmSize"),
-        (json!({"id": "p", "vmSize": "s", "taskSlotsPerNode": 0}), "taskSlotsPerNode"),
-        (json!({"id": "p", "vmSize": "s", "taskSlotsPerNode": 257}), "taskSlotsPerNode"),
-        (json!({"id": "p", "vmSize": "s", "targetDedicatedNodes": -1}), "targetDedicatedNodes"),
-        (json!({"id": "p", "vmSize": "s", "targetLowPriorityNodes": 10001}), "targetLowPriorityNodes"),
+        (
+            json!({"id": "p", "vmSize": " ", "targetDedicatedNodes": 1}),
+            "vmSize",
+        ),
+        (
+            json!({"id": "p", "vmSize": "s", "taskSlotsPerNode": 0}),
+            "taskSlotsPerNode",
+        ),
+        (
+            json!({"id": "p", "vmSize": "s", "taskSlotsPerNode": 257}),
+            "taskSlotsPerNode",
+        ),
+        (
+            json!({"id": "p", "vmSize": "s", "targetDedicatedNodes": -1}),
+            "targetDedicatedNodes",
+        ),
+        (
+            json!({"id": "p", "vmSize": "s", "targetLowPriorityNodes": 10001}),
+            "targetLowPriorityNodes",
+        ),
     ];
     for (body, property) in bad_pools {
         let e = sim.refused(Input::CreatePool(Box::new(pool(body.clone()))));
@@ -217,7 +259,10 @@ fn invalid_values_are_refused() {
         CoreError::JobNotFound("nope".into())
     );
     assert_eq!(
-        sim.refused(Input::TerminateTask { job: "job1".into(), task: "zz".into() }),
+        sim.refused(Input::TerminateTask {
+            job: "job1".into(),
+            task: "zz".into()
+        }),
         CoreError::TaskNotFound("job1".into(), "zz".into())
     );
 }

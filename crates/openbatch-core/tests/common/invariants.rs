@@ -1,0 +1,197 @@
+//! The invariants `Sim` checks after every input.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use openbatch_api::models::{self as m, NodeState, TaskCounts, TaskCountsResult, TaskState};
+use openbatch_core::RunId;
+
+use super::{urls, Sim};
+
+impl Sim {
+    /// What must hold after every input, whatever happened.
+    pub fn check(&mut self) {
+        let u = urls();
+        for p in self.core.list_pools(None, usize::MAX, &u, &|_| true).items {
+            let nodes = self
+                .core
+                .list_nodes(&p.id, None, usize::MAX, &u, &|_| true)
+                .unwrap();
+            let waits_for_start_task = p
+                .start_task
+                .as_ref()
+                .is_some_and(|st| st.wait_for_success.unwrap_or(true));
+            let mut changing = false;
+            for n in nodes.items {
+                // Slots: no node runs more than it has.
+                assert!(
+                    n.running_task_slots_count <= i64::from(p.task_slots_per_node),
+                    "node {} runs {} slots of {}",
+                    n.id,
+                    n.running_task_slots_count,
+                    p.task_slots_per_node
+                );
+                assert!(n.running_tasks_count <= n.running_task_slots_count);
+                // The node's state agrees with what it runs.
+                let busy = n.running_tasks_count > 0;
+                match n.state {
+                    NodeState::Idle => assert!(!busy, "idle node {} runs tasks", n.id),
+                    NodeState::Running => assert!(busy, "running node {} runs nothing", n.id),
+                    NodeState::LeavingPool | NodeState::Unknown => {}
+                    other => assert!(!busy, "node {} is {other} but runs tasks", n.id),
+                }
+                // Azure waitForSuccess: no task on a node whose start task has not succeeded.
+                if busy && waits_for_start_task {
+                    let ok = n.start_task_info.as_ref().and_then(|i| i.result)
+                        == Some(m::ExecutionResult::Success);
+                    assert!(
+                        ok,
+                        "node {} runs tasks, but its start task did not succeed",
+                        n.id
+                    );
+                }
+                changing |= matches!(n.state, NodeState::Creating | NodeState::LeavingPool);
+            }
+            // allocationState: resizing while nodes come or go, steady otherwise.
+            if p.state == m::PoolState::Active {
+                let want = if changing {
+                    m::AllocationState::Resizing
+                } else {
+                    m::AllocationState::Steady
+                };
+                assert_eq!(p.allocation_state, want, "allocationState of pool {}", p.id);
+            }
+        }
+        // Counts: the job's counters equal a recount over its tasks.
+        let mut seen = BTreeSet::new();
+        for j in self.core.list_jobs(None, usize::MAX, &u, &|_| true).items {
+            let tasks = self.tasks(&j.id);
+            let mut counts = TaskCounts::default();
+            let mut slots = TaskCounts::default();
+            for t in &tasks {
+                let s = i64::from(t.required_slots);
+                for (c, by) in [(&mut counts, 1), (&mut slots, s)] {
+                    match t.state {
+                        TaskState::Active => c.active += by,
+                        TaskState::Preparing | TaskState::Running => c.running += by,
+                        TaskState::Completed => {
+                            c.completed += by;
+                            if t.execution_info.result == Some(m::ExecutionResult::Failure) {
+                                c.failed += by;
+                            } else {
+                                c.succeeded += by;
+                            }
+                        }
+                    }
+                }
+                // Completed is terminal: once completed, a task stays so, with the same outcome.
+                let key = (j.id.to_ascii_lowercase(), t.id.to_ascii_lowercase());
+                seen.insert(key.clone());
+                match (t.state, self.completed.get(&key)) {
+                    (TaskState::Completed, None) => {
+                        self.completed.insert(key, t.execution_info.clone());
+                    }
+                    (TaskState::Completed, Some(first)) => assert_eq!(
+                        first, &t.execution_info,
+                        "completed task {}/{} changed its outcome",
+                        j.id, t.id
+                    ),
+                    (state, Some(_)) => {
+                        panic!("task {}/{} went from completed back to {state}", j.id, t.id)
+                    }
+                    (_, None) => {}
+                }
+                // A running task says where it runs.
+                if t.state == TaskState::Running {
+                    assert!(
+                        t.node_info.is_some(),
+                        "running task {} has no nodeInfo",
+                        t.id
+                    );
+                }
+            }
+            let have = self.core.task_counts(&j.id).unwrap();
+            assert_eq!(
+                have,
+                TaskCountsResult {
+                    task_counts: counts,
+                    task_slot_counts: slots
+                },
+                "task counts of job {} differ from a recount",
+                j.id
+            );
+        }
+        self.completed.retain(|k, _| seen.contains(k));
+        self.check_runs();
+        // No task executes twice at once on the agents (killed runs are on their way out).
+        let mut live: BTreeMap<(String, String), RunId> = BTreeMap::new();
+        for (id, r) in self.runs.iter().filter(|(_, r)| !r.killed) {
+            if let Some(other) = live.insert((r.job.clone(), r.task.clone()), *id) {
+                panic!(
+                    "task {}/{} executes twice at once: runs {other} and {id}",
+                    r.job, r.task
+                );
+            }
+        }
+    }
+
+    /// The run bookkeeping, read from the core's snapshot (the one place that shows which runs
+    /// a node holds): slots add up, each run is on one node, each running task's current run is
+    /// held by exactly one node, and a node holds no run of a task other than its current one.
+    fn check_runs(&self) {
+        let snap = serde_json::to_value(&self.core).unwrap();
+        let nodes = snap["nodes"]
+            .as_object()
+            .expect("snapshot has `nodes` (update tests/common if the format changed)");
+        let mut holder: BTreeMap<u64, (String, String, String)> = BTreeMap::new();
+        for (id, n) in nodes {
+            let running = n["running"].as_object().expect("node has `running`");
+            let mut used = 0;
+            for (run, entry) in running {
+                let run: u64 = run.parse().unwrap();
+                let (jk, tk, slots) = (
+                    entry[0].as_str().unwrap().to_string(),
+                    entry[1].as_str().unwrap().to_string(),
+                    entry[2].as_u64().unwrap(),
+                );
+                used += slots;
+                if let Some(prev) = holder.insert(run, (id.clone(), jk, tk)) {
+                    panic!("run {run} is held by nodes {} and {id}", prev.0);
+                }
+            }
+            assert_eq!(
+                n["used_slots"].as_u64(),
+                Some(used),
+                "node {id}: used_slots"
+            );
+            assert!(
+                used <= n["slots"].as_u64().unwrap(),
+                "node {id} over-committed"
+            );
+        }
+        let jobs = snap["jobs"].as_object().expect("snapshot has `jobs`");
+        for (jk, j) in jobs {
+            for (tk, t) in j["tasks"].as_object().expect("job has `tasks`") {
+                let state = t["state"].as_str().unwrap();
+                match t["current_run"].as_u64() {
+                    Some(run) => {
+                        let h = holder.get(&run).unwrap_or_else(|| {
+                            panic!("task {jk}/{tk} runs as {run}, which no node holds")
+                        });
+                        assert_eq!((&h.1, &h.2), (jk, tk), "run {run} held for another task");
+                        assert_eq!(state, "running", "task {jk}/{tk} has a run but is {state}");
+                    }
+                    None => assert_ne!(state, "running", "task {jk}/{tk} runs without a run"),
+                }
+            }
+        }
+        for (run, (node, jk, tk)) in &holder {
+            if let Some(t) = jobs.get(jk).and_then(|j| j["tasks"].get(tk)) {
+                assert_eq!(
+                    t["current_run"].as_u64(),
+                    Some(*run),
+                    "node {node} holds run {run} of {jk}/{tk}, which is not the task's current run"
+                );
+            }
+        }
+    }
+}
