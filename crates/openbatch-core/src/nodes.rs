@@ -11,6 +11,9 @@ use crate::state::Core;
 /// Run ids are `epoch << RUN_EPOCH_SHIFT | n`: 2^40 runs per server lifetime.
 const RUN_EPOCH_SHIFT: u32 = 40;
 
+/// Azure's default `resizeTimeout`: how long a new node may take to come up.
+const DEFAULT_RESIZE_TIMEOUT_MINUTES: i64 = 15;
+
 impl Core {
     pub(crate) fn set_node_state(&mut self, node: &str, state: NodeState, now: DateTime<Utc>) {
         if let Some(n) = self.nodes.get_mut(node) {
@@ -18,6 +21,38 @@ impl Core {
                 n.state = state;
                 n.state_time = now;
             }
+        }
+    }
+
+    /// The state a connected node is in, from what it runs and how its start task went: what a
+    /// reconnect returns it to.
+    pub(crate) fn settled_state(&self, node_id: &str) -> NodeState {
+        let Some(node) = self.nodes.get(node_id) else {
+            return NodeState::Unknown;
+        };
+        if node.leaving.is_some() {
+            return NodeState::LeavingPool;
+        }
+        let wait = self
+            .pools
+            .get(&node.pool)
+            .and_then(|p| p.spec.start_task.as_ref())
+            .map(|st| st.wait_for_success.unwrap_or(true))
+            .unwrap_or(false);
+        if wait {
+            if let Some(info) = &node.start_task_info {
+                if info.state == StartTaskState::Running {
+                    return NodeState::WaitingForStartTask;
+                }
+                if info.result == Some(ExecutionResult::Failure) {
+                    return NodeState::StartTaskFailed;
+                }
+            }
+        }
+        if node.running.is_empty() {
+            NodeState::Idle
+        } else {
+            NodeState::Running
         }
     }
 
@@ -160,11 +195,7 @@ impl Core {
                 (None, _) => self.set_node_state(&node_id, NodeState::Idle, now),
             }
         } else if node.state == NodeState::Unknown {
-            let state = if node.running.is_empty() {
-                NodeState::Idle
-            } else {
-                NodeState::Running
-            };
+            let state = self.settled_state(&node_id);
             self.set_node_state(&node_id, state, now);
         }
         self.update_allocation_state(&pool_key, now);
@@ -305,7 +336,9 @@ impl Core {
         };
         node.start_task_info = Some(info);
         let state = node.state;
-        if failed && wait {
+        if node.leaving.is_some() {
+            // On its way out: the start task's outcome no longer decides its state.
+        } else if failed && wait {
             self.set_node_state(node_id, NodeState::StartTaskFailed, now);
         } else if matches!(state, NodeState::WaitingForStartTask | NodeState::Starting) {
             self.set_node_state(node_id, NodeState::Idle, now);
@@ -328,13 +361,24 @@ impl Core {
     pub(crate) fn tick(&mut self, now: DateTime<Utc>, fx: &mut Vec<Effect>) -> bool {
         let limit = chrono::Duration::from_std(self.limits.node_lost_after)
             .unwrap_or(chrono::Duration::seconds(60));
+        // A node that never connected is still booting: it gets the pool's resizeTimeout (Azure's
+        // default 15 minutes), not the lost-contact limit, so slow machines are not replaced
+        // over and over.
         let lost: Vec<String> = self
             .nodes
             .values()
             .filter(|n| {
-                !n.connected
-                    && n.disconnected_since
-                        .is_some_and(|since| now - since >= limit)
+                let limit = if n.agent_version.is_none() {
+                    self.pools
+                        .get(&n.pool)
+                        .and_then(|p| p.spec.resize_timeout)
+                        .and_then(|d| d.as_duration())
+                        .and_then(|d| chrono::Duration::from_std(d).ok())
+                        .unwrap_or(chrono::Duration::minutes(DEFAULT_RESIZE_TIMEOUT_MINUTES))
+                } else {
+                    limit
+                };
+                !n.connected && n.disconnected_since.is_some_and(|since| now - since >= limit)
             })
             .map(|n| n.id.clone())
             .collect();

@@ -334,6 +334,7 @@ impl Core {
         pool.nodes.insert(id.clone());
         // A joined node is extra capacity: the target follows it so a reconcile keeps it.
         pool.target_dedicated += 1;
+        self.update_allocation_state(&key, now);
         Ok(Reply::Joined { node: id })
     }
 }

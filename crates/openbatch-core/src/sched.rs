@@ -17,11 +17,7 @@ use chrono::{DateTime, Utc};
 use openbatch_api::models::{JobState, NodeFillType, NodeState, TaskState};
 
 use crate::input::{Effect, RunSpec};
-use crate::state::{Core, TaskLocation};
-
-/// How many queued tasks that cannot start (too big for any free node, job at its parallel
-/// limit) one pass looks past before it stops. Bounds the cost of a pass on a huge queue.
-const MAX_SKIPS: usize = 256;
+use crate::state::{Core, JobOrder, TaskLocation};
 
 impl Core {
     /// Run a placement pass on every pool touched by the input. Returns whether anything started.
@@ -53,62 +49,69 @@ impl Core {
             .filter(|n| n.schedulable() && n.free_slots() > 0)
             .map(|n| (n.id.clone(), n.free_slots()))
             .collect();
-        if free.is_empty() {
-            return false;
-        }
-        let Some(queue) = self.queues.get(pool_key) else {
-            return false;
+        let mut placed = false;
+        let orders: Vec<JobOrder> = match self.queues.get(pool_key) {
+            Some(q) => q.keys().copied().collect(),
+            None => return false,
         };
-        let mut picks = Vec::new();
-        let mut skips = 0;
-        let mut per_job_started: std::collections::BTreeMap<String, i64> = Default::default();
-        for (qkey, (jk, tk)) in queue.iter() {
-            if free.is_empty() || skips > MAX_SKIPS {
+        // Jobs in priority order; within a job, the oldest task that fits the largest free
+        // space. A job that cannot use the free capacity (not active, at its parallel limit,
+        // only tasks too large) is passed over as a whole.
+        for order in orders {
+            if free.is_empty() {
                 break;
             }
-            let Some(job) = self.jobs.get(jk) else { continue };
-            let Some(task) = job.tasks.get(tk) else { continue };
+            let Some(jq) = self.queues.get(pool_key).and_then(|q| q.get(&order)) else {
+                continue;
+            };
+            let jk = jq.job.clone();
+            let Some(job) = self.jobs.get(&jk) else { continue };
             if job.state != JobState::Active {
-                skips += 1;
                 continue;
             }
             let max_parallel = job.spec.max_parallel_tasks.unwrap_or(-1);
-            let started = per_job_started.get(jk).copied().unwrap_or(0);
-            if max_parallel > 0 && job.counts.running + started >= max_parallel as i64 {
-                skips += 1;
-                continue;
-            }
-            let need = task.required_slots();
-            let choice = match fill {
-                NodeFillType::Spread => free
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (_, f))| *f >= need)
-                    .max_by_key(|(i, (_, f))| (*f, std::cmp::Reverse(*i))),
-                NodeFillType::Pack => free
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (_, f))| *f >= need)
-                    .min_by_key(|(i, (_, f))| (*f, *i)),
+            let mut allowance = if max_parallel > 0 {
+                (max_parallel as i64 - job.counts.running).max(0)
+            } else {
+                i64::MAX
             };
-            let Some((idx, _)) = choice else {
-                skips += 1;
-                continue;
-            };
-            free[idx].1 -= need;
-            let node = free[idx].0.clone();
-            if free[idx].1 == 0 {
-                free.swap_remove(idx);
+            while allowance > 0 && !free.is_empty() {
+                let largest = free.iter().map(|(_, f)| *f).max().unwrap_or(0);
+                let Some(jq) = self.queues.get(pool_key).and_then(|q| q.get(&order)) else {
+                    break;
+                };
+                // The head of every bucket that fits; the oldest of them goes first.
+                let pick = jq
+                    .by_slots
+                    .range(..=largest)
+                    .filter_map(|(slots, bucket)| {
+                        bucket.first_key_value().map(|(seq, tk)| (*seq, *slots, tk.clone()))
+                    })
+                    .min();
+                let Some((_, need, tk)) = pick else { break };
+                let choice = match fill {
+                    NodeFillType::Spread => free
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (_, f))| *f >= need)
+                        .max_by_key(|(i, (_, f))| (*f, std::cmp::Reverse(*i))),
+                    NodeFillType::Pack => free
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (_, f))| *f >= need)
+                        .min_by_key(|(i, (_, f))| (*f, *i)),
+                };
+                let Some((idx, _)) = choice else { break };
+                free[idx].1 -= need;
+                let node = free[idx].0.clone();
+                if free[idx].1 == 0 {
+                    free.swap_remove(idx);
+                }
+                self.dequeue(&jk, &tk);
+                self.start_run(&jk, &tk, &node, need, now, fx);
+                placed = true;
+                allowance -= 1;
             }
-            *per_job_started.entry(jk.clone()).or_default() += 1;
-            picks.push((*qkey, jk.clone(), tk.clone(), node, need));
-        }
-        let placed = !picks.is_empty();
-        for (qkey, jk, tk, node, need) in picks {
-            if let Some(q) = self.queues.get_mut(pool_key) {
-                q.remove(&qkey);
-            }
-            self.start_run(&jk, &tk, &node, need, now, fx);
         }
         placed
     }

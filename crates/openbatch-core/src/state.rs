@@ -164,8 +164,26 @@ pub struct TaskLocation {
     pub task_dir: String,
 }
 
-/// Ordering key of the run queue: higher job priority first, then job age, then task age.
-pub(crate) type QueueKey = (std::cmp::Reverse<i32>, u64, u64);
+/// Ordering key of a pool's jobs in its run queue: higher priority first, then older jobs.
+pub(crate) type JobOrder = (std::cmp::Reverse<i32>, u64);
+
+/// A job's runnable tasks, bucketed by `requiredSlots` and ordered by submission within each
+/// bucket. Buckets let a placement pass skip every task that cannot fit the free capacity in
+/// one step, so a crowd of large tasks never hides a small one behind it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct JobQueue {
+    pub(crate) job: String,
+    pub(crate) by_slots: BTreeMap<u32, BTreeMap<u64, String>>,
+}
+
+impl JobQueue {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_slots.values().all(|b| b.is_empty())
+    }
+}
+
+/// A pool's run queue: its jobs in scheduling order.
+pub(crate) type PoolQueue = BTreeMap<JobOrder, JobQueue>;
 
 /// The whole state of the service. Serialized as a snapshot; indexes are rebuilt on load.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,7 +202,7 @@ pub struct Core {
     pub(crate) next_version: u64,
     /// Runnable tasks per pool key, in scheduling order. Derived; rebuilt on load.
     #[serde(skip)]
-    pub(crate) queues: BTreeMap<String, BTreeMap<QueueKey, (String, String)>>,
+    pub(crate) queues: BTreeMap<String, PoolQueue>,
     /// Runs in flight: run -> (job key, task key, node). Derived; rebuilt on load.
     #[serde(skip)]
     pub(crate) runs: BTreeMap<RunId, (String, String, String)>,
@@ -223,21 +241,26 @@ impl Core {
     pub fn rebuild_indexes(&mut self) {
         self.queues.clear();
         self.runs.clear();
-        for (jk, job) in &self.jobs {
-            for (tk, task) in &job.tasks {
-                if let Some(run) = task.current_run {
-                    if let Some(loc) = &task.location {
-                        self.runs
-                            .insert(run, (jk.clone(), tk.clone(), loc.node_id.clone()));
-                    }
-                } else if task.state == TaskState::Active && job.state == JobState::Active {
-                    self.queues.entry(job.pool_key()).or_default().insert(
-                        (std::cmp::Reverse(job.priority()), job.seq, task.seq),
-                        (jk.clone(), tk.clone()),
-                    );
-                }
+        // Runs in flight are what the nodes hold, including runs of tasks deleted since.
+        for node in self.nodes.values() {
+            for (run, (jk, tk, _)) in &node.running {
+                self.runs.insert(*run, (jk.clone(), tk.clone(), node.id.clone()));
             }
         }
+        let waiting: Vec<(String, String)> = self
+            .jobs
+            .iter()
+            .flat_map(|(jk, job)| {
+                job.tasks
+                    .iter()
+                    .filter(|(_, t)| t.current_run.is_none() && t.state == TaskState::Active)
+                    .map(move |(tk, _)| (jk.clone(), tk.clone()))
+            })
+            .collect();
+        for (jk, tk) in waiting {
+            self.enqueue(&jk, &tk);
+        }
+        self.dirty_pools.clear();
     }
 
     pub(crate) fn seq(&mut self) -> u64 {

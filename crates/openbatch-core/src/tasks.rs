@@ -168,18 +168,39 @@ impl Core {
         }
         let Some(task) = job.tasks.get(tk) else { return };
         let pool = job.pool_key();
-        self.queues.entry(pool.clone()).or_default().insert(
-            (std::cmp::Reverse(job.priority()), job.seq, task.seq),
-            (jk.to_string(), tk.to_string()),
-        );
+        let jq = self
+            .queues
+            .entry(pool.clone())
+            .or_default()
+            .entry((std::cmp::Reverse(job.priority()), job.seq))
+            .or_insert_with(|| crate::state::JobQueue {
+                job: jk.to_string(),
+                by_slots: Default::default(),
+            });
+        jq.by_slots
+            .entry(task.required_slots())
+            .or_default()
+            .insert(task.seq, tk.to_string());
         self.dirty_pools.insert(pool);
     }
 
     pub(crate) fn dequeue(&mut self, jk: &str, tk: &str) {
         let Some(job) = self.jobs.get(jk) else { return };
         let Some(task) = job.tasks.get(tk) else { return };
-        if let Some(q) = self.queues.get_mut(&job.pool_key()) {
-            q.remove(&(std::cmp::Reverse(job.priority()), job.seq, task.seq));
+        let order = (std::cmp::Reverse(job.priority()), job.seq);
+        let pool = job.pool_key();
+        if let Some(q) = self.queues.get_mut(&pool) {
+            if let Some(jq) = q.get_mut(&order) {
+                if let Some(bucket) = jq.by_slots.get_mut(&task.required_slots()) {
+                    bucket.remove(&task.seq);
+                    if bucket.is_empty() {
+                        jq.by_slots.remove(&task.required_slots());
+                    }
+                }
+                if jq.is_empty() {
+                    q.remove(&order);
+                }
+            }
         }
     }
 
@@ -222,7 +243,7 @@ impl Core {
         &mut self,
         job_id: &str,
         task_id: &str,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
         fx: &mut Vec<Effect>,
     ) -> Result<Reply, CoreError> {
         let (jk, tk) = self.find_task(job_id, task_id)?;
@@ -237,6 +258,7 @@ impl Core {
             // The run's slots stay taken until the node reports the kill.
         }
         self.remove_task(&jk, &tk);
+        self.maybe_complete_job(&jk, now, fx);
         Ok(Reply::Done)
     }
 
@@ -359,6 +381,9 @@ impl Core {
             if let Some(node) = self.nodes.get_mut(node_id) {
                 if let Some((_, _, slots)) = node.running.remove(&run) {
                     node.used_slots = node.used_slots.saturating_sub(slots);
+                    let pool = node.pool.clone();
+                    self.dirty_pools.insert(pool);
+                    self.node_became_free(node_id, now, fx);
                     return true;
                 }
             }
@@ -377,6 +402,8 @@ impl Core {
         self.node_became_free(&ran_on, now, fx);
         let job_id = self.jobs.get(&jk).map(|j| j.spec.id.clone());
         let Some(task) = self.jobs.get_mut(&jk).and_then(|j| j.tasks.get_mut(&tk)) else {
+            // The task was deleted while this run was in flight.
+            self.maybe_complete_job(&jk, now, fx);
             return true;
         };
         if task.current_run != Some(run) {

@@ -448,7 +448,6 @@ proptest! {
 
     /// The same with a start task (`waitForSuccess`, one retry) that sometimes fails.
     #[test]
-    #[ignore = "BUG: a node that reconnects while waitingforstarttask or starttaskfailed becomes idle and gets tasks, and a leaving node whose start task fails turns starttaskfailed (see scenarios nodes::*_after_a_reconnect, nodes::a_leaving_node_stays_leaving_when_its_start_task_fails)"]
     fn invariants_hold_with_a_start_task(
         pack in any::<bool>(),
         ops in prop::collection::vec(op(), 1..70),
@@ -458,7 +457,6 @@ proptest! {
 
     /// The same with jobs terminated and deleted.
     #[test]
-    #[ignore = "BUG: deleting the running task of a terminating or deleting job leaves the job stuck (see scenarios jobs::a_*_job_*_when_its_last_running_task_is_deleted)"]
     fn invariants_hold_with_job_commands(
         pack in any::<bool>(),
         ops in prop::collection::vec(op(), 1..70),

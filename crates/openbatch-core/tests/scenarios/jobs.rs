@@ -204,7 +204,6 @@ fn delete_an_idle_job_is_immediate() {
 /// A terminating job completes when it has no running task left, however that task went away:
 /// deleting the task whose kill it waits for must not leave it `terminating` forever.
 #[test]
-#[ignore = "BUG: deleting the running task of a terminating job leaves the job terminating forever (delete_task and the later kill report never call maybe_complete_job)"]
 fn a_terminating_job_completes_when_its_last_running_task_is_deleted() {
     let mut sim = setup(json!({}));
     sim.ok(add("j", simple_tasks("t", 1)));
@@ -220,7 +219,6 @@ fn a_terminating_job_completes_when_its_last_running_task_is_deleted() {
 
 /// The same for a job being deleted: it must disappear once its last run is gone.
 #[test]
-#[ignore = "BUG: deleting the running task of a deleting job leaves the job in `deleting` forever"]
 fn a_deleting_job_disappears_when_its_last_running_task_is_deleted() {
     let mut sim = setup(json!({}));
     sim.ok(add("j", simple_tasks("t", 1)));

@@ -135,7 +135,6 @@ fn start_task_result_in_the_first_hello_is_used() {
 /// Azure: `starttaskfailed` is where a node stays until it is rebooted or reimaged. Losing and
 /// regaining the agent's connection (or a server restart) must not put it back in service.
 #[test]
-#[ignore = "BUG: a starttaskfailed node that disconnects and reconnects becomes idle and gets tasks (node_connected maps unknown -> idle without looking at the start task)"]
 fn start_task_failed_node_stays_failed_after_a_reconnect() {
     let (mut sim, node) =
         start_task_setup(json!({"commandLine": "setup.sh", "waitForSuccess": true}));
@@ -155,7 +154,6 @@ fn start_task_failed_node_stays_failed_after_a_reconnect() {
 /// Azure: a node stays `waitingforstarttask` until its start task ends. An agent that reconnects
 /// while the start task still runs (it reports no start task result) is still waiting.
 #[test]
-#[ignore = "BUG: a waitingforstarttask node that disconnects and reconnects becomes idle and gets tasks before its start task succeeded"]
 fn node_waiting_for_its_start_task_keeps_waiting_after_a_reconnect() {
     let (mut sim, node) =
         start_task_setup(json!({"commandLine": "setup.sh", "waitForSuccess": true}));
@@ -173,7 +171,6 @@ fn node_waiting_for_its_start_task_keeps_waiting_after_a_reconnect() {
 /// Azure: a node on its way out stays `leavingpool` until it is gone; a start task that fails
 /// meanwhile does not turn it into `starttaskfailed` (the pool counts it as leaving).
 #[test]
-#[ignore = "BUG: a start task failing on a leaving node overwrites leavingpool with starttaskfailed; the pool stays resizing although no node is shown leaving or creating"]
 fn a_leaving_node_stays_leaving_when_its_start_task_fails() {
     let (mut sim, node) =
         start_task_setup(json!({"commandLine": "setup.sh", "waitForSuccess": true}));
@@ -428,7 +425,6 @@ fn server_restart_then_agents_reconnect() {
 /// by default), which would replace every slow node (a VM booting, a Slurm allocation waiting in
 /// the queue) again and again.
 #[test]
-#[ignore = "BUG: a provisioned node that has not connected within node_lost_after (60 s) is declared lost and replaced, over and over; resizeTimeout is stored but never used"]
 fn a_node_being_created_is_not_lost_before_the_resize_timeout() {
     let mut sim = lost_after_60s();
     sim.ok(Input::CreatePool(Box::new(pool(json!({

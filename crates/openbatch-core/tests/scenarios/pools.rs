@@ -365,7 +365,6 @@ fn a_joined_node_adds_capacity() {
 /// A joined node is `creating` until its agent connects; like any node being created it makes
 /// the pool `resizing` meanwhile.
 #[test]
-#[ignore = "BUG: JoinNode adds a creating node without updating allocationState, so the pool stays steady until the agent connects"]
 fn a_joining_node_makes_the_pool_resizing_until_it_connects() {
     let mut sim = Sim::new();
     sim.ok(Input::CreatePool(Box::new(simple_pool("p", 0, 1))));

@@ -278,7 +278,6 @@ fn journal_entries_are_json() {
 /// A snapshot taken while a deleted task's kill is still to be reported must continue like the
 /// original: when the report frees the slot, the next task starts.
 #[test]
-#[ignore = "BUG: after a snapshot restore, the kill report of a deleted task's run frees the slot without a scheduling pass (rebuild_indexes drops the run from `runs`, and the fallback in task_completed does not mark the pool dirty), so the next task does not start"]
 fn snapshot_keeps_scheduling_after_a_deleted_tasks_kill_report() {
     let mut sim = Sim::new();
     sim.ok(Input::CreatePool(Box::new(simple_pool("p", 1, 1))));
