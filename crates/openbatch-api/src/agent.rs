@@ -86,13 +86,27 @@ pub enum AgentMsg {
         start_task: Option<RunResult>,
     },
     Heartbeat,
-    TaskFinished { run: RunId, result: RunResult },
-    StartTaskFinished { result: RunResult },
-    Files { req: u64, result: Result<Vec<FileEntry>, FileError> },
+    TaskFinished {
+        run: RunId,
+        result: RunResult,
+    },
+    StartTaskFinished {
+        result: RunResult,
+    },
+    Files {
+        req: u64,
+        result: Result<Vec<FileEntry>, FileError>,
+    },
     /// The answer to `ReadFile`: the file's properties, then (unless `head_only`) binary
     /// frames with the bytes of the requested range.
-    FileMeta { req: u64, result: Result<FileEntry, FileError> },
-    Deleted { req: u64, result: Result<(), FileError> },
+    FileMeta {
+        req: u64,
+        result: Result<FileEntry, FileError>,
+    },
+    Deleted {
+        req: u64,
+        result: Result<(), FileError>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,15 +119,39 @@ pub enum ServerMsg {
         dedicated: bool,
         heartbeat_interval: Duration,
     },
-    Refused { reason: String },
-    RunStartTask { start_task: StartTask },
-    RunTask { spec: Box<RunSpec> },
-    KillTask { run: RunId },
+    Refused {
+        reason: String,
+    },
+    RunStartTask {
+        start_task: StartTask,
+    },
+    RunTask {
+        spec: Box<RunSpec>,
+    },
+    KillTask {
+        run: RunId,
+    },
     /// These results are durable on the server; the agent may forget them.
-    Ack { runs: Vec<RunId>, start_task: bool },
-    ListFiles { req: u64, path: String, recursive: bool },
-    ReadFile { req: u64, path: String, range: Option<(u64, Option<u64>)>, head_only: bool },
-    DeleteFile { req: u64, path: String, recursive: bool },
+    Ack {
+        runs: Vec<RunId>,
+        start_task: bool,
+    },
+    ListFiles {
+        req: u64,
+        path: String,
+        recursive: bool,
+    },
+    ReadFile {
+        req: u64,
+        path: String,
+        range: Option<(u64, Option<u64>)>,
+        head_only: bool,
+    },
+    DeleteFile {
+        req: u64,
+        path: String,
+        recursive: bool,
+    },
     /// Leave the pool: stop running tasks and exit.
     Shutdown,
 }

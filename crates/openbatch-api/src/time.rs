@@ -184,7 +184,10 @@ pub mod ts {
     /// For `Option<DateTime<Utc>>` fields.
     pub mod opt {
         use super::*;
-        pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match t {
                 Some(t) => s.serialize_str(&iso8601(*t)),
                 None => s.serialize_none(),
@@ -228,7 +231,9 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "P", "PT", "15M", "PTM", "P1H", "PT1D", "PT-1S", "PT1.2.3S", "PT5"] {
+        for bad in [
+            "", "P", "PT", "15M", "PTM", "P1H", "PT1D", "PT-1S", "PT1.2.3S", "PT5",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
         }
     }
@@ -240,12 +245,17 @@ mod tests {
             assert_eq!(parse_duration(&format_duration(d)).unwrap(), d, "{s}");
         }
         assert_eq!(format_duration(IsoDuration(None)), UNBOUNDED);
-        assert_eq!(format_duration(IsoDuration(Some(Duration::from_secs(900)))), "PT15M");
+        assert_eq!(
+            format_duration(IsoDuration(Some(Duration::from_secs(900)))),
+            "PT15M"
+        );
     }
 
     #[test]
     fn iso8601_has_seven_fraction_digits() {
-        let t = DateTime::parse_from_rfc3339("2016-11-21T22:43:31.4733476Z").unwrap().with_timezone(&Utc);
+        let t = DateTime::parse_from_rfc3339("2016-11-21T22:43:31.4733476Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(iso8601(t), "2016-11-21T22:43:31.4733476Z");
     }
 

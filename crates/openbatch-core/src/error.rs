@@ -53,9 +53,11 @@ impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> ApiError {
         match e {
             CoreError::PoolNotFound(_) => ApiError::not_found(codes::POOL_NOT_FOUND, "pool"),
-            CoreError::PoolExists(_) => {
-                ApiError::new(409, codes::POOL_EXISTS, "The specified pool already exists.")
-            }
+            CoreError::PoolExists(_) => ApiError::new(
+                409,
+                codes::POOL_EXISTS,
+                "The specified pool already exists.",
+            ),
             CoreError::PoolBeingDeleted(_) => ApiError::new(
                 409,
                 codes::POOL_BEING_DELETED,
@@ -76,9 +78,11 @@ impl From<CoreError> for ApiError {
                 "The specified job is already in a completed state.",
             ),
             CoreError::TaskNotFound(_, _) => ApiError::not_found(codes::TASK_NOT_FOUND, "task"),
-            CoreError::TaskExists(_, _) => {
-                ApiError::new(409, codes::TASK_EXISTS, "The specified task already exists.")
-            }
+            CoreError::TaskExists(_, _) => ApiError::new(
+                409,
+                codes::TASK_EXISTS,
+                "The specified task already exists.",
+            ),
             CoreError::TaskCompleted(_, _) => ApiError::new(
                 409,
                 codes::TASK_COMPLETED,

@@ -1,6 +1,8 @@
 use chrono::{DateTime, Utc};
 pub use openbatch_api::agent::{RunResult, RunSpec};
-use openbatch_api::models::{JobCreate, PoolCreate, PoolResize, StartTask, TaskAddResult, TaskCreate};
+use openbatch_api::models::{
+    JobCreate, PoolCreate, PoolResize, StartTask, TaskAddResult, TaskCreate,
+};
 use serde::{Deserialize, Serialize};
 
 use openbatch_api::agent::RunId;
@@ -125,9 +127,14 @@ impl Effect {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     Done,
-    Created { etag: String, last_modified: DateTime<Utc> },
+    Created {
+        etag: String,
+        last_modified: DateTime<Utc>,
+    },
     TaskResults(Vec<TaskAddResult>),
-    Joined { node: String },
+    Joined {
+        node: String,
+    },
 }
 
 /// The result of [`crate::Core::apply`].

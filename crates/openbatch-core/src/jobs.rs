@@ -10,7 +10,11 @@ use crate::state::{etag, Core, Job};
 use crate::{id_key, valid_id, CoreError};
 
 impl Core {
-    pub(crate) fn create_job(&mut self, spec: JobCreate, now: DateTime<Utc>) -> Result<Reply, CoreError> {
+    pub(crate) fn create_job(
+        &mut self,
+        spec: JobCreate,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, CoreError> {
         if !valid_id(&spec.id) {
             return Err(CoreError::invalid(
                 "id",
@@ -37,7 +41,11 @@ impl Core {
         }
         if let Some(p) = spec.priority {
             if !(-1000..=1000).contains(&p) {
-                return Err(CoreError::invalid("priority", p, "must be between -1000 and 1000"));
+                return Err(CoreError::invalid(
+                    "priority",
+                    p,
+                    "must be between -1000 and 1000",
+                ));
             }
         }
         if let Some(m) = spec.max_parallel_tasks {
@@ -101,7 +109,9 @@ impl Core {
 
     /// Take a job's waiting tasks out of the run queue and kill its runs.
     fn stop_job_tasks(&mut self, key: &str, fx: &mut Vec<Effect>) -> usize {
-        let Some(job) = self.jobs.get(key) else { return 0 };
+        let Some(job) = self.jobs.get(key) else {
+            return 0;
+        };
         let mut waiting = Vec::new();
         let mut runs = Vec::new();
         for (tk, t) in &job.tasks {
@@ -133,7 +143,10 @@ impl Core {
         fx: &mut Vec<Effect>,
     ) -> Result<Reply, CoreError> {
         let key = id_key(id);
-        let job = self.jobs.get(&key).ok_or_else(|| CoreError::JobNotFound(id.into()))?;
+        let job = self
+            .jobs
+            .get(&key)
+            .ok_or_else(|| CoreError::JobNotFound(id.into()))?;
         match job.state {
             JobState::Completed | JobState::Terminating => {
                 return Err(CoreError::JobCompleted(id.into()))
@@ -141,7 +154,12 @@ impl Core {
             JobState::Deleting => return Err(CoreError::JobBeingDeleted(id.into())),
             _ => {}
         }
-        self.end_job(&key, reason.unwrap_or_else(|| "UserTerminate".into()), now, fx);
+        self.end_job(
+            &key,
+            reason.unwrap_or_else(|| "UserTerminate".into()),
+            now,
+            fx,
+        );
         Ok(Reply::Done)
     }
 
@@ -171,7 +189,10 @@ impl Core {
         fx: &mut Vec<Effect>,
     ) -> Result<Reply, CoreError> {
         let key = id_key(id);
-        let job = self.jobs.get(&key).ok_or_else(|| CoreError::JobNotFound(id.into()))?;
+        let job = self
+            .jobs
+            .get(&key)
+            .ok_or_else(|| CoreError::JobNotFound(id.into()))?;
         if job.state == JobState::Deleting {
             return Ok(Reply::Done);
         }
@@ -185,8 +206,15 @@ impl Core {
 
     /// After a task completed: a terminating or deleting job may be done; a job whose
     /// `onAllTasksComplete` is `terminatejob` ends when its last task does.
-    pub(crate) fn maybe_complete_job(&mut self, key: &str, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
-        let Some(job) = self.jobs.get(key) else { return };
+    pub(crate) fn maybe_complete_job(
+        &mut self,
+        key: &str,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(job) = self.jobs.get(key) else {
+            return;
+        };
         let in_flight = job.counts.running;
         match job.state {
             JobState::Deleting if in_flight == 0 => {

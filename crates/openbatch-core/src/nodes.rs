@@ -328,9 +328,11 @@ impl Core {
             ExecutionResult::Success
         });
         info.failure_info = if failed {
-            Some(result.failure.unwrap_or_else(|| {
-                crate::tasks::exit_code_failure(result.exit_code)
-            }))
+            Some(
+                result
+                    .failure
+                    .unwrap_or_else(|| crate::tasks::exit_code_failure(result.exit_code)),
+            )
         } else {
             None
         };
@@ -378,7 +380,9 @@ impl Core {
                 } else {
                     limit
                 };
-                !n.connected && n.disconnected_since.is_some_and(|since| now - since >= limit)
+                !n.connected
+                    && n.disconnected_since
+                        .is_some_and(|since| now - since >= limit)
             })
             .map(|n| n.id.clone())
             .collect();

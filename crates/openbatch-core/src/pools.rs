@@ -211,11 +211,7 @@ impl Core {
                 );
                 for _ in 0..missing {
                     let seq = self.seq();
-                    let id = format!(
-                        "tvmps_{:012}_{}",
-                        seq,
-                        if dedicated { "d" } else { "p" }
-                    );
+                    let id = format!("tvmps_{:012}_{}", seq, if dedicated { "d" } else { "p" });
                     let node = Node {
                         id: id.clone(),
                         pool: pool_key.to_string(),
@@ -264,9 +260,11 @@ impl Core {
         let Some(pool) = self.pools.get(pool_key) else {
             return;
         };
-        let busy = pool.nodes.iter().filter_map(|n| self.nodes.get(n)).any(|n| {
-            n.leaving.is_some() || matches!(n.state, NodeState::Creating)
-        });
+        let busy = pool
+            .nodes
+            .iter()
+            .filter_map(|n| self.nodes.get(n))
+            .any(|n| n.leaving.is_some() || matches!(n.state, NodeState::Creating));
         let want = if busy {
             AllocationState::Resizing
         } else {

@@ -65,7 +65,9 @@ impl Core {
                 continue;
             };
             let jk = jq.job.clone();
-            let Some(job) = self.jobs.get(&jk) else { continue };
+            let Some(job) = self.jobs.get(&jk) else {
+                continue;
+            };
             if job.state != JobState::Active {
                 continue;
             }
@@ -85,7 +87,9 @@ impl Core {
                     .by_slots
                     .range(..=largest)
                     .filter_map(|(slots, bucket)| {
-                        bucket.first_key_value().map(|(seq, tk)| (*seq, *slots, tk.clone()))
+                        bucket
+                            .first_key_value()
+                            .map(|(seq, tk)| (*seq, *slots, tk.clone()))
                     })
                     .min();
                 let Some((_, need, tk)) = pick else { break };
@@ -128,7 +132,9 @@ impl Core {
         let run = self.next_run;
         self.next_run += 1;
         let Some(job) = self.jobs.get(jk) else { return };
-        let Some(task) = job.tasks.get(tk) else { return };
+        let Some(task) = job.tasks.get(tk) else {
+            return;
+        };
         let mut environment = job.spec.common_environment_settings.clone();
         environment.extend(task.spec.environment_settings.iter().cloned());
         let max_wall_clock: Option<Duration> = task

@@ -244,7 +244,8 @@ impl Core {
         // Runs in flight are what the nodes hold, including runs of tasks deleted since.
         for node in self.nodes.values() {
             for (run, (jk, tk, _)) in &node.running {
-                self.runs.insert(*run, (jk.clone(), tk.clone(), node.id.clone()));
+                self.runs
+                    .insert(*run, (jk.clone(), tk.clone(), node.id.clone()));
             }
         }
         let waiting: Vec<(String, String)> = self
@@ -281,7 +282,9 @@ impl Core {
         let (reply, changed) = match input {
             Input::CreatePool(spec) => (self.create_pool(*spec, now, &mut fx)?, true),
             Input::DeletePool { id } => (self.delete_pool(&id, now, &mut fx)?, true),
-            Input::ResizePool { id, resize } => (self.resize_pool(&id, resize, now, &mut fx)?, true),
+            Input::ResizePool { id, resize } => {
+                (self.resize_pool(&id, resize, now, &mut fx)?, true)
+            }
             Input::CreateJob(spec) => (self.create_job(*spec, now)?, true),
             Input::DeleteJob { id } => (self.delete_job(&id, now, &mut fx)?, true),
             Input::TerminateJob { id, reason } => {
@@ -333,4 +336,3 @@ impl Core {
 pub(crate) fn etag(version: u64) -> String {
     format!("0x8DE{version:013X}")
 }
-

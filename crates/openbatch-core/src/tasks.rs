@@ -96,7 +96,12 @@ impl Core {
         Ok(results)
     }
 
-    fn add_task(&mut self, jk: &str, spec: TaskCreate, now: DateTime<Utc>) -> Result<u64, CoreError> {
+    fn add_task(
+        &mut self,
+        jk: &str,
+        spec: TaskCreate,
+        now: DateTime<Utc>,
+    ) -> Result<u64, CoreError> {
         if !valid_id(&spec.id) {
             return Err(CoreError::invalid(
                 "id",
@@ -109,7 +114,11 @@ impl Core {
         }
         if let Some(slots) = spec.required_slots {
             if slots < 1 {
-                return Err(CoreError::invalid("requiredSlots", slots, "must be at least 1"));
+                return Err(CoreError::invalid(
+                    "requiredSlots",
+                    slots,
+                    "must be at least 1",
+                ));
             }
         }
         if spec.multi_instance_settings.is_some() {
@@ -166,7 +175,9 @@ impl Core {
         if job.state != JobState::Active {
             return;
         }
-        let Some(task) = job.tasks.get(tk) else { return };
+        let Some(task) = job.tasks.get(tk) else {
+            return;
+        };
         let pool = job.pool_key();
         let jq = self
             .queues
@@ -186,7 +197,9 @@ impl Core {
 
     pub(crate) fn dequeue(&mut self, jk: &str, tk: &str) {
         let Some(job) = self.jobs.get(jk) else { return };
-        let Some(task) = job.tasks.get(tk) else { return };
+        let Some(task) = job.tasks.get(tk) else {
+            return;
+        };
         let order = (std::cmp::Reverse(job.priority()), job.seq);
         let pool = job.pool_key();
         if let Some(q) = self.queues.get_mut(&pool) {
@@ -213,8 +226,12 @@ impl Core {
         now: DateTime<Utc>,
     ) {
         let version = self.version();
-        let Some(job) = self.jobs.get_mut(jk) else { return };
-        let Some(task) = job.tasks.get_mut(tk) else { return };
+        let Some(job) = self.jobs.get_mut(jk) else {
+            return;
+        };
+        let Some(task) = job.tasks.get_mut(tk) else {
+            return;
+        };
         let slots = task.required_slots() as i64;
         let old = (task.state, task.exec.result);
         task.previous_state = Some((task.state, task.state_time));
@@ -231,7 +248,9 @@ impl Core {
     /// Remove a task's record, keeping the job's counts exact.
     fn remove_task(&mut self, jk: &str, tk: &str) {
         self.dequeue(jk, tk);
-        let Some(job) = self.jobs.get_mut(jk) else { return };
+        let Some(job) = self.jobs.get_mut(jk) else {
+            return;
+        };
         if let Some(task) = job.tasks.remove(tk) {
             let slots = task.required_slots() as i64;
             adjust(&mut job.counts, (task.state, task.exec.result), -1);
@@ -305,7 +324,11 @@ impl Core {
         }
     }
 
-    pub(crate) fn find_task(&self, job_id: &str, task_id: &str) -> Result<(String, String), CoreError> {
+    pub(crate) fn find_task(
+        &self,
+        job_id: &str,
+        task_id: &str,
+    ) -> Result<(String, String), CoreError> {
         let jk = id_key(job_id);
         let job = self
             .jobs
@@ -390,9 +413,10 @@ impl Core {
             return false;
         };
         let failed = result.failure.is_some() || result.exit_code != Some(0);
-        let job_retries = self.jobs.get(&jk).and_then(|j| {
-            j.spec.constraints.and_then(|c| c.max_task_retry_count)
-        });
+        let job_retries = self
+            .jobs
+            .get(&jk)
+            .and_then(|j| j.spec.constraints.and_then(|c| c.max_task_retry_count));
         if let Some(node) = self.nodes.get_mut(&ran_on) {
             node.total_tasks_run += 1;
             if !failed {
@@ -434,9 +458,8 @@ impl Core {
             task.exec.result = Some(ExecutionResult::Success);
             task.exec.failure_info = None;
         }
-        let retry = failed
-            && !terminated
-            && (max_retries == -1 || task.exec.retry_count < max_retries);
+        let retry =
+            failed && !terminated && (max_retries == -1 || task.exec.retry_count < max_retries);
         let info = TaskInfo {
             task_url: None,
             job_id,

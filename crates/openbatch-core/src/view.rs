@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use openbatch_api::models::{
-    self as m, ImageReference, JobConstraints, OnAllTasksComplete, OnTaskFailure,
-    TaskSchedulingPolicy, NodeFillType,
+    self as m, ImageReference, JobConstraints, NodeFillType, OnAllTasksComplete, OnTaskFailure,
+    TaskSchedulingPolicy,
 };
 
 use crate::state::{etag, Core, Job, Node, Pool, Task, TaskLocation};
@@ -70,12 +70,10 @@ fn after<'a, V>(
     after: Option<&str>,
 ) -> Box<dyn Iterator<Item = (&'a String, &'a V)> + 'a> {
     match after {
-        Some(a) => Box::new(
-            map.range::<String, _>((
-                std::ops::Bound::Excluded(a.to_string()),
-                std::ops::Bound::Unbounded,
-            )),
-        ),
+        Some(a) => Box::new(map.range::<String, _>((
+            std::ops::Bound::Excluded(a.to_string()),
+            std::ops::Bound::Unbounded,
+        ))),
         None => Box::new(map.iter()),
     }
 }
@@ -174,7 +172,9 @@ impl Core {
                         .unwrap_or(openbatch_api::time::IsoDuration::unbounded()),
                 ),
                 max_task_retry_count: Some(
-                    s.constraints.and_then(|c| c.max_task_retry_count).unwrap_or(0),
+                    s.constraints
+                        .and_then(|c| c.max_task_retry_count)
+                        .unwrap_or(0),
                 ),
             },
             job_manager_task: s.job_manager_task.clone(),
@@ -182,7 +182,9 @@ impl Core {
             job_release_task: s.job_release_task.clone(),
             common_environment_settings: s.common_environment_settings.clone(),
             pool_info: s.pool_info.clone(),
-            on_all_tasks_complete: s.on_all_tasks_complete.unwrap_or(OnAllTasksComplete::NoAction),
+            on_all_tasks_complete: s
+                .on_all_tasks_complete
+                .unwrap_or(OnAllTasksComplete::NoAction),
             on_task_failure: s.on_task_failure.unwrap_or(OnTaskFailure::NoAction),
             network_configuration: s.network_configuration.clone(),
             metadata: s.metadata.clone(),
@@ -235,13 +237,9 @@ impl Core {
                     .and_then(|c| c.max_wall_clock_time)
                     .unwrap_or(openbatch_api::time::IsoDuration::unbounded()),
             ),
-            retention_time: Some(
-                s.constraints.and_then(|c| c.retention_time).unwrap_or(
-                    openbatch_api::time::IsoDuration(Some(std::time::Duration::from_secs(
-                        7 * 86_400,
-                    ))),
-                ),
-            ),
+            retention_time: Some(s.constraints.and_then(|c| c.retention_time).unwrap_or(
+                openbatch_api::time::IsoDuration(Some(std::time::Duration::from_secs(7 * 86_400))),
+            )),
             max_task_retry_count: Some(
                 s.constraints
                     .and_then(|c| c.max_task_retry_count)
@@ -314,7 +312,11 @@ impl Core {
     }
 
     /// Where a task's latest attempt ran, for its files.
-    pub fn task_location(&self, job_id: &str, task_id: &str) -> Result<Option<TaskLocation>, CoreError> {
+    pub fn task_location(
+        &self,
+        job_id: &str,
+        task_id: &str,
+    ) -> Result<Option<TaskLocation>, CoreError> {
         let (jk, tk) = self.find_task(job_id, task_id)?;
         Ok(self.jobs[&jk].tasks[&tk].location.clone())
     }
@@ -418,7 +420,14 @@ impl Core {
 
     /// Whether a node exists and belongs to the pool (for the file API).
     pub fn node_in_pool(&self, pool_id: &str, node_id: &str) -> Result<(), CoreError> {
-        self.node(pool_id, node_id, &Urls { base: String::new() }).map(|_| ())
+        self.node(
+            pool_id,
+            node_id,
+            &Urls {
+                base: String::new(),
+            },
+        )
+        .map(|_| ())
     }
 
     /// Node ids the shell should expect agents for (after a restart).
@@ -433,6 +442,11 @@ impl Core {
     pub fn node_placement(&self, node_id: &str) -> Option<(String, String, bool, u32)> {
         let n = self.nodes.get(node_id)?;
         let pool = self.pools.get(&n.pool)?;
-        Some((pool.spec.id.clone(), n.vm_size.clone(), n.dedicated, n.slots))
+        Some((
+            pool.spec.id.clone(),
+            n.vm_size.clone(),
+            n.dedicated,
+            n.slots,
+        ))
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
-use openbatch_api::agent::{AgentMsg, RunId, RunResult, RunSpec, ServerMsg, PROTOCOL_VERSION, TOKEN_HEADER};
+use openbatch_api::agent::{
+    AgentMsg, RunId, RunResult, RunSpec, ServerMsg, PROTOCOL_VERSION, TOKEN_HEADER,
+};
 use openbatch_api::models::{ErrorCategory, FailureInfo, NameValuePair, StartTask};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -79,7 +81,14 @@ fn send(s: &State, msg: &AgentMsg) {
 
 /// Run the agent until the server tells it to leave, refuses it, or cannot be reached.
 pub async fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
-    for d in ["applications", "fsmounts", "shared", "startup", "volatile", "workitems"] {
+    for d in [
+        "applications",
+        "fsmounts",
+        "shared",
+        "startup",
+        "volatile",
+        "workitems",
+    ] {
         std::fs::create_dir_all(opts.root_dir.join(d))
             .with_context(|| format!("creating {}", opts.root_dir.join(d).display()))?;
     }
@@ -160,7 +169,9 @@ async fn connect_once(
     let mut req = url.into_client_request().map_err(|e| unreachable(&e))?;
     req.headers_mut().insert(
         TOKEN_HEADER,
-        opts.token.parse().map_err(|_| ConnectError::Refused("the join token is not a valid header value".into()))?,
+        opts.token.parse().map_err(|_| {
+            ConnectError::Refused("the join token is not a valid header value".into())
+        })?,
     );
     // No Nagle: results and task starts are small messages that must not wait for ACKs.
     let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
@@ -210,7 +221,11 @@ async fn connect_once(
             heartbeat_interval
         }
         Some(ServerMsg::Refused { reason }) => return Err(ConnectError::Refused(reason)),
-        _ => return Err(ConnectError::Unreachable("no welcome from the server".into())),
+        _ => {
+            return Err(ConnectError::Unreachable(
+                "no welcome from the server".into(),
+            ))
+        }
     };
     tracing::info!(node_id = ?node_id, "connected to the server");
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
@@ -272,7 +287,11 @@ fn handle(msg: ServerMsg, root: &Path, state: &State) {
                 s.start_task_unacked = None;
             }
         }
-        ServerMsg::ListFiles { req, path, recursive } => {
+        ServerMsg::ListFiles {
+            req,
+            path,
+            recursive,
+        } => {
             let root = root.to_path_buf();
             let state = state.clone();
             tokio::spawn(async move {
@@ -280,7 +299,11 @@ fn handle(msg: ServerMsg, root: &Path, state: &State) {
                 send(&state, &AgentMsg::Files { req, result });
             });
         }
-        ServerMsg::DeleteFile { req, path, recursive } => {
+        ServerMsg::DeleteFile {
+            req,
+            path,
+            recursive,
+        } => {
             let root = root.to_path_buf();
             let state = state.clone();
             tokio::spawn(async move {
@@ -288,7 +311,12 @@ fn handle(msg: ServerMsg, root: &Path, state: &State) {
                 send(&state, &AgentMsg::Deleted { req, result });
             });
         }
-        ServerMsg::ReadFile { req, path, range, head_only } => {
+        ServerMsg::ReadFile {
+            req,
+            path,
+            range,
+            head_only,
+        } => {
             let root = root.to_path_buf();
             let state = state.clone();
             tokio::spawn(async move {
@@ -310,7 +338,10 @@ fn node_env(root: &Path, id: &Identity) -> Vec<(String, String)> {
         ("AZ_BATCH_ACCOUNT_URL".into(), id.account_url.clone()),
         ("AZ_BATCH_POOL_ID".into(), id.pool_id.clone()),
         ("AZ_BATCH_NODE_ID".into(), id.node_id.clone()),
-        ("AZ_BATCH_NODE_IS_DEDICATED".into(), id.dedicated.to_string()),
+        (
+            "AZ_BATCH_NODE_IS_DEDICATED".into(),
+            id.dedicated.to_string(),
+        ),
         ("AZ_BATCH_NODE_ROOT_DIR".into(), r.clone()),
         ("AZ_BATCH_NODE_SHARED_DIR".into(), format!("{r}/shared")),
         ("AZ_BATCH_NODE_STARTUP_DIR".into(), format!("{r}/startup")),
@@ -318,7 +349,9 @@ fn node_env(root: &Path, id: &Identity) -> Vec<(String, String)> {
     ]
 }
 
-fn resource_files(files: &[openbatch_api::models::ResourceFile]) -> Result<Vec<ResourceFileSpec>, String> {
+fn resource_files(
+    files: &[openbatch_api::models::ResourceFile],
+) -> Result<Vec<ResourceFileSpec>, String> {
     files
         .iter()
         .map(|f| match &f.http_url {
@@ -408,7 +441,10 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
         ("AZ_BATCH_JOB_ID".into(), spec.job_id.clone()),
         ("AZ_BATCH_TASK_ID".into(), spec.task_id.clone()),
         ("AZ_BATCH_TASK_DIR".into(), task_dir.display().to_string()),
-        ("AZ_BATCH_TASK_WORKING_DIR".into(), task_dir.join("wd").display().to_string()),
+        (
+            "AZ_BATCH_TASK_WORKING_DIR".into(),
+            task_dir.join("wd").display().to_string(),
+        ),
     ]);
     env.extend(
         spec.environment
@@ -456,7 +492,10 @@ fn run_start_task(st: StartTask, root: &Path, state: &State) {
     let mut env = node_env(root, &lock(state).identity);
     env.extend([
         ("AZ_BATCH_TASK_DIR".into(), dir.display().to_string()),
-        ("AZ_BATCH_TASK_WORKING_DIR".into(), dir.join("wd").display().to_string()),
+        (
+            "AZ_BATCH_TASK_WORKING_DIR".into(),
+            dir.join("wd").display().to_string(),
+        ),
     ]);
     env.extend(
         st.environment_settings

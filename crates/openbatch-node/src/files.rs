@@ -23,13 +23,19 @@ fn resolve(root: &Path, rel: &str) -> Result<PathBuf, FileError> {
         match c {
             Component::Normal(p) => out.push(p),
             Component::CurDir => {}
-            _ => return Err(FileError::Invalid(format!("'{rel}' leaves the directory it is relative to"))),
+            _ => {
+                return Err(FileError::Invalid(format!(
+                    "'{rel}' leaves the directory it is relative to"
+                )))
+            }
         }
     }
     // Symlinks may point anywhere; the real location must still be under the root.
     match out.canonicalize() {
         Ok(real) if real.starts_with(root) => Ok(real),
-        Ok(_) => Err(FileError::Invalid(format!("'{rel}' points outside the node's directory"))),
+        Ok(_) => Err(FileError::Invalid(format!(
+            "'{rel}' points outside the node's directory"
+        ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FileError::NotFound),
         Err(e) => Err(FileError::Io(e.to_string())),
     }
@@ -55,7 +61,11 @@ fn io(e: std::io::Error) -> FileError {
     }
 }
 
-pub(crate) async fn list(root: &Path, rel: &str, recursive: bool) -> Result<Vec<FileEntry>, FileError> {
+pub(crate) async fn list(
+    root: &Path,
+    rel: &str,
+    recursive: bool,
+) -> Result<Vec<FileEntry>, FileError> {
     let base = resolve(root, rel)?;
     let root = root.to_path_buf();
     tokio::task::spawn_blocking(move || {
@@ -65,7 +75,9 @@ pub(crate) async fn list(root: &Path, rel: &str, recursive: bool) -> Result<Vec<
             let rd = std::fs::read_dir(&dir).map_err(io)?;
             for e in rd.flatten() {
                 let path = e.path();
-                let Ok(md) = std::fs::symlink_metadata(&path) else { continue };
+                let Ok(md) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
                 if !path.starts_with(&root) {
                     continue;
                 }
@@ -92,16 +104,20 @@ pub(crate) async fn list(root: &Path, rel: &str, recursive: bool) -> Result<Vec<
 pub(crate) async fn delete(root: &Path, rel: &str, recursive: bool) -> Result<(), FileError> {
     let path = resolve(root, rel)?;
     if path == root {
-        return Err(FileError::Invalid("the root directory cannot be deleted".into()));
+        return Err(FileError::Invalid(
+            "the root directory cannot be deleted".into(),
+        ));
     }
     let md = tokio::fs::metadata(&path).await.map_err(io)?;
     if md.is_dir() {
         if recursive {
             tokio::fs::remove_dir_all(&path).await.map_err(io)
         } else {
-            tokio::fs::remove_dir(&path)
-                .await
-                .map_err(|e| FileError::Invalid(format!("the directory is not empty; delete it with recursive=true ({e})")))
+            tokio::fs::remove_dir(&path).await.map_err(|e| {
+                FileError::Invalid(format!(
+                    "the directory is not empty; delete it with recursive=true ({e})"
+                ))
+            })
         }
     } else {
         tokio::fs::remove_file(&path).await.map_err(io)
@@ -118,8 +134,7 @@ pub(crate) async fn read(
     out: &mpsc::UnboundedSender<Message>,
 ) {
     let meta = |result: Result<FileEntry, FileError>| {
-        serde_json::to_string(&AgentMsg::FileMeta { req, result })
-            .map(|t| Message::Text(t.into()))
+        serde_json::to_string(&AgentMsg::FileMeta { req, result }).map(|t| Message::Text(t.into()))
     };
     let path = match resolve(root, rel) {
         Ok(p) => p,
@@ -174,7 +189,10 @@ pub(crate) async fn read(
             }
             remaining -= n as u64;
             let last = remaining == 0;
-            if out.send(Message::Binary(encode_chunk(req, last, &buf[..n]).into())).is_err() {
+            if out
+                .send(Message::Binary(encode_chunk(req, last, &buf[..n]).into()))
+                .is_err()
+            {
                 return Ok(());
             }
             if last {

@@ -5,8 +5,8 @@
 //! runs start tasks and tasks as real processes, captures `stdout.txt`/`stderr.txt`, enforces
 //! wall-clock limits and reports results. It never decides placement: it runs what it is told.
 
-pub mod runner;
 pub mod agent;
 mod files;
+pub mod runner;
 
 pub use agent::{run_agent, AgentOptions, AGENT_VERSION};

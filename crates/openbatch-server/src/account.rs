@@ -21,7 +21,10 @@ pub struct Credentials {
 pub(crate) const CREDENTIALS_FILE: &str = "credentials.json";
 
 /// The account stored in the database, created with a random 256-bit key on first start.
-pub(crate) fn load_or_create(store: &mut Store, default_name: &str) -> anyhow::Result<(String, String)> {
+pub(crate) fn load_or_create(
+    store: &mut Store,
+    default_name: &str,
+) -> anyhow::Result<(String, String)> {
     let name = store.get("account/name")?;
     let key = store.get("account/key")?;
     if let (Some(name), Some(key)) = (name, key) {
@@ -57,7 +60,11 @@ pub(crate) fn write_credentials(dir: &Path, creds: &Credentials) -> anyhow::Resu
 /// Read `DIR/credentials.json`.
 pub fn read_credentials(data_dir: &Path) -> anyhow::Result<Credentials> {
     let path = data_dir.join(CREDENTIALS_FILE);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {} (has the server been started with this --data-dir?)", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (has the server been started with this --data-dir?)",
+            path.display()
+        )
+    })?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }

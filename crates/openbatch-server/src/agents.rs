@@ -80,7 +80,12 @@ impl Agents {
         }
     }
 
-    fn request(&self, node: &str, req: PendingReq, msg: impl FnOnce(u64) -> ServerMsg) -> Result<u64, FileReqError> {
+    fn request(
+        &self,
+        node: &str,
+        req: PendingReq,
+        msg: impl FnOnce(u64) -> ServerMsg,
+    ) -> Result<u64, FileReqError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.pending().insert(id, (node.to_string(), req));
         if !self.send(node, &msg(id)) {
@@ -105,7 +110,12 @@ impl Agents {
         self.await_reply(id, rx).await
     }
 
-    pub(crate) async fn delete_file(&self, node: &str, path: &str, recursive: bool) -> Result<(), FileReqError> {
+    pub(crate) async fn delete_file(
+        &self,
+        node: &str,
+        path: &str,
+        recursive: bool,
+    ) -> Result<(), FileReqError> {
         let (tx, rx) = oneshot::channel();
         let id = self.request(node, PendingReq::Delete(tx), |req| ServerMsg::DeleteFile {
             req,
@@ -214,15 +224,26 @@ impl Agents {
 }
 
 /// One agent connection, from `Hello` to close.
-pub(crate) async fn serve_agent(state: Arc<AppState>, socket: WebSocket, token: String, peer: SocketAddr) {
+pub(crate) async fn serve_agent(
+    state: Arc<AppState>,
+    socket: WebSocket,
+    token: String,
+    peer: SocketAddr,
+) {
     let (mut sink, mut stream) = socket.split();
-    let refuse = |reason: String| Message::Text(
-        serde_json::to_string(&ServerMsg::Refused { reason }).unwrap_or_default().into(),
-    );
+    let refuse = |reason: String| {
+        Message::Text(
+            serde_json::to_string(&ServerMsg::Refused { reason })
+                .unwrap_or_default()
+                .into(),
+        )
+    };
     let local_token = state.provider.token().to_string();
     let Some(owner) = state.tokens.check(&token, &local_token) else {
         tracing::warn!(%peer, "a node agent presented an unknown or revoked join token; refused");
-        let _ = sink.send(refuse("unknown or revoked join token".into())).await;
+        let _ = sink
+            .send(refuse("unknown or revoked join token".into()))
+            .await;
         return;
     };
     // The first message must be Hello.
@@ -242,7 +263,9 @@ pub(crate) async fn serve_agent(state: Arc<AppState>, socket: WebSocket, token: 
         start_task,
     }) = hello
     else {
-        let _ = sink.send(refuse("expected Hello as the first message".into())).await;
+        let _ = sink
+            .send(refuse("expected Hello as the first message".into()))
+            .await;
         return;
     };
     if protocol != PROTOCOL_VERSION {
@@ -257,11 +280,17 @@ pub(crate) async fn serve_agent(state: Arc<AppState>, socket: WebSocket, token: 
         (Some(id), _) => {
             if state.engine.read().node_placement(&id).is_none() {
                 tracing::warn!(node_id = %id, %peer, "an agent for a node that is not in any pool; refused");
-                let _ = sink.send(refuse(format!("node '{id}' is not part of any pool"))).await;
+                let _ = sink
+                    .send(refuse(format!("node '{id}' is not part of any pool")))
+                    .await;
                 return;
             }
             if owner != TokenOwner::Local && !id.ends_with("_j") {
-                let _ = sink.send(refuse("this token cannot act for a provisioned node".into())).await;
+                let _ = sink
+                    .send(refuse(
+                        "this token cannot act for a provisioned node".into(),
+                    ))
+                    .await;
                 return;
             }
             id
@@ -281,35 +310,48 @@ pub(crate) async fn serve_agent(state: Arc<AppState>, socket: WebSocket, token: 
                     _ => return,
                 },
                 Err(e) => {
-                    let _ = sink.send(refuse(format!("cannot join pool '{pool}': {e}"))).await;
+                    let _ = sink
+                        .send(refuse(format!("cannot join pool '{pool}': {e}")))
+                        .await;
                     return;
                 }
             }
         }
         (None, None) => {
-            let _ = sink.send(refuse("Hello needs a node id or a pool id".into())).await;
+            let _ = sink
+                .send(refuse("Hello needs a node id or a pool id".into()))
+                .await;
             return;
         }
     };
-    let Some((pool_id, _vm, dedicated, _slots)) = state.engine.read().node_placement(&node_id) else {
+    let Some((pool_id, _vm, dedicated, _slots)) = state.engine.read().node_placement(&node_id)
+    else {
         return;
     };
     // Register the connection, replacing any older one for the same node.
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     let conn_id = state.agents.next.fetch_add(1, Ordering::Relaxed);
-    state
-        .agents
-        .conns()
-        .insert(node_id.clone(), Conn { id: conn_id, tx: tx.clone() });
+    state.agents.conns().insert(
+        node_id.clone(),
+        Conn {
+            id: conn_id,
+            tx: tx.clone(),
+        },
+    );
     let welcome = ServerMsg::Welcome {
         node_id: node_id.clone(),
         pool_id,
         account_name: state.account_name.clone(),
-        account_url: state.public_url.clone().unwrap_or_else(|| state.provider.server_url().to_string()),
+        account_url: state
+            .public_url
+            .clone()
+            .unwrap_or_else(|| state.provider.server_url().to_string()),
         dedicated,
         heartbeat_interval: state.config.heartbeat_interval,
     };
-    let _ = tx.send(Message::Text(serde_json::to_string(&welcome).unwrap_or_default().into()));
+    let _ = tx.send(Message::Text(
+        serde_json::to_string(&welcome).unwrap_or_default().into(),
+    ));
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
             if sink.send(m).await.is_err() {

@@ -44,7 +44,9 @@ mod secs {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let v = f64::deserialize(d)?;
         if !v.is_finite() || v < 0.0 {
-            return Err(serde::de::Error::custom("expected a number of seconds >= 0"));
+            return Err(serde::de::Error::custom(
+                "expected a number of seconds >= 0",
+            ));
         }
         Ok(Duration::from_secs_f64(v))
     }
@@ -95,9 +97,9 @@ impl ServerConfig {
             self.account_name = v;
         }
         if let Some(v) = get("OPENBATCH_NODE_LOST_AFTER") {
-            let secs: f64 = v
-                .parse()
-                .with_context(|| format!("OPENBATCH_NODE_LOST_AFTER={v} is not a number of seconds"))?;
+            let secs: f64 = v.parse().with_context(|| {
+                format!("OPENBATCH_NODE_LOST_AFTER={v} is not a number of seconds")
+            })?;
             self.node_lost_after = Duration::from_secs_f64(secs.max(0.0));
         }
         Ok(())

@@ -72,8 +72,7 @@ impl Engine {
         let loaded = store.load().context("reading the journal")?;
         let mut core = match loaded.snapshot {
             Some((_, body)) => {
-                let mut c: Core =
-                    serde_json::from_slice(&body).context("decoding the snapshot")?;
+                let mut c: Core = serde_json::from_slice(&body).context("decoding the snapshot")?;
                 c.rebuild_indexes();
                 c
             }
@@ -162,7 +161,10 @@ impl Engine {
             done: Some(done_tx),
         });
         if journaled {
-            let mut n = self.since_snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            let mut n = self
+                .since_snapshot
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             *n += 1;
             if *n >= SNAPSHOT_EVERY {
                 *n = 0;
@@ -191,7 +193,10 @@ impl Engine {
         if let Ok(body) = serde_json::to_vec(&*core) {
             let _ = self.commits.send(Commit::Snapshot(body));
         }
-        *self.since_snapshot.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+        *self
+            .since_snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = 0;
     }
 
     /// Wait until everything submitted so far is durable.

@@ -32,9 +32,25 @@ pub(crate) struct LocalProvider {
     procs: Mutex<HashMap<String, (u32, bool)>>,
 }
 
+/// Whether `pid` is a live (not zombie) openbatch node agent. The command line is checked so
+/// that a recycled pid of some other program is not mistaken for our agent.
 fn alive(pid: u32) -> bool {
-    // Signal 0 checks for existence without sending anything.
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state is the field after the parenthesised command name.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    if matches!(state, Some("Z") | Some("X") | None) {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+            args.iter().any(|a| *a == b"node") && args.iter().any(|a| *a == b"run")
+        })
+        .unwrap_or(false)
 }
 
 fn kill(pid: u32, signal: i32) {

@@ -79,7 +79,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     openbatch_api::auth::decode_key(&account_key)
         .map_err(|e| anyhow::anyhow!("the stored account key is unusable: {e}"))?;
     let tokens = Tokens::open(&db)?;
-    let restarted = store.load().map(|l| l.snapshot.is_some() || !l.records.is_empty())?;
+    let restarted = store
+        .load()
+        .map(|l| l.snapshot.is_some() || !l.records.is_empty())?;
 
     let limits = Limits {
         node_lost_after: config.node_lost_after,
@@ -129,7 +131,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     tokio::spawn(dispatch_effects(state.clone(), effects));
     if restarted {
         engine.submit(Input::ServerRestarted).await.ok();
-        provider.adopt(&engine.read().node_ids()).await;
+        // Take the list first: adopt() submits inputs, which need the core lock.
+        let nodes = engine.read().node_ids();
+        provider.adopt(&nodes).await;
     }
     tokio::spawn(tick_loop(engine.clone(), stop_rx.clone()));
 
@@ -195,7 +199,9 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
                     .provision(&node, &pool, &vm_size, size, dedicated, slots);
             }
             Effect::RunStartTask { node, start_task } => {
-                state.agents.send(&node, &ServerMsg::RunStartTask { start_task });
+                state
+                    .agents
+                    .send(&node, &ServerMsg::RunStartTask { start_task });
             }
             Effect::RunTask { node, spec } => {
                 if !state.agents.send(&node, &ServerMsg::RunTask { spec }) {

@@ -80,7 +80,10 @@ impl Tokens {
     }
 
     /// Mint a join token; the secret is returned once and never stored.
-    pub(crate) fn create(&self, description: Option<String>) -> anyhow::Result<(JoinToken, String)> {
+    pub(crate) fn create(
+        &self,
+        description: Option<String>,
+    ) -> anyhow::Result<(JoinToken, String)> {
         let mut raw = [0u8; 6];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
@@ -160,7 +163,10 @@ mod tests {
         let local = t.local_token().unwrap();
         assert_eq!(t.local_token().unwrap(), local, "stable across calls");
         let (info, secret) = t.create(Some("lab".into())).unwrap();
-        assert_eq!(t.check(&secret, &local), Some(TokenOwner::Join(info.id.clone())));
+        assert_eq!(
+            t.check(&secret, &local),
+            Some(TokenOwner::Join(info.id.clone()))
+        );
         assert_eq!(t.check(&local, &local), Some(TokenOwner::Local));
         assert_eq!(t.check("obt_nope_x", &local), None);
         assert_eq!(t.check(&format!("{secret}x"), &local), None);

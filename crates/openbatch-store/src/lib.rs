@@ -111,7 +111,9 @@ impl Store {
             .conn
             .prepare("SELECT seq, body FROM journal WHERE seq > ?1 ORDER BY seq")?;
         let records = stmt
-            .query_map(params![from], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?
+            .query_map(params![from], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Loaded { snapshot, records })
     }
@@ -134,7 +136,8 @@ impl Store {
     pub fn journal_len(&self) -> Result<u64> {
         Ok(self
             .conn
-            .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get::<_, i64>(0))? as u64)
+            .query_row("SELECT COUNT(*) FROM journal", [], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 
     pub fn get(&self, key: &str) -> Result<Option<String>> {
@@ -163,9 +166,9 @@ impl Store {
 
     /// Keys with a prefix, with their values.
     pub fn scan(&self, prefix: &str) -> Result<Vec<(String, String)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT key, value FROM kv WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT key, value FROM kv WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+        )?;
         let rows = stmt
             .query_map(params![prefix], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -221,9 +224,15 @@ mod tests {
         let path = dir.path().join("s.db");
         drop(Store::open(&path).unwrap());
         let c = Connection::open(&path).unwrap();
-        c.execute("UPDATE meta SET value = '99' WHERE key = 'format_version'", [])
-            .unwrap();
+        c.execute(
+            "UPDATE meta SET value = '99' WHERE key = 'format_version'",
+            [],
+        )
+        .unwrap();
         drop(c);
-        assert!(matches!(Store::open(&path), Err(StoreError::TooNew { found: 99 })));
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::TooNew { found: 99 })
+        ));
     }
 }

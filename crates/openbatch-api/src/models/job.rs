@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::common::{wire_enum, EnvironmentSetting, MetadataItem, NameValuePair, ErrorCategory};
+use super::common::{wire_enum, EnvironmentSetting, ErrorCategory, MetadataItem, NameValuePair};
 use crate::time::{ts, IsoDuration};
 
 wire_enum!(JobState {

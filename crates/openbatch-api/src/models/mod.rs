@@ -24,10 +24,18 @@ use serde::{Deserialize, Serialize};
 /// A list response: `{"value": [...], "odata.nextLink": "..."}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListResponse<T> {
-    #[serde(rename = "odata.metadata", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "odata.metadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub odata_metadata: Option<String>,
     #[serde(default = "Vec::new")]
     pub value: Vec<T>,
-    #[serde(rename = "odata.nextLink", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "odata.nextLink",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub next_link: Option<String>,
 }

@@ -1,7 +1,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::common::{wire_enum, ApplicationPackageReference, MetadataItem, NameValuePair, StartTask};
+use super::common::{
+    wire_enum, ApplicationPackageReference, MetadataItem, NameValuePair, StartTask,
+};
 use crate::time::{ts, IsoDuration};
 
 wire_enum!(PoolState { Active = "active", Deleting = "deleting" });

@@ -188,9 +188,7 @@ async fn read(st: &AppState, ctx: &Ctx, root: Root, path: &str, head: bool) -> A
     };
     let mut resp = match data {
         Some(rx) if !head => Response::new(Body::from_stream(stream::unfold(rx, |mut rx| async {
-            rx.recv()
-                .await
-                .map(|b| (Ok::<_, std::io::Error>(b), rx))
+            rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
         }))),
         _ => empty(StatusCode::OK),
     };

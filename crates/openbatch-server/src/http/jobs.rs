@@ -14,8 +14,17 @@ pub(crate) async fn create(State(st): S, ctx: Ctx, body: Bytes) -> ApiResult {
     let id = spec.id.clone();
     let applied = st.engine.submit(Input::CreateJob(Box::new(spec))).await?;
     let mut resp = empty(StatusCode::CREATED);
-    if let Reply::Created { etag, last_modified } = applied.reply {
-        entity_headers(&mut resp, &etag, last_modified, Some(&format!("{}/jobs/{id}", ctx.base)));
+    if let Reply::Created {
+        etag,
+        last_modified,
+    } = applied.reply
+    {
+        entity_headers(
+            &mut resp,
+            &etag,
+            last_modified,
+            Some(&format!("{}/jobs/{id}", ctx.base)),
+        );
     }
     Ok(resp)
 }

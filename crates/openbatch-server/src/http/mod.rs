@@ -44,7 +44,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/pools/{pool}/resize", post(pools::resize))
         .route("/pools/{pool}/nodes", get(nodes::list))
         .route("/pools/{pool}/nodes/{node}", get(nodes::get))
-        .route("/pools/{pool}/nodes/{node}/files", get(files::list_node_files))
+        .route(
+            "/pools/{pool}/nodes/{node}/files",
+            get(files::list_node_files),
+        )
         .route(
             "/pools/{pool}/nodes/{node}/files/{*path}",
             get(files::get_node_file)
@@ -57,9 +60,15 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{job}/taskcounts", get(jobs::task_counts))
         .route("/jobs/{job}/tasks", post(tasks::create).get(tasks::list))
         .route("/jobs/{job}/addtaskcollection", post(tasks::add_collection))
-        .route("/jobs/{job}/tasks/{task}", get(tasks::get).delete(tasks::delete))
+        .route(
+            "/jobs/{job}/tasks/{task}",
+            get(tasks::get).delete(tasks::delete),
+        )
         .route("/jobs/{job}/tasks/{task}/terminate", post(tasks::terminate))
-        .route("/jobs/{job}/tasks/{task}/files", get(files::list_task_files))
+        .route(
+            "/jobs/{job}/tasks/{task}/files",
+            get(files::list_task_files),
+        )
         .route(
             "/jobs/{job}/tasks/{task}/files/{*path}",
             get(files::get_task_file)
@@ -206,7 +215,10 @@ async fn authenticate(State(state): S, req: Request, next: Next) -> Response {
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
-    let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let to_sign = openbatch_api::auth::RequestToSign {
         method: req.method().as_str(),
         raw_path: req.uri().path(),
@@ -221,7 +233,10 @@ async fn authenticate(State(state): S, req: Request, next: Next) -> Response {
         openbatch_api::auth::DEFAULT_MAX_SKEW,
     );
     match verdict {
-        Ok(()) => next.run(req).await,
+        Ok(()) => match check_api_version(req.uri().query()) {
+            Ok(()) => next.run(req).await,
+            Err(e) => AppError(e).into_response(),
+        },
         Err(e) => {
             tracing::info!(method = %req.method(), path = %req.uri().path(), reason = %e.detail(), "request refused: authentication failed");
             let status = e.http_status();
@@ -289,8 +304,50 @@ pub(crate) fn decode_component(s: &str) -> String {
         .into_owned()
 }
 
+/// Everything but RFC 3986's unreserved characters is escaped (so `/` in a file path becomes
+/// `%2F`, as the SDK sends it, while `stdout.txt` stays as it is).
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 pub(crate) fn encode_component(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
+}
+
+/// The newest data-plane api-version openbatch speaks; older ones use the same paths.
+const NEWEST_API_VERSION: &str = "2025-06-01";
+
+/// `api-version` is required, and must be a version Azure Batch has had: `YYYY-MM-DD` with an
+/// optional `.N.N` suffix, no newer than [`NEWEST_API_VERSION`].
+fn check_api_version(query: Option<&str>) -> Result<(), ApiError> {
+    let version = query
+        .into_iter()
+        .flat_map(form_urlencoded_pairs)
+        .find(|(k, _)| k.eq_ignore_ascii_case("api-version"))
+        .map(|(_, v)| v);
+    let Some(v) = version else {
+        return Err(ApiError::new(
+            400,
+            codes::MISSING_REQUIRED_QUERY_PARAMETER,
+            "A query parameter that's mandatory for this request is not specified: api-version.",
+        )
+        .with_value("QueryParameterName", "api-version"));
+    };
+    let date = v.split('.').next().unwrap_or("");
+    let well_formed = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok()
+        && v.split('.')
+            .skip(1)
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if !well_formed || date > NEWEST_API_VERSION || date < "2014-01-01" {
+        return Err(ApiError::invalid_query(
+            "api-version",
+            &v,
+            &format!("this server supports api-versions up to {NEWEST_API_VERSION}"),
+        ));
+    }
+    Ok(())
 }
 
 impl Ctx {
@@ -327,7 +384,7 @@ impl Ctx {
             .iter()
             .filter(|(k, _)| k.as_str() != "$skiptoken")
             .map(|(k, v)| {
-                let name = if k == "api-version" || k.starts_with('$') || k == "maxresults" {
+                let name = if k.starts_with('$') {
                     k.clone()
                 } else {
                     encode_component(k)
@@ -340,7 +397,12 @@ impl Ctx {
         Some(format!("{}{}?{}", self.base, self.path, parts.join("&")))
     }
 
-    pub(crate) fn list_body<T: Serialize>(&self, items: Vec<T>, next: Option<String>, what: &str) -> Response {
+    pub(crate) fn list_body<T: Serialize>(
+        &self,
+        items: Vec<T>,
+        next: Option<String>,
+        what: &str,
+    ) -> Response {
         json_response(
             StatusCode::OK,
             &openbatch_api::models::ListResponse {
@@ -358,12 +420,20 @@ pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
         return Err(ApiError::new(
             413,
             codes::REQUEST_BODY_TOO_LARGE,
-            format!("The request body is {} bytes; the limit is {MAX_BODY} bytes.", body.len()),
+            format!(
+                "The request body is {} bytes; the limit is {MAX_BODY} bytes.",
+                body.len()
+            ),
         )
         .into());
     }
     if body.is_empty() {
-        return Err(ApiError::new(400, codes::INVALID_REQUEST_BODY, "The request body is empty; a JSON object is required.").into());
+        return Err(ApiError::new(
+            400,
+            codes::INVALID_REQUEST_BODY,
+            "The request body is empty; a JSON object is required.",
+        )
+        .into());
     }
     serde_json::from_slice(body).map_err(|e| body_error(&e.to_string()).into())
 }

@@ -9,13 +9,10 @@ use super::{json_response, ApiResult, Ctx, S};
 pub(crate) async fn list(State(st): S, ctx: Ctx, Path(pool): Path<String>) -> ApiResult {
     let f = filter(&ctx, NODE_PROPS)?;
     let limit = ctx.max_results()?;
-    let page = st.engine.read().list_nodes(
-        &pool,
-        ctx.q("$skiptoken"),
-        limit,
-        &ctx.urls(),
-        &keep(&f),
-    )?;
+    let page =
+        st.engine
+            .read()
+            .list_nodes(&pool, ctx.q("$skiptoken"), limit, &ctx.urls(), &keep(&f))?;
     Ok(ctx.list_body(page.items, page.next, "nodes"))
 }
 

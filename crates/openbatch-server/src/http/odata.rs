@@ -7,21 +7,52 @@ use openbatch_api::odata::{Filter, FilterTarget, Value};
 use super::{ApiResult, Ctx};
 
 pub(crate) const POOL_PROPS: &[&str] = &[
-    "id", "state", "allocationState", "vmSize", "creationTime", "displayName",
-    "currentDedicatedNodes", "targetDedicatedNodes", "lastModified",
+    "id",
+    "state",
+    "allocationState",
+    "vmSize",
+    "creationTime",
+    "displayName",
+    "currentDedicatedNodes",
+    "targetDedicatedNodes",
+    "lastModified",
 ];
 pub(crate) const JOB_PROPS: &[&str] = &[
-    "id", "state", "creationTime", "displayName", "priority", "poolInfo/poolId",
-    "executionInfo/poolId", "lastModified", "executionInfo/terminateReason",
+    "id",
+    "state",
+    "creationTime",
+    "displayName",
+    "priority",
+    "poolInfo/poolId",
+    "executionInfo/poolId",
+    "lastModified",
+    "executionInfo/terminateReason",
 ];
 pub(crate) const TASK_PROPS: &[&str] = &[
-    "id", "state", "creationTime", "displayName", "commandLine", "lastModified",
-    "executionInfo/exitCode", "executionInfo/result", "executionInfo/retryCount",
-    "executionInfo/requeueCount", "executionInfo/startTime", "executionInfo/endTime",
-    "nodeInfo/nodeId", "nodeInfo/poolId", "requiredSlots",
+    "id",
+    "state",
+    "creationTime",
+    "displayName",
+    "commandLine",
+    "lastModified",
+    "executionInfo/exitCode",
+    "executionInfo/result",
+    "executionInfo/retryCount",
+    "executionInfo/requeueCount",
+    "executionInfo/startTime",
+    "executionInfo/endTime",
+    "nodeInfo/nodeId",
+    "nodeInfo/poolId",
+    "requiredSlots",
 ];
 pub(crate) const NODE_PROPS: &[&str] = &[
-    "id", "state", "schedulingState", "ipAddress", "vmSize", "isDedicated", "totalTasksRun",
+    "id",
+    "state",
+    "schedulingState",
+    "ipAddress",
+    "vmSize",
+    "isDedicated",
+    "totalTasksRun",
     "runningTasksCount",
 ];
 pub(crate) const FILE_PROPS: &[&str] = &["name", "isDirectory"];

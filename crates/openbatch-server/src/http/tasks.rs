@@ -30,9 +30,9 @@ pub(crate) async fn create(
     let Reply::TaskResults(mut results) = applied.reply else {
         return Err(ApiError::new(500, codes::INTERNAL_ERROR, "unexpected reply").into());
     };
-    let r = results.pop().ok_or_else(|| {
-        ApiError::new(500, codes::INTERNAL_ERROR, "the task was not processed")
-    })?;
+    let r = results
+        .pop()
+        .ok_or_else(|| ApiError::new(500, codes::INTERNAL_ERROR, "the task was not processed"))?;
     if r.status != TaskAddStatus::Success {
         let body = r.error.unwrap_or(openbatch_api::error::BatchError {
             code: None,
@@ -68,10 +68,17 @@ fn error_from_body(b: &openbatch_api::error::BatchError) -> ApiError {
         .as_ref()
         .and_then(|m| m.value.clone())
         .unwrap_or_default();
-    let message = message.split("\nRequestId:").next().unwrap_or("").to_string();
+    let message = message
+        .split("\nRequestId:")
+        .next()
+        .unwrap_or("")
+        .to_string();
     let mut e = ApiError::new(status, code, message);
     for v in &b.values {
-        e = e.with_value(v.key.clone().unwrap_or_default(), v.value.clone().unwrap_or_default());
+        e = e.with_value(
+            v.key.clone().unwrap_or_default(),
+            v.value.clone().unwrap_or_default(),
+        );
     }
     e
 }
@@ -148,7 +155,9 @@ pub(crate) async fn list(State(st): S, ctx: Ctx, Path(job): Path<String>) -> Api
     let limit = ctx.max_results()?;
     let page = st.engine.read().list_tasks(
         &job,
-        ctx.q("$skiptoken").map(|s| s.to_ascii_lowercase()).as_deref(),
+        ctx.q("$skiptoken")
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref(),
         limit,
         &ctx.urls(),
         &keep(&f),

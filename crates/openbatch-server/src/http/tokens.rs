@@ -51,14 +51,22 @@ pub(crate) async fn create(State(st): S, body: Bytes) -> ApiResult {
 
 pub(crate) async fn list(State(st): S) -> ApiResult {
     let tokens = st.tokens.list().map_err(internal)?;
-    Ok(json_response(StatusCode::OK, &serde_json::json!({ "value": tokens })))
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "value": tokens }),
+    ))
 }
 
 pub(crate) async fn revoke(State(st): S, Path(id): Path<String>) -> ApiResult {
     if st.tokens.revoke(&id).map_err(internal)? {
         Ok(empty(StatusCode::OK))
     } else {
-        Err(ApiError::new(404, codes::RESOURCE_NOT_FOUND, "The specified join token does not exist.").into())
+        Err(ApiError::new(
+            404,
+            codes::RESOURCE_NOT_FOUND,
+            "The specified join token does not exist.",
+        )
+        .into())
     }
 }
 
