@@ -9,7 +9,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "openbatch", version, about = "A self-hosted batch compute service that speaks the Azure Batch REST API")]
+#[command(
+    name = "openbatch",
+    version,
+    about = "A self-hosted batch compute service that speaks the Azure Batch REST API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -340,7 +340,7 @@ fn check_api_version(query: Option<&str>) -> Result<(), ApiError> {
         && v.split('.')
             .skip(1)
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    if !well_formed || date > NEWEST_API_VERSION || date < "2014-01-01" {
+    if !well_formed || !("2014-01-01"..=NEWEST_API_VERSION).contains(&date) {
         return Err(ApiError::invalid_query(
             "api-version",
             &v,
