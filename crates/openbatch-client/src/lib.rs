@@ -22,6 +22,7 @@ mod error;
 mod files;
 mod request;
 mod resources;
+mod tokens;
 
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use request::{Account, Body, Seg};
 pub use error::ClientError;
 pub use files::{FileDownload, FileInfo};
 pub use request::API_VERSION;
+pub use tokens::JoinToken;
 
 /// How long a JSON call may take end to end. File downloads are not bounded by it: a large
 /// file legitimately takes longer.

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "openbatch",
@@ -15,6 +17,8 @@ use clap::{Args, Parser, Subcommand};
     about = "A self-hosted batch compute service that speaks the Azure Batch REST API"
 )]
 struct Cli {
+    #[command(flatten)]
+    global: cli::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,9 +27,40 @@ struct Cli {
 enum Command {
     /// Run the server (control plane, REST API, local node provider).
     Server(ServerArgs),
-    /// Node agent commands.
+    /// Start an embedded server and a local pool of 2 nodes, run a real batch, print results.
+    Quickstart(cli::quickstart::QuickstartArgs),
+    /// Pools: create, list, show, resize, delete.
+    #[command(subcommand)]
+    Pool(cli::PoolCommand),
+    /// Jobs: create, list, show, delete, terminate.
+    #[command(subcommand)]
+    Job(cli::JobCommand),
+    /// Tasks: add, list, show, delete, and their files.
+    #[command(subcommand)]
+    Task(cli::TaskCommand),
+    /// Compute nodes (list, show, files) and the node agent (join).
     #[command(subcommand)]
     Node(NodeCli),
+    /// Join tokens that let `openbatch node join` add machines to pools.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Mint a join token; the secret is printed once (as JSON).
+    Create {
+        /// A note to recognise the token by.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List join tokens (without their secrets).
+    List,
+    /// Revoke a join token: agents presenting it are refused from now on.
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
 }
 
 #[derive(Args)]
@@ -43,6 +78,8 @@ struct ServerArgs {
 
 #[derive(Subcommand)]
 enum NodeCli {
+    #[command(flatten)]
+    Resource(cli::NodeCommand),
     /// Join a pool of a server on another machine: `openbatch node join URL --token T --pool P`.
     Join(JoinArgs),
     /// Run a node agent for a provisioned node (used by the local provider).
@@ -90,24 +127,47 @@ struct RunArgs {
 /// How long an agent keeps trying to reach a server that went away before it stops its tasks.
 const AGENT_GIVE_UP: Duration = Duration::from_secs(600);
 
-fn init_logging() {
+/// Logs go to stderr. Long-running roles (server, node agent) log at `info` by default; the
+/// client commands only say what went wrong, so their output stays readable.
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPENBATCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let long_running = matches!(
+        cli.command,
+        Command::Server(_) | Command::Node(NodeCli::Join(_)) | Command::Node(NodeCli::Run(_))
+    );
+    init_logging(if long_running { "info" } else { "warn" });
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let global = cli.global;
     rt.block_on(async move {
         match cli.command {
+            Command::Quickstart(a) => cli::quickstart::run_quickstart(a).await,
+            Command::Pool(c) => cli::run_pool(c, &global).await,
+            Command::Job(c) => cli::run_job(c, &global).await,
+            Command::Task(c) => cli::run_task(c, &global).await,
+            Command::Node(NodeCli::Resource(c)) => cli::run_node(c, &global).await,
+            Command::Token(c) => run_token(c, &global).await,
             Command::Server(args) => run_server(args).await,
             Command::Node(NodeCli::Run(a)) => {
                 openbatch_node::run_agent(openbatch_node::AgentOptions {
@@ -137,6 +197,38 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+async fn run_token(cmd: TokenCommand, global: &cli::GlobalArgs) -> anyhow::Result<()> {
+    let client = global.client()?;
+    match cmd {
+        TokenCommand::Create { description } => {
+            let t = client.create_join_token(description.as_deref()).await?;
+            println!("{}", serde_json::to_string_pretty(&t)?);
+        }
+        TokenCommand::List => {
+            let tokens = client.list_join_tokens().await?;
+            match global.output {
+                cli::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&tokens)?),
+                cli::OutputFormat::Table => {
+                    println!("{:<14} {:<32} DESCRIPTION", "ID", "CREATED");
+                    for t in tokens {
+                        println!(
+                            "{:<14} {:<32} {}",
+                            t.id,
+                            t.created.to_rfc3339(),
+                            t.description.unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            client.revoke_join_token(&id).await?;
+            eprintln!("revoked join token {id}");
+        }
+    }
+    Ok(())
 }
 
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {

@@ -1,0 +1,59 @@
+//! openbatch's extension: join tokens for `openbatch node join` (account owner only).
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+
+use crate::request::Seg::{Lit, Val};
+use crate::{Client, ClientError, NO_BODY};
+
+/// A minted join token. `token` is the secret, shown only when it is created.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinToken {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    pub created: chrono::DateTime<chrono::Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Serialize)]
+struct CreateBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct TokenList {
+    #[serde(default)]
+    value: Vec<JoinToken>,
+}
+
+impl Client {
+    /// `POST /openbatch/jointokens` (201): a new token; its secret is in `token`.
+    pub async fn create_join_token(
+        &self,
+        description: Option<&str>,
+    ) -> Result<JoinToken, ClientError> {
+        let url = self.url(&[Lit("openbatch"), Lit("jointokens")], &[])?;
+        self.call_json(Method::POST, url, Some(&CreateBody { description }))
+            .await
+    }
+
+    /// `GET /openbatch/jointokens`: every token, without secrets.
+    pub async fn list_join_tokens(&self) -> Result<Vec<JoinToken>, ClientError> {
+        let url = self.url(&[Lit("openbatch"), Lit("jointokens")], &[])?;
+        let list: TokenList = self.call_json(Method::GET, url, NO_BODY).await?;
+        Ok(list.value)
+    }
+
+    /// `DELETE /openbatch/jointokens/{id}`: agents presenting it are refused from now on.
+    pub async fn revoke_join_token(&self, id: &str) -> Result<(), ClientError> {
+        let url = self.url(
+            &[Lit("openbatch"), Lit("jointokens"), Val("token id", id)],
+            &[],
+        )?;
+        self.call_no_content(Method::DELETE, url, NO_BODY).await
+    }
+}

@@ -1,0 +1,448 @@
+//! End-to-end tests: the real `openbatch` binary as a server on 127.0.0.1:0, real node agents
+//! as its child processes, driven over the REST API by the typed client.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use openbatch_api::models::{JobCreate, PoolCreate, TaskCreate, TaskState};
+use openbatch_client::{Client, ListOptions};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_openbatch");
+
+struct Server {
+    child: Option<Child>,
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+    listen: String,
+}
+
+impl Server {
+    fn start() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let mut s = Server {
+            child: None,
+            dir,
+            _tmp: tmp,
+            listen: "127.0.0.1:0".into(),
+        };
+        s.spawn();
+        // From now on restarts reuse the port, so agents that outlive the server find it.
+        let endpoint = s.credentials()["endpoint"].as_str().unwrap().to_string();
+        s.listen = endpoint.trim_start_matches("http://").to_string();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let _ = std::fs::remove_file(self.dir.join("credentials.json"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))
+            .expect("log file");
+        let child = Command::new(BIN)
+            .args(["server", "--data-dir"])
+            .arg(&self.dir)
+            .args(["--listen", &self.listen])
+            .env("OPENBATCH_NODE_LOST_AFTER", "5")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start the server");
+        self.child = Some(child);
+        wait_sync(Duration::from_secs(20), "credentials.json", || {
+            self.dir.join("credentials.json").exists()
+        });
+    }
+
+    fn credentials(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.dir.join("credentials.json")).unwrap())
+            .unwrap()
+    }
+
+    fn client(&self) -> Client {
+        let c = self.credentials();
+        Client::new(
+            c["endpoint"].as_str().unwrap(),
+            c["accountName"].as_str().unwrap(),
+            c["accountKey"].as_str().unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn agent_pid(&self, node: &str) -> i32 {
+        std::fs::read_to_string(self.dir.join("nodes").join(node).join("agent.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGTERM lets the server stop its node agents.
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_sync(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn wait_until<F, Fut>(limit: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn pool(id: &str, nodes: i32, slots: i32, extra: serde_json::Value) -> PoolCreate {
+    let mut v = json!({"id": id, "vmSize": "Standard_D2s_v3", "targetDedicatedNodes": nodes, "taskSlotsPerNode": slots});
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+fn job(id: &str, pool: &str) -> JobCreate {
+    serde_json::from_value(json!({"id": id, "poolInfo": {"poolId": pool}})).unwrap()
+}
+
+fn task(id: &str, cmd: &str, extra: serde_json::Value) -> TaskCreate {
+    let mut v = json!({"id": id, "commandLine": cmd});
+    if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+async fn wait_idle(c: &Client, pool: &str, n: usize) {
+    wait_until(Duration::from_secs(30), "nodes idle", || async {
+        let nodes = c
+            .list_nodes(pool, &ListOptions::default())
+            .await
+            .unwrap_or_default();
+        nodes.len() == n && nodes.iter().all(|x| x.state.as_str() == "idle")
+    })
+    .await;
+}
+
+async fn wait_completed(c: &Client, job: &str, n: i64, limit: Duration) {
+    wait_until(limit, "tasks completed", || async {
+        c.get_task_counts(job)
+            .await
+            .map(|t| t.task_counts.completed == n)
+            .unwrap_or(false)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_run_200_tasks_and_report_failures() {
+    let s = Server::start();
+    let c = s.client();
+    c.create_pool(&pool("p", 2, 2, json!({}))).await.unwrap();
+    wait_idle(&c, "p", 2).await;
+    c.create_job(&job("j", "p")).await.unwrap();
+    let mut tasks: Vec<TaskCreate> = (0..200)
+        .map(|i| {
+            task(
+                &format!("t{i:03}"),
+                "/bin/sh -c \"echo task $AZ_BATCH_TASK_ID on $AZ_BATCH_NODE_ID\"",
+                json!({}),
+            )
+        })
+        .collect();
+    tasks.push(task(
+        "fails",
+        "/bin/sh -c \"echo oops >&2; exit 3\"",
+        json!({}),
+    ));
+    let results = c.add_task_collection("j", &tasks).await.unwrap();
+    assert_eq!(results.len(), 201);
+    assert!(results.iter().all(|r| r.status.as_str() == "success"));
+    wait_completed(&c, "j", 201, Duration::from_secs(120)).await;
+
+    let counts = c.get_task_counts("j").await.unwrap().task_counts;
+    assert_eq!((counts.succeeded, counts.failed), (200, 1));
+    let nodes_used: std::collections::BTreeSet<String> = c
+        .list_tasks("j", &ListOptions::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|t| t.node_info.and_then(|n| n.node_id))
+        .collect();
+    assert_eq!(nodes_used.len(), 2, "both nodes ran tasks");
+
+    let out = c
+        .download_task_file("j", "t007", "stdout.txt")
+        .await
+        .unwrap();
+    let out = String::from_utf8(out.bytes().await.unwrap()).unwrap();
+    assert!(out.starts_with("task t007 on tvmps_"), "{out}");
+
+    let failed = c.get_task("j", "fails").await.unwrap();
+    assert_eq!(failed.state, TaskState::Completed);
+    assert_eq!(failed.execution_info.exit_code, Some(3));
+    let fi = failed.execution_info.failure_info.expect("failureInfo");
+    assert_eq!(fi.code.as_deref(), Some("FailureExitCode"));
+    assert_eq!(fi.category.as_str(), "usererror");
+    let err = c
+        .download_task_file("j", "fails", "stderr.txt")
+        .await
+        .unwrap();
+    assert_eq!(err.bytes().await.unwrap(), b"oops\n");
+
+    let only_failed = c
+        .list_tasks(
+            "j",
+            &ListOptions::filter("executionInfo/result eq 'failure'"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(only_failed.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wall_clock_limit_kills_the_task_and_start_task_failure_marks_the_node() {
+    let s = Server::start();
+    let c = s.client();
+    c.create_pool(&pool("p", 1, 1, json!({}))).await.unwrap();
+    let bad = pool(
+        "bad",
+        1,
+        1,
+        json!({"startTask": {"commandLine": "/bin/sh -c \"exit 7\"", "waitForSuccess": true, "maxTaskRetryCount": 1}}),
+    );
+    c.create_pool(&bad).await.unwrap();
+    wait_idle(&c, "p", 1).await;
+    c.create_job(&job("j", "p")).await.unwrap();
+    let started = Instant::now();
+    c.create_task(
+        "j",
+        &task(
+            "slow",
+            "/bin/sh -c \"sleep 60 & sleep 60\"",
+            json!({"constraints": {"maxWallClockTime": "PT2S"}}),
+        ),
+    )
+    .await
+    .unwrap();
+    wait_completed(&c, "j", 1, Duration::from_secs(30)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "killed well before 60 s"
+    );
+    let t = c.get_task("j", "slow").await.unwrap();
+    let fi = t.execution_info.failure_info.expect("failureInfo");
+    assert_eq!(fi.code.as_deref(), Some("TaskEnded"));
+
+    wait_until(Duration::from_secs(30), "starttaskfailed", || async {
+        c.list_nodes("bad", &ListOptions::default())
+            .await
+            .map(|n| n.len() == 1 && n[0].state.as_str() == "starttaskfailed")
+            .unwrap_or(false)
+    })
+    .await;
+    let node = &c.list_nodes("bad", &ListOptions::default()).await.unwrap()[0];
+    let info = node.start_task_info.as_ref().expect("startTaskInfo");
+    assert_eq!(info.exit_code, Some(7));
+    assert_eq!(info.retry_count, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_killed_mid_run_restarts_and_completes_every_task_once() {
+    let mut s = Server::start();
+    let c = s.client();
+    let runs = s.dir.with_extension("runs");
+    std::fs::write(&runs, "").unwrap();
+    c.create_pool(&pool("p", 2, 2, json!({}))).await.unwrap();
+    wait_idle(&c, "p", 2).await;
+    c.create_job(&job("j", "p")).await.unwrap();
+    let tasks: Vec<TaskCreate> = (0..80)
+        .map(|i| {
+            task(
+                &format!("t{i}"),
+                &format!(
+                    "/bin/sh -c \"sleep 0.2; echo $AZ_BATCH_TASK_ID >> {}\"",
+                    runs.display()
+                ),
+                json!({}),
+            )
+        })
+        .collect();
+    c.add_task_collection("j", &tasks).await.unwrap();
+    wait_until(Duration::from_secs(30), "some tasks done", || async {
+        std::fs::read_to_string(&runs)
+            .map(|r| r.lines().count() >= 10)
+            .unwrap_or(false)
+    })
+    .await;
+    s.kill9();
+    s.spawn();
+    let c = s.client();
+    wait_completed(&c, "j", 80, Duration::from_secs(90)).await;
+    let text = std::fs::read_to_string(&runs).unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for l in text.lines() {
+        *seen.entry(l.to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 80, "every task ran");
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "no task ran twice: {seen:?}"
+    );
+    let counts = c.get_task_counts("j").await.unwrap().task_counts;
+    assert_eq!(counts.succeeded, 80);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_node_agent_requeues_its_running_tasks() {
+    let s = Server::start();
+    let c = s.client();
+    c.create_pool(&pool("p", 2, 2, json!({}))).await.unwrap();
+    wait_idle(&c, "p", 2).await;
+    c.create_job(&job("j", "p")).await.unwrap();
+    let tasks: Vec<TaskCreate> = (0..4)
+        .map(|i| task(&format!("t{i}"), "/bin/sh -c \"sleep 3\"", json!({})))
+        .collect();
+    c.add_task_collection("j", &tasks).await.unwrap();
+    wait_until(Duration::from_secs(20), "4 running", || async {
+        c.get_task_counts("j")
+            .await
+            .map(|t| t.task_counts.running == 4)
+            .unwrap_or(false)
+    })
+    .await;
+    let victim = c.list_nodes("p", &ListOptions::default()).await.unwrap()[0]
+        .id
+        .clone();
+    let pid = s.agent_pid(&victim);
+    assert!(Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_completed(&c, "j", 4, Duration::from_secs(60)).await;
+    let tasks = c.list_tasks("j", &ListOptions::default()).await.unwrap();
+    let requeued: Vec<_> = tasks
+        .iter()
+        .filter(|t| t.execution_info.requeue_count > 0)
+        .collect();
+    assert_eq!(requeued.len(), 2, "the victim's two tasks were requeued");
+    assert!(tasks.iter().all(|t| t.execution_info.retry_count == 0));
+    assert!(tasks
+        .iter()
+        .all(|t| t.execution_info.result.map(|r| r.as_str()) == Some("success")));
+    // The pool replaced the lost node.
+    wait_idle(&c, "p", 2).await;
+    let ids: Vec<String> = c
+        .list_nodes("p", &ListOptions::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert!(!ids.contains(&victim));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_key_is_refused_and_join_tokens_gate_remote_nodes() {
+    let s = Server::start();
+    let c = s.client();
+    let creds = s.credentials();
+    let bad = Client::new(
+        creds["endpoint"].as_str().unwrap(),
+        creds["accountName"].as_str().unwrap(),
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    )
+    .unwrap();
+    let e = bad.list_pools(&ListOptions::default()).await.unwrap_err();
+    assert_eq!(e.status(), Some(403));
+    assert_eq!(e.code(), Some("AuthenticationFailed"));
+
+    // A pool with no local nodes, joined by an agent started by hand with a join token.
+    c.create_pool(&pool("remote", 0, 1, json!({})))
+        .await
+        .unwrap();
+    let endpoint = creds["endpoint"].as_str().unwrap();
+    let token = mint_token(&s).await;
+    let root = s.dir.with_extension("joined");
+    let mut agent = Command::new(BIN)
+        .args(["node", "join", endpoint, "--pool", "remote", "--root"])
+        .arg(&root)
+        .env("OPENBATCH_JOIN_TOKEN", &token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_idle(&c, "remote", 1).await;
+    c.create_job(&job("j", "remote")).await.unwrap();
+    c.create_task("j", &task("t", "/bin/sh -c \"echo joined\"", json!({})))
+        .await
+        .unwrap();
+    wait_completed(&c, "j", 1, Duration::from_secs(30)).await;
+    let out = c.download_task_file("j", "t", "stdout.txt").await.unwrap();
+    assert_eq!(out.bytes().await.unwrap(), b"joined\n");
+    let _ = agent.kill();
+    let _ = agent.wait();
+
+    // An unknown token is refused: the agent exits with an error.
+    let status = Command::new(BIN)
+        .args(["node", "join", endpoint, "--pool", "remote", "--root"])
+        .arg(s.dir.with_extension("intruder"))
+        .env("OPENBATCH_JOIN_TOKEN", "obt_000000000000_notatoken")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success());
+}
+
+/// `POST /openbatch/jointokens`, signed like any API call.
+async fn mint_token(s: &Server) -> String {
+    let out = Command::new(BIN)
+        .args(["token", "create", "--data-dir"])
+        .arg(&s.dir)
+        .output();
+    if let Ok(o) = out {
+        if o.status.success() {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o.stdout) {
+                if let Some(t) = v["token"].as_str() {
+                    return t.to_string();
+                }
+            }
+        }
+    }
+    panic!("could not mint a join token with `openbatch token create`");
+}
