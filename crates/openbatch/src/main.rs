@@ -155,10 +155,23 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    // The node agent runs on one thread, the main one: it mostly waits on its tasks, and
+    // forking from the thread that lives as long as the process lets the runner tie each task
+    // to the agent's life (PR_SET_PDEATHSIG) without a hop to another thread.
+    let agent = matches!(
+        cli.command,
+        Command::Node(NodeCli::Join(_)) | Command::Node(NodeCli::Run(_))
+    );
+    let rt = if agent {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+    .context("starting the async runtime")?;
     let global = cli.global;
     rt.block_on(async move {
         match cli.command {

@@ -60,6 +60,16 @@ pub(super) async fn spawn_and_supervise(
     deadline: Option<Instant>,
 ) -> Result<Exited, FailureInfo> {
     sys::kill_child_when_agent_dies(&mut command);
+    // On a current-thread runtime that runs on the process's main thread (the node agent's),
+    // the forking thread lives exactly as long as the process, so PR_SET_PDEATHSIG means
+    // "the agent died" and the task can be forked right here, without a hop to the spawner
+    // thread. Everywhere else (tests, multi-thread runtimes) the spawner thread forks.
+    if on_main_thread_runtime() {
+        let child = command
+            .spawn()
+            .map_err(|err| spawn_failure(&program, &err))?;
+        return supervise(child, control, kill_rx, deadline).await;
+    }
     let spawner = spawner().await.map_err(|err| {
         FailureInfo::server(
             codes::COMMAND_LAUNCH_FAILED,
@@ -81,6 +91,18 @@ pub(super) async fn spawn_and_supervise(
             "The task supervisor stopped unexpectedly: {err}"
         ))),
     }
+}
+
+/// Whether we run on a current-thread runtime driven by the process's main thread.
+fn on_main_thread_runtime() -> bool {
+    let current_thread = tokio::runtime::Handle::try_current()
+        .map(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+        .unwrap_or(false);
+    // The main thread's id equals the process id on Linux.
+    #[allow(unsafe_code)]
+    // SAFETY: gettid takes no arguments and touches no memory.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    current_thread && tid == i64::from(std::process::id() as i32)
 }
 
 /// The runtime that forks every task and reaps it.
