@@ -154,6 +154,11 @@ pub enum ServerMsg {
     },
     /// Leave the pool: stop running tasks and exit.
     Shutdown,
+    /// Reboot: stop every task, forget the start task's outcome, and connect again as a fresh
+    /// boot; with `wipe` (reimage), also empty the node root.
+    Restart {
+        wipe: bool,
+    },
 }
 
 /// Encode a binary file-data frame.

@@ -138,7 +138,9 @@ pub mod codes {
     pub const MISSING_REQUIRED_QUERY_PARAMETER: &str = "MissingRequiredQueryParameter";
     pub const NODE_NOT_FOUND: &str = "NodeNotFound";
     pub const NODE_NOT_READY: &str = "NodeNotReady";
+    pub const OPERATION_INVALID_FOR_CURRENT_STATE: &str = "OperationInvalidForCurrentState";
     pub const OPERATION_TIMED_OUT: &str = "OperationTimedOut";
+    pub const APPLICATION_NOT_FOUND: &str = "ApplicationNotFound";
     pub const POOL_BEING_DELETED: &str = "PoolBeingDeleted";
     pub const POOL_EXISTS: &str = "PoolExists";
     pub const POOL_NOT_FOUND: &str = "PoolNotFound";

@@ -35,6 +35,11 @@ pub enum CoreError {
     MissingProperty(String),
     #[error("{0}")]
     TooManyTasks(String),
+    /// The resource is in a state where the operation cannot be done (409).
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("node '{0}' is not ready for this operation")]
+    NodeNotReady(String),
     #[error("{0}")]
     Unsupported(String),
 }
@@ -96,6 +101,14 @@ impl From<CoreError> for ApiError {
             } => ApiError::invalid_property(&property, &value, &reason),
             CoreError::MissingProperty(p) => ApiError::missing_property(&p),
             CoreError::TooManyTasks(m) => ApiError::new(413, codes::REQUEST_BODY_TOO_LARGE, m),
+            CoreError::InvalidState(m) => {
+                ApiError::new(409, codes::OPERATION_INVALID_FOR_CURRENT_STATE, m)
+            }
+            CoreError::NodeNotReady(n) => ApiError::new(
+                409,
+                codes::NODE_NOT_READY,
+                format!("The node '{n}' is not in a state that allows this operation (it is booting, restarting or not connected)."),
+            ),
             CoreError::Unsupported(m) => ApiError::new(400, codes::UNSUPPORTED_OPERATION, m),
         }
     }

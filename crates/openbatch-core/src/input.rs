@@ -1,7 +1,9 @@
 use chrono::{DateTime, Utc};
 pub use openbatch_api::agent::{RunResult, RunSpec};
 use openbatch_api::models::{
-    JobCreate, PoolCreate, PoolResize, StartTask, TaskAddResult, TaskCreate,
+    DisableJobOption, DisableSchedulingOption, JobCreate, JobUpdate, NodeDeallocationOption,
+    PoolCreate, PoolReplace, PoolResize, PoolUpdate, StartTask, TaskAddResult, TaskConstraints,
+    TaskCreate,
 };
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +42,58 @@ pub enum Input {
     TerminateTask {
         job: String,
         task: String,
+    },
+    UpdatePool {
+        id: String,
+        patch: Box<PoolUpdate>,
+    },
+    ReplacePoolProperties {
+        id: String,
+        props: PoolReplace,
+    },
+    StopPoolResize {
+        id: String,
+    },
+    RemoveNodes {
+        pool: String,
+        nodes: Vec<String>,
+        option: Option<NodeDeallocationOption>,
+    },
+    /// PATCH (`replace: false`) or PUT (`replace: true`) of a job's settable properties.
+    UpdateJob {
+        id: String,
+        update: Box<JobUpdate>,
+        replace: bool,
+    },
+    DisableJob {
+        id: String,
+        option: DisableJobOption,
+    },
+    EnableJob {
+        id: String,
+    },
+    ReplaceTask {
+        job: String,
+        task: String,
+        constraints: Option<TaskConstraints>,
+    },
+    ReactivateTask {
+        job: String,
+        task: String,
+    },
+    SetNodeScheduling {
+        pool: String,
+        node: String,
+        enabled: bool,
+        option: Option<DisableSchedulingOption>,
+    },
+    /// Reboot (or, with `reimage`, reimage) a node: its tasks follow `option`, then its agent
+    /// restarts and the start task runs again.
+    RestartNode {
+        pool: String,
+        node: String,
+        option: Option<NodeDeallocationOption>,
+        reimage: bool,
     },
     /// A node agent that was not provisioned by a provider asks to join a pool.
     JoinNode {
@@ -110,6 +164,8 @@ pub enum Effect {
     KillTask { node: String, run: RunId },
     /// Stop the node's agent and release the node; answer with `Input::NodeRemoved`.
     RemoveNode { node: String },
+    /// Restart the node's agent (a reboot; with `wipe`, a reimage that empties the node root).
+    RestartNode { node: String, wipe: bool },
 }
 
 impl Effect {

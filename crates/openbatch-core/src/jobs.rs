@@ -95,7 +95,7 @@ impl Core {
         })
     }
 
-    fn set_job_state(&mut self, key: &str, state: JobState, now: DateTime<Utc>) {
+    pub(crate) fn set_job_state(&mut self, key: &str, state: JobState, now: DateTime<Utc>) {
         let version = self.version();
         if let Some(job) = self.jobs.get_mut(key) {
             if job.state != state {

@@ -18,6 +18,7 @@ mod error;
 mod input;
 mod jobs;
 mod nodes;
+mod ops;
 mod pools;
 mod sched;
 mod state;

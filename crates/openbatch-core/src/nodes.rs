@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use openbatch_api::models::{
-    ExecutionResult, NodeDeallocationOption, NodeState, StartTaskInfo, StartTaskState,
+    ExecutionResult, NodeDeallocationOption, NodeState, SchedulingState, StartTaskInfo,
+    StartTaskState,
 };
 
 use crate::input::{Effect, NodeHello, RunResult};
@@ -49,10 +50,10 @@ impl Core {
                 }
             }
         }
-        if node.running.is_empty() {
-            NodeState::Idle
-        } else {
-            NodeState::Running
+        match (node.running.is_empty(), node.scheduling) {
+            (true, SchedulingState::Disabled) => NodeState::Offline,
+            (true, SchedulingState::Enabled) => NodeState::Idle,
+            (false, _) => NodeState::Running,
         }
     }
 
@@ -157,7 +158,12 @@ impl Core {
             self.remove_if_drained(&node_id, fx);
             return true;
         }
-        if first_time || node.state == NodeState::Creating {
+        if first_time
+            || matches!(
+                node.state,
+                NodeState::Creating | NodeState::Rebooting | NodeState::Reimaging
+            )
+        {
             self.set_node_state(&node_id, NodeState::Starting, now);
             let start_task = self
                 .pools
@@ -212,7 +218,13 @@ impl Core {
         }
         node.connected = false;
         node.disconnected_since = Some(now);
-        if node.leaving.is_none() && node.state != NodeState::Creating {
+        // A node that is booting or restarting was expected to drop its connection.
+        if node.leaving.is_none()
+            && !matches!(
+                node.state,
+                NodeState::Creating | NodeState::Rebooting | NodeState::Reimaging
+            )
+        {
             self.set_node_state(node_id, NodeState::Unknown, now);
         }
         true

@@ -234,6 +234,7 @@ impl Core {
                         connected: false,
                         disconnected_since: Some(now),
                         leaving: None,
+                        pending_restart: None,
                         recent_tasks: VecDeque::new(),
                     };
                     self.nodes.insert(id.clone(), node);
@@ -325,6 +326,7 @@ impl Core {
                 connected: false,
                 disconnected_since: Some(now),
                 leaving: None,
+                pending_restart: None,
                 recent_tasks: VecDeque::new(),
             },
         );

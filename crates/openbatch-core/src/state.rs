@@ -87,6 +87,9 @@ pub(crate) struct Node {
     pub(crate) disconnected_since: Option<DateTime<Utc>>,
     /// Set when the node is on its way out: what happens to its running tasks.
     pub(crate) leaving: Option<NodeDeallocationOption>,
+    /// A reboot (false) or reimage (true) waiting for the node's runs to finish.
+    #[serde(default)]
+    pub(crate) pending_restart: Option<bool>,
     pub(crate) recent_tasks: VecDeque<TaskInfo>,
 }
 
@@ -301,6 +304,49 @@ impl Core {
             Input::TerminateTask { job, task } => {
                 (self.terminate_task(&job, &task, now, &mut fx)?, true)
             }
+            Input::UpdatePool { id, patch } => (self.update_pool(&id, *patch, now)?, true),
+            Input::ReplacePoolProperties { id, props } => {
+                (self.replace_pool_properties(&id, props, now)?, true)
+            }
+            Input::StopPoolResize { id } => (self.stop_pool_resize(&id, now, &mut fx)?, true),
+            Input::RemoveNodes {
+                pool,
+                nodes,
+                option,
+            } => (self.remove_nodes(&pool, nodes, option, now, &mut fx)?, true),
+            Input::UpdateJob {
+                id,
+                update,
+                replace,
+            } => (self.update_job(&id, *update, replace, now)?, true),
+            Input::DisableJob { id, option } => {
+                (self.disable_job(&id, option, now, &mut fx)?, true)
+            }
+            Input::EnableJob { id } => (self.enable_job(&id, now)?, true),
+            Input::ReplaceTask {
+                job,
+                task,
+                constraints,
+            } => (self.replace_task(&job, &task, constraints, now)?, true),
+            Input::ReactivateTask { job, task } => (self.reactivate_task(&job, &task, now)?, true),
+            Input::SetNodeScheduling {
+                pool,
+                node,
+                enabled,
+                option,
+            } => (
+                self.set_node_scheduling(&pool, &node, enabled, option, now, &mut fx)?,
+                true,
+            ),
+            Input::RestartNode {
+                pool,
+                node,
+                option,
+                reimage,
+            } => (
+                self.restart_node(&pool, &node, option, reimage, now, &mut fx)?,
+                true,
+            ),
             Input::JoinNode {
                 pool,
                 vm_size,

@@ -355,8 +355,13 @@ impl Core {
 
     fn node_became_free(&mut self, node_id: &str, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
         if let Some(node) = self.nodes.get(node_id) {
-            if node.running.is_empty() && node.state == openbatch_api::models::NodeState::Running {
-                self.set_node_state(node_id, openbatch_api::models::NodeState::Idle, now);
+            if node.running.is_empty() {
+                if let (Some(reimage), None) = (node.pending_restart, node.leaving) {
+                    self.begin_restart(node_id, reimage, now, fx);
+                } else if node.state == openbatch_api::models::NodeState::Running {
+                    let state = self.settled_state(node_id);
+                    self.set_node_state(node_id, state, now);
+                }
             }
         }
         self.remove_if_drained(node_id, fx);

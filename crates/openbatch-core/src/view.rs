@@ -418,6 +418,49 @@ impl Core {
         }))
     }
 
+    /// `GET /nodecounts`: per pool, dedicated and low-priority nodes counted by state.
+    pub fn node_counts(&self) -> Vec<m::PoolNodeCounts> {
+        self.pools
+            .values()
+            .map(|p| {
+                let mut counts = m::PoolNodeCounts {
+                    pool_id: p.spec.id.clone(),
+                    dedicated: Default::default(),
+                    low_priority: Default::default(),
+                };
+                for n in p.nodes.iter().filter_map(|n| self.nodes.get(n)) {
+                    let c = if n.dedicated {
+                        &mut counts.dedicated
+                    } else {
+                        &mut counts.low_priority
+                    };
+                    c.total += 1;
+                    use m::NodeState as S;
+                    let slot = match n.state {
+                        S::Idle => &mut c.idle,
+                        S::Rebooting => &mut c.rebooting,
+                        S::Reimaging => &mut c.reimaging,
+                        S::Running => &mut c.running,
+                        S::Unusable => &mut c.unusable,
+                        S::Creating => &mut c.creating,
+                        S::Starting => &mut c.starting,
+                        S::WaitingForStartTask => &mut c.waiting_for_start_task,
+                        S::StartTaskFailed => &mut c.start_task_failed,
+                        S::Unknown => &mut c.unknown,
+                        S::LeavingPool => &mut c.leaving_pool,
+                        S::Offline => &mut c.offline,
+                        S::Preempted => &mut c.preempted,
+                        S::UpgradingOs => &mut c.upgrading_os,
+                        S::Deallocated => &mut c.deallocated,
+                        S::Deallocating => &mut c.deallocating,
+                    };
+                    *slot += 1;
+                }
+                counts
+            })
+            .collect()
+    }
+
     /// Whether a node exists and belongs to the pool (for the file API).
     pub fn node_in_pool(&self, pool_id: &str, node_id: &str) -> Result<(), CoreError> {
         self.node(

@@ -109,6 +109,17 @@ pub async fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
                 last_contact = tokio::time::Instant::now();
                 backoff = RECONNECT_MIN;
             }
+            Ok(Session::Restart(wipe)) => {
+                tracing::info!(
+                    wipe,
+                    "restarting as the server asked (reboot{})",
+                    if wipe { " with reimage" } else { "" }
+                );
+                restart(&state, &root, wipe).await;
+                last_contact = tokio::time::Instant::now();
+                backoff = RECONNECT_MIN;
+                continue;
+            }
             Err(ConnectError::Refused(reason)) => {
                 kill_all(&state, KillReason::Requeued);
                 bail!("the server refused this node: {reason}");
@@ -127,6 +138,37 @@ pub async fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// A reboot: every task is killed (the server already requeued or ended them), the start task
+/// forgotten, and with `wipe` the node root emptied, as a reimage leaves a fresh disk.
+async fn restart(state: &State, root: &Path, wipe: bool) {
+    kill_all(state, KillReason::Requeued);
+    let deadline = tokio::time::Instant::now() + runner::KILL_GRACE + Duration::from_secs(2);
+    while !lock(state).running.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    {
+        let mut s = lock(state);
+        s.running.clear();
+        s.unacked.clear();
+        s.start_task_unacked = None;
+        s.start_task_running = false;
+    }
+    if wipe {
+        for d in [
+            "applications",
+            "fsmounts",
+            "shared",
+            "startup",
+            "volatile",
+            "workitems",
+        ] {
+            let dir = root.join(d);
+            let _ = tokio::fs::remove_dir_all(&dir).await;
+            let _ = tokio::fs::create_dir_all(&dir).await;
+        }
     }
 }
 
@@ -151,6 +193,8 @@ fn ws_url(server: &str) -> anyhow::Result<String> {
 enum Session {
     Shutdown,
     Dropped,
+    /// Reboot (or with `true`, reimage) and connect again.
+    Restart(bool),
 }
 
 enum ConnectError {
@@ -259,8 +303,10 @@ async fn connect_once(
                     tracing::warn!("an unreadable message from the server was ignored");
                     continue;
                 };
-                if let ServerMsg::Shutdown = msg {
-                    break Session::Shutdown;
+                match msg {
+                    ServerMsg::Shutdown => break Session::Shutdown,
+                    ServerMsg::Restart { wipe } => break Session::Restart(wipe),
+                    _ => {}
                 }
                 handle(msg, root, state);
             }
@@ -326,7 +372,10 @@ fn handle(msg: ServerMsg, root: &Path, state: &State) {
                 }
             });
         }
-        ServerMsg::Welcome { .. } | ServerMsg::Refused { .. } | ServerMsg::Shutdown => {}
+        ServerMsg::Welcome { .. }
+        | ServerMsg::Refused { .. }
+        | ServerMsg::Shutdown
+        | ServerMsg::Restart { .. } => {}
     }
 }
 

@@ -211,6 +211,9 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
             Effect::KillTask { node, run } => {
                 state.agents.send(&node, &ServerMsg::KillTask { run });
             }
+            Effect::RestartNode { node, wipe } => {
+                state.agents.send(&node, &ServerMsg::Restart { wipe });
+            }
             Effect::RemoveNode { node } => {
                 let st = state.clone();
                 tokio::spawn(async move {

@@ -9,6 +9,7 @@ mod common;
 mod file;
 mod job;
 mod node;
+mod ops;
 mod pool;
 mod task;
 
@@ -16,6 +17,7 @@ pub use common::*;
 pub use file::*;
 pub use job::*;
 pub use node::*;
+pub use ops::*;
 pub use pool::*;
 pub use task::*;
 

@@ -281,6 +281,10 @@ impl Sim {
                 Effect::RemoveNode { node } => {
                     self.remove_requested.insert(node.clone());
                 }
+                Effect::RestartNode { node, .. } => {
+                    // The agent restarts: whatever it ran dies with it.
+                    self.runs.retain(|_, r| &r.node != node);
+                }
             }
         }
     }

@@ -5,6 +5,7 @@ mod files;
 mod jobs;
 mod nodes;
 mod odata;
+mod ops;
 mod pools;
 mod tasks;
 mod tokens;
@@ -39,9 +40,35 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/pools", post(pools::create).get(pools::list))
         .route(
             "/pools/{pool}",
-            get(pools::get).head(pools::exists).delete(pools::delete),
+            get(pools::get)
+                .head(pools::exists)
+                .delete(pools::delete)
+                .patch(ops::update_pool),
         )
         .route("/pools/{pool}/resize", post(pools::resize))
+        .route(
+            "/pools/{pool}/updateproperties",
+            post(ops::replace_pool_properties),
+        )
+        .route("/pools/{pool}/stopresize", post(ops::stop_resize))
+        .route("/pools/{pool}/removenodes", post(ops::remove_nodes))
+        .route(
+            "/pools/{pool}/nodes/{node}/disablescheduling",
+            post(ops::disable_scheduling),
+        )
+        .route(
+            "/pools/{pool}/nodes/{node}/enablescheduling",
+            post(ops::enable_scheduling),
+        )
+        .route("/pools/{pool}/nodes/{node}/reboot", post(ops::reboot_node))
+        .route(
+            "/pools/{pool}/nodes/{node}/reimage",
+            post(ops::reimage_node),
+        )
+        .route("/supportedimages", get(ops::supported_images))
+        .route("/nodecounts", get(ops::node_counts))
+        .route("/applications", get(ops::list_applications))
+        .route("/applications/{app}", get(ops::get_application))
         .route("/pools/{pool}/nodes", get(nodes::list))
         .route("/pools/{pool}/nodes/{node}", get(nodes::get))
         .route(
@@ -55,16 +82,28 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 .delete(files::delete_node_file),
         )
         .route("/jobs", post(jobs::create).get(jobs::list))
-        .route("/jobs/{job}", get(jobs::get).delete(jobs::delete))
+        .route(
+            "/jobs/{job}",
+            get(jobs::get)
+                .delete(jobs::delete)
+                .patch(ops::patch_job)
+                .put(ops::put_job),
+        )
+        .route("/jobs/{job}/disable", post(ops::disable_job))
+        .route("/jobs/{job}/enable", post(ops::enable_job))
         .route("/jobs/{job}/terminate", post(jobs::terminate))
         .route("/jobs/{job}/taskcounts", get(jobs::task_counts))
         .route("/jobs/{job}/tasks", post(tasks::create).get(tasks::list))
         .route("/jobs/{job}/addtaskcollection", post(tasks::add_collection))
         .route(
             "/jobs/{job}/tasks/{task}",
-            get(tasks::get).delete(tasks::delete),
+            get(tasks::get).delete(tasks::delete).put(ops::put_task),
         )
         .route("/jobs/{job}/tasks/{task}/terminate", post(tasks::terminate))
+        .route(
+            "/jobs/{job}/tasks/{task}/reactivate",
+            post(ops::reactivate_task),
+        )
         .route(
             "/jobs/{job}/tasks/{task}/files",
             get(files::list_task_files),

@@ -1,0 +1,140 @@
+"""P2 operations through the official SDK: pool update/replace/stop resize/remove nodes, job
+update/replace/disable/enable, task replace/reactivate, node scheduling and reboot/reimage, and
+the account listings (supported images, node counts, applications)."""
+
+import pytest
+from azure.batch import models as m
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from conftest import create_pool_and_wait_idle, read_task_file, unique_id, wait_task_completed, wait_until
+
+POLL = 0.2
+
+
+def test_pool_update_replace_and_listings(client):
+    pool_id = unique_id("p2pool")
+    create_pool_and_wait_idle(client, pool_id, nodes=1, slots=1)
+    client.update_pool(
+        pool_id,
+        m.BatchPoolUpdateOptions(metadata=[m.BatchMetadataItem(name="team", value="render")]),
+    )
+    pool = client.get_pool(pool_id)
+    assert [(x.name, x.value) for x in pool.metadata] == [("team", "render")]
+
+    client.replace_pool_properties(
+        pool_id,
+        m.BatchPoolReplaceOptions(application_package_references=[], metadata=[]),
+    )
+    assert not client.get_pool(pool_id).metadata
+
+    counts = {c.pool_id: c for c in client.list_pool_node_counts()}
+    assert counts[pool_id].dedicated.total == 1
+    assert counts[pool_id].dedicated.idle == 1
+
+    images = list(client.list_supported_images())
+    assert images and images[0].os_type == "linux" and images[0].node_agent_sku_id.startswith("batch.node.")
+    assert list(client.list_applications()) == []
+    with pytest.raises(ResourceNotFoundError) as e:
+        client.get_application("nope")
+    assert e.value.error.code == "ApplicationNotFound"
+
+    # Remove the node by name: the pool shrinks to 0 and becomes steady.
+    node = list(client.list_nodes(pool_id))[0]
+    client.begin_remove_nodes(
+        pool_id, m.BatchNodeRemoveOptions(node_ids=[node.id]), polling_interval=POLL
+    ).result()
+    wait_until(lambda: not list(client.list_nodes(pool_id)), 30, "the removed node to leave")
+    pool = client.get_pool(pool_id)
+    assert pool.target_dedicated_nodes == 0 and pool.allocation_state == "steady"
+    client.begin_delete_pool(pool_id, polling_interval=POLL).result()
+
+
+def test_stop_resize_keeps_the_nodes_it_has(client):
+    pool_id = unique_id("p2stop")
+    client.create_pool(m.BatchPoolCreateOptions(id=pool_id, vm_size="Standard_D2s_v3", target_dedicated_nodes=1))
+    client.begin_resize_pool(pool_id, m.BatchPoolResizeOptions(target_dedicated_nodes=3), polling_interval=POLL)
+    client.begin_stop_pool_resize(pool_id, polling_interval=POLL).result()
+    pool = client.get_pool(pool_id)
+    assert pool.allocation_state == "steady"
+    assert pool.target_dedicated_nodes == len(list(client.list_nodes(pool_id)))
+    client.begin_delete_pool(pool_id, polling_interval=POLL).result()
+
+
+def test_job_update_disable_enable_and_task_reactivate(client):
+    pool_id = unique_id("p2job")
+    create_pool_and_wait_idle(client, pool_id, nodes=1, slots=2)
+    job_id = unique_id("j")
+    client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=pool_id)))
+
+    client.update_job(job_id, m.BatchJobUpdateOptions(priority=500, max_parallel_tasks=1))
+    job = client.get_job(job_id)
+    assert job.priority == 500 and job.max_parallel_tasks == 1
+    job.priority = 7
+    client.replace_job(job_id, job)
+    assert client.get_job(job_id).priority == 7
+
+    client.begin_disable_job(
+        job_id, m.BatchJobDisableOptions(disable_tasks="requeue"), polling_interval=POLL
+    ).result()
+    assert client.get_job(job_id).state == "disabled"
+    client.create_task(job_id, m.BatchTaskCreateOptions(id="waits", command_line="/bin/true"))
+    # A disabled job starts nothing.
+    with pytest.raises(pytest.fail.Exception):
+        wait_task_completed(client, job_id, "waits", timeout=1.5)
+    assert client.get_task(job_id, "waits").state == "active"
+    client.begin_enable_job(job_id, polling_interval=POLL).result()
+    assert client.get_job(job_id).state == "active"
+    assert wait_task_completed(client, job_id, "waits", 30).execution_info.exit_code == 0
+
+    # Replace a task's constraints, then reactivate it after it failed.
+    flag = f"/tmp/{job_id}-flag"
+    cmd = f'/bin/sh -c "if [ -e {flag} ]; then echo second; else touch {flag}; exit 4; fi"'
+    client.create_task(job_id, m.BatchTaskCreateOptions(id="flaky", command_line=cmd))
+    failed = wait_task_completed(client, job_id, "flaky", 30)
+    assert failed.execution_info.exit_code == 4
+    with pytest.raises(HttpResponseError) as e:
+        client.reactivate_task(job_id, "waits")
+    assert e.value.error.code == "OperationInvalidForCurrentState"
+    client.reactivate_task(job_id, "flaky")
+    again = wait_task_completed(client, job_id, "flaky", 30)
+    assert again.execution_info.exit_code == 0 and again.execution_info.retry_count == 0
+    assert read_task_file(client, job_id, "flaky", "stdout.txt") == b"second\n"
+
+    client.create_task(job_id, m.BatchTaskCreateOptions(id="long", command_line="/bin/sh -c 'sleep 30'"))
+    task = client.get_task(job_id, "long")
+    task.constraints = m.BatchTaskConstraints(max_task_retry_count=3)
+    client.replace_task(job_id, "long", task)
+    assert client.get_task(job_id, "long").constraints.max_task_retry_count == 3
+    client.terminate_task(job_id, "long")
+    client.begin_delete_job(job_id, polling_interval=POLL).result()
+    client.begin_delete_pool(pool_id, polling_interval=POLL).result()
+
+
+def test_node_scheduling_reboot_and_reimage(client):
+    pool_id = unique_id("p2node")
+    start = m.BatchStartTask(command_line='/bin/sh -c "echo booted >> $AZ_BATCH_NODE_SHARED_DIR/boots"', wait_for_success=True)
+    node = create_pool_and_wait_idle(client, pool_id, nodes=1, slots=1, start_task=start)[0]
+
+    # The SDK cannot serialize an absent options body here, so users pass one.
+    client.disable_node_scheduling(
+        pool_id, node.id, m.BatchNodeDisableSchedulingOptions(node_disable_scheduling_option="requeue")
+    )
+    wait_until(lambda: client.get_node(pool_id, node.id).state == "offline", 10, "node offline")
+    assert client.get_node(pool_id, node.id).scheduling_state == "disabled"
+    client.enable_node_scheduling(pool_id, node.id)
+    wait_until(lambda: client.get_node(pool_id, node.id).state == "idle", 10, "node idle again")
+
+    # A reboot runs the start task again and keeps the disk; a reimage wipes it.
+    client.begin_reboot_node(
+        pool_id, node.id, {"nodeRebootOption": "requeue"}, polling_interval=POLL
+    ).result()
+    wait_until(lambda: client.get_node(pool_id, node.id).state == "idle", 30, "node idle after reboot")
+    boots = b"".join(client.download_node_file(pool_id, node.id, "shared/boots"))
+    assert boots == b"booted\nbooted\n"
+    client.begin_reimage_node(
+        pool_id, node.id, {"nodeReimageOption": "requeue"}, polling_interval=POLL
+    ).result()
+    wait_until(lambda: client.get_node(pool_id, node.id).state == "idle", 30, "node idle after reimage")
+    boots = b"".join(client.download_node_file(pool_id, node.id, "shared/boots"))
+    assert boots == b"booted\n"
+    client.begin_delete_pool(pool_id, polling_interval=POLL).result()
