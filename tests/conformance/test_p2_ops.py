@@ -138,3 +138,36 @@ def test_node_scheduling_reboot_and_reimage(client):
     boots = b"".join(client.download_node_file(pool_id, node.id, "shared/boots"))
     assert boots == b"booted\n"
     client.begin_delete_pool(pool_id, polling_interval=POLL).result()
+
+
+def test_conditional_headers(client):
+    """ETag / If-Match / If-None-Match as the SDK sends them (etag + match_condition)."""
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotModifiedError
+
+    pool_id = unique_id("p2etag")
+    client.create_pool(m.BatchPoolCreateOptions(id=pool_id, vm_size="Standard_D2s_v3", target_dedicated_nodes=0))
+    etag = client.get_pool(pool_id).etag
+    client.update_pool(
+        pool_id,
+        m.BatchPoolUpdateOptions(metadata=[m.BatchMetadataItem(name="a", value="1")]),
+        etag=etag,
+        match_condition=MatchConditions.IfNotModified,
+    )
+    # The pool changed since `etag`: the same conditional update now fails with 412.
+    with pytest.raises(ResourceModifiedError) as e:
+        client.update_pool(
+            pool_id,
+            m.BatchPoolUpdateOptions(metadata=[]),
+            etag=etag,
+            match_condition=MatchConditions.IfNotModified,
+        )
+    assert e.value.error.code == "ConditionNotMet"
+    assert [x.name for x in client.get_pool(pool_id).metadata] == ["a"]
+    # A GET with If-None-Match of the current ETag is "not modified".
+    current = client.get_pool(pool_id).etag
+    # SDK 15.1.0 maps the 304 to ResourceModifiedError; the status is what matters.
+    with pytest.raises((ResourceNotModifiedError, ResourceModifiedError)) as e:
+        client.get_pool(pool_id, etag=current, match_condition=MatchConditions.IfModified)
+    assert e.value.status_code == 304
+    client.begin_delete_pool(pool_id, etag=current, match_condition=MatchConditions.IfNotModified, polling_interval=POLL).result()

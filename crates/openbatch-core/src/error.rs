@@ -40,6 +40,8 @@ pub enum CoreError {
     InvalidState(String),
     #[error("node '{0}' is not ready for this operation")]
     NodeNotReady(String),
+    #[error("the condition specified using HTTP conditional header(s) is not met")]
+    ConditionNotMet,
     #[error("{0}")]
     Unsupported(String),
 }
@@ -104,6 +106,11 @@ impl From<CoreError> for ApiError {
             CoreError::InvalidState(m) => {
                 ApiError::new(409, codes::OPERATION_INVALID_FOR_CURRENT_STATE, m)
             }
+            CoreError::ConditionNotMet => ApiError::new(
+                412,
+                codes::CONDITION_NOT_MET,
+                "The condition specified using HTTP conditional header(s) is not met.",
+            ),
             CoreError::NodeNotReady(n) => ApiError::new(
                 409,
                 codes::NODE_NOT_READY,

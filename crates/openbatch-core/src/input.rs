@@ -95,6 +95,13 @@ pub enum Input {
         option: Option<NodeDeallocationOption>,
         reimage: bool,
     },
+    /// Another input, applied only if the entity still matches the request's conditional
+    /// headers (`If-Match`, ...); otherwise `ConditionNotMet` and nothing changes.
+    Conditional {
+        target: crate::cond::Target,
+        cond: crate::cond::Precondition,
+        input: Box<Input>,
+    },
     /// A node agent that was not provisioned by a provider asks to join a pool.
     JoinNode {
         pool: String,

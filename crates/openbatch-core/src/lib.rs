@@ -14,6 +14,7 @@
 //! request and response *bodies* are the `openbatch-api` models, which the core stores as the
 //! user's specification and renders back in views.
 
+mod cond;
 mod error;
 mod input;
 mod jobs;
@@ -25,6 +26,7 @@ mod state;
 mod tasks;
 mod view;
 
+pub use cond::{Precondition, Target, Verdict};
 pub use error::CoreError;
 pub use input::{Applied, Effect, Input, NodeHello, Reply, RunResult, RunSpec};
 pub use state::{Core, Limits, RunId, TaskLocation};

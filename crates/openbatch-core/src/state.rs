@@ -347,6 +347,14 @@ impl Core {
                 self.restart_node(&pool, &node, option, reimage, now, &mut fx)?,
                 true,
             ),
+            Input::Conditional {
+                target,
+                cond,
+                input,
+            } => {
+                self.check_precondition(&target, &cond)?;
+                return self.apply(*input, now);
+            }
             Input::JoinNode {
                 pool,
                 vm_size,

@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use openbatch_api::models::{JobCreate, JobTerminate};
-use openbatch_core::{Input, Reply};
+use openbatch_core::{Input, Reply, Target};
 
 use super::odata::{filter, keep, JOB_PROPS};
 use super::{empty, entity_headers, json_response, parse_body, ApiResult, Ctx, S};
@@ -41,25 +41,36 @@ pub(crate) async fn list(State(st): S, ctx: Ctx) -> ApiResult {
 
 pub(crate) async fn get(State(st): S, ctx: Ctx, Path(job): Path<String>) -> ApiResult {
     let j = st.engine.read().job(&job, &ctx.urls())?;
+    if let Some(r) = ctx.read_guard(&j.e_tag, j.last_modified)? {
+        return Ok(r);
+    }
     let mut resp = json_response(StatusCode::OK, &j);
     entity_headers(&mut resp, &j.e_tag, j.last_modified, None);
     Ok(resp)
 }
 
-pub(crate) async fn delete(State(st): S, Path(job): Path<String>) -> ApiResult {
-    st.engine.submit(Input::DeleteJob { id: job }).await?;
+pub(crate) async fn delete(State(st): S, ctx: Ctx, Path(job): Path<String>) -> ApiResult {
+    let input = ctx.guarded(Target::Job(job.clone()), Input::DeleteJob { id: job })?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::ACCEPTED))
 }
 
-pub(crate) async fn terminate(State(st): S, Path(job): Path<String>, body: Bytes) -> ApiResult {
+pub(crate) async fn terminate(
+    State(st): S,
+    ctx: Ctx,
+    Path(job): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let reason = if body.is_empty() {
         None
     } else {
         parse_body::<JobTerminate>(&body)?.terminate_reason
     };
-    st.engine
-        .submit(Input::TerminateJob { id: job, reason })
-        .await?;
+    let input = ctx.guarded(
+        Target::Job(job.clone()),
+        Input::TerminateJob { id: job, reason },
+    )?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::ACCEPTED))
 }
 

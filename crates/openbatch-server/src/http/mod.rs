@@ -390,6 +390,79 @@ fn check_api_version(query: Option<&str>) -> Result<(), ApiError> {
 }
 
 impl Ctx {
+    /// The request's conditional headers (`If-Match`, `If-None-Match`, `If-Modified-Since`,
+    /// `If-Unmodified-Since`).
+    pub(crate) fn precondition(&self) -> ApiResult<openbatch_core::Precondition> {
+        let text = |name: &str| {
+            self.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let date = |name: &str| -> ApiResult<Option<chrono::DateTime<Utc>>> {
+            match text(name) {
+                None => Ok(None),
+                Some(v) => openbatch_api::time::parse_rfc1123(&v)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            400,
+                            codes::INVALID_HEADER_VALUE,
+                            format!(
+                                "The value of the {name} header is not an RFC 1123 date: '{v}'"
+                            ),
+                        )
+                        .with_value("HeaderName", name)
+                        .into()
+                    }),
+            }
+        };
+        Ok(openbatch_core::Precondition {
+            if_match: text("if-match"),
+            if_none_match: text("if-none-match"),
+            if_modified_since: date("if-modified-since")?,
+            if_unmodified_since: date("if-unmodified-since")?,
+        })
+    }
+
+    /// Wrap a mutation in the request's preconditions on `target`, if it has any.
+    pub(crate) fn guarded(
+        &self,
+        target: openbatch_core::Target,
+        input: openbatch_core::Input,
+    ) -> ApiResult<openbatch_core::Input> {
+        let cond = self.precondition()?;
+        Ok(if cond.is_empty() {
+            input
+        } else {
+            openbatch_core::Input::Conditional {
+                target,
+                cond,
+                input: Box::new(input),
+            }
+        })
+    }
+
+    /// For a GET/HEAD: `Some(response)` when the preconditions say 304 or 412.
+    pub(crate) fn read_guard(
+        &self,
+        etag: &str,
+        last_modified: chrono::DateTime<Utc>,
+    ) -> ApiResult<Option<Response>> {
+        let cond = self.precondition()?;
+        Ok(match cond.evaluate(etag, last_modified, true) {
+            openbatch_core::Verdict::Proceed => None,
+            openbatch_core::Verdict::NotModified => {
+                let mut r = empty(StatusCode::NOT_MODIFIED);
+                entity_headers(&mut r, etag, last_modified, None);
+                Some(r)
+            }
+            openbatch_core::Verdict::Failed => {
+                return Err(AppError::from(openbatch_core::CoreError::ConditionNotMet))
+            }
+        })
+    }
+
     pub(crate) fn urls(&self) -> Urls {
         Urls {
             base: self.base.clone(),

@@ -8,7 +8,7 @@ use openbatch_api::models::{
     ImageReference, JobDisable, JobUpdate, NodeDisableScheduling, NodeRemove, NodeRestart,
     PoolReplace, PoolUpdate, SupportedImage, TaskReplace,
 };
-use openbatch_core::Input;
+use openbatch_core::{Input, Target};
 
 use super::{empty, parse_body, ApiResult, Ctx, S};
 
@@ -21,7 +21,12 @@ fn optional<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> ApiResult
     }
 }
 
-pub(crate) async fn update_pool(State(st): S, Path(pool): Path<String>, body: Bytes) -> ApiResult {
+pub(crate) async fn update_pool(
+    State(st): S,
+    ctx: Ctx,
+    Path(pool): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let patch: PoolUpdate = parse_body(&body)?;
     if let Some(size) = &patch.vm_size {
         if crate::vmsizes::lookup(size, &st.config.vm_sizes).is_none() {
@@ -33,12 +38,14 @@ pub(crate) async fn update_pool(State(st): S, Path(pool): Path<String>, body: By
             .into());
         }
     }
-    st.engine
-        .submit(Input::UpdatePool {
+    let input = ctx.guarded(
+        Target::Pool(pool.clone()),
+        Input::UpdatePool {
             id: pool,
             patch: Box::new(patch),
-        })
-        .await?;
+        },
+    )?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::OK))
 }
 
@@ -54,86 +61,124 @@ pub(crate) async fn replace_pool_properties(
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
-pub(crate) async fn stop_resize(State(st): S, Path(pool): Path<String>) -> ApiResult {
-    st.engine.submit(Input::StopPoolResize { id: pool }).await?;
+pub(crate) async fn stop_resize(State(st): S, ctx: Ctx, Path(pool): Path<String>) -> ApiResult {
+    let input = ctx.guarded(
+        Target::Pool(pool.clone()),
+        Input::StopPoolResize { id: pool },
+    )?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::ACCEPTED))
 }
 
-pub(crate) async fn remove_nodes(State(st): S, Path(pool): Path<String>, body: Bytes) -> ApiResult {
+pub(crate) async fn remove_nodes(
+    State(st): S,
+    ctx: Ctx,
+    Path(pool): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let r: NodeRemove = parse_body(&body)?;
-    st.engine
-        .submit(Input::RemoveNodes {
+    let input = ctx.guarded(
+        Target::Pool(pool.clone()),
+        Input::RemoveNodes {
             pool,
             nodes: r.node_list,
             option: r.node_deallocation_option,
-        })
-        .await?;
+        },
+    )?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::ACCEPTED))
 }
 
-pub(crate) async fn patch_job(State(st): S, Path(job): Path<String>, body: Bytes) -> ApiResult {
+pub(crate) async fn patch_job(
+    State(st): S,
+    ctx: Ctx,
+    Path(job): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let update: JobUpdate = parse_body(&body)?;
-    st.engine
-        .submit(Input::UpdateJob {
+    let input = ctx.guarded(
+        Target::Job(job.clone()),
+        Input::UpdateJob {
             id: job,
             update: Box::new(update),
             replace: false,
-        })
-        .await?;
+        },
+    )?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::OK))
 }
 
-pub(crate) async fn put_job(State(st): S, Path(job): Path<String>, body: Bytes) -> ApiResult {
+pub(crate) async fn put_job(
+    State(st): S,
+    ctx: Ctx,
+    Path(job): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let update: JobUpdate = parse_body(&body)?;
-    st.engine
-        .submit(Input::UpdateJob {
+    let input = ctx.guarded(
+        Target::Job(job.clone()),
+        Input::UpdateJob {
             id: job,
             update: Box::new(update),
             replace: true,
-        })
-        .await?;
+        },
+    )?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::OK))
 }
 
-pub(crate) async fn disable_job(State(st): S, Path(job): Path<String>, body: Bytes) -> ApiResult {
+pub(crate) async fn disable_job(
+    State(st): S,
+    ctx: Ctx,
+    Path(job): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let d: JobDisable = parse_body(&body)?;
-    st.engine
-        .submit(Input::DisableJob {
+    let input = ctx.guarded(
+        Target::Job(job.clone()),
+        Input::DisableJob {
             id: job,
             option: d.disable_tasks,
-        })
-        .await?;
+        },
+    )?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::ACCEPTED))
 }
 
-pub(crate) async fn enable_job(State(st): S, Path(job): Path<String>) -> ApiResult {
-    st.engine.submit(Input::EnableJob { id: job }).await?;
+pub(crate) async fn enable_job(State(st): S, ctx: Ctx, Path(job): Path<String>) -> ApiResult {
+    let input = ctx.guarded(Target::Job(job.clone()), Input::EnableJob { id: job })?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::ACCEPTED))
 }
 
 pub(crate) async fn put_task(
     State(st): S,
+    ctx: Ctx,
     Path((job, task)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
     let r: TaskReplace = optional(&body)?;
-    st.engine
-        .submit(Input::ReplaceTask {
+    let target = Target::Task(job.clone(), task.clone());
+    let input = ctx.guarded(
+        target,
+        Input::ReplaceTask {
             job,
             task,
             constraints: r.constraints,
-        })
-        .await?;
+        },
+    )?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::OK))
 }
 
 pub(crate) async fn reactivate_task(
     State(st): S,
+    ctx: Ctx,
     Path((job, task)): Path<(String, String)>,
 ) -> ApiResult {
-    st.engine
-        .submit(Input::ReactivateTask { job, task })
-        .await?;
+    let target = Target::Task(job.clone(), task.clone());
+    let input = ctx.guarded(target, Input::ReactivateTask { job, task })?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }
 

@@ -3,10 +3,11 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::response::Response;
 use openbatch_api::error::{codes, ApiError};
 use openbatch_api::models::{PoolCreate, PoolResize};
-use openbatch_core::{Input, Reply};
+use openbatch_core::{Input, Reply, Target};
 
 use super::odata::{filter, keep, POOL_PROPS};
 use super::{empty, entity_headers, json_response, parse_body, ApiResult, Ctx, S};
@@ -53,14 +54,23 @@ pub(crate) async fn list(State(st): S, ctx: Ctx) -> ApiResult {
 
 pub(crate) async fn get(State(st): S, ctx: Ctx, Path(pool): Path<String>) -> ApiResult {
     let p = st.engine.read().pool(&pool, &ctx.urls())?;
+    if let Some(r) = ctx.read_guard(&p.e_tag, p.last_modified)? {
+        return Ok(r);
+    }
     let mut resp = json_response(StatusCode::OK, &p);
     entity_headers(&mut resp, &p.e_tag, p.last_modified, None);
     Ok(resp)
 }
 
 pub(crate) async fn exists(State(st): S, ctx: Ctx, Path(pool): Path<String>) -> Response {
-    match st.engine.read().pool(&pool, &ctx.urls()) {
+    let found = st.engine.read().pool(&pool, &ctx.urls());
+    match found {
         Ok(p) => {
+            match ctx.read_guard(&p.e_tag, p.last_modified) {
+                Ok(Some(r)) => return r,
+                Ok(None) => {}
+                Err(e) => return e.into_response(),
+            }
             let mut resp = empty(StatusCode::OK);
             entity_headers(&mut resp, &p.e_tag, p.last_modified, None);
             resp
@@ -69,15 +79,23 @@ pub(crate) async fn exists(State(st): S, ctx: Ctx, Path(pool): Path<String>) -> 
     }
 }
 
-pub(crate) async fn delete(State(st): S, Path(pool): Path<String>) -> ApiResult {
-    st.engine.submit(Input::DeletePool { id: pool }).await?;
+pub(crate) async fn delete(State(st): S, ctx: Ctx, Path(pool): Path<String>) -> ApiResult {
+    let input = ctx.guarded(Target::Pool(pool.clone()), Input::DeletePool { id: pool })?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::ACCEPTED))
 }
 
-pub(crate) async fn resize(State(st): S, Path(pool): Path<String>, body: Bytes) -> ApiResult {
+pub(crate) async fn resize(
+    State(st): S,
+    ctx: Ctx,
+    Path(pool): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let resize: PoolResize = parse_body(&body)?;
-    st.engine
-        .submit(Input::ResizePool { id: pool, resize })
-        .await?;
+    let input = ctx.guarded(
+        Target::Pool(pool.clone()),
+        Input::ResizePool { id: pool, resize },
+    )?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::ACCEPTED))
 }

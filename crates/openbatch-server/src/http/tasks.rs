@@ -7,7 +7,7 @@ use openbatch_api::error::{codes, ApiError};
 use openbatch_api::models::{
     TaskAddCollectionResult, TaskAddResult, TaskAddStatus, TaskCreate, TaskGroup,
 };
-use openbatch_core::{Input, Reply};
+use openbatch_core::{Input, Reply, Target};
 
 use super::odata::{filter, keep, TASK_PROPS};
 use super::{body_error, empty, entity_headers, json_response, parse_body, ApiResult, Ctx, S};
@@ -173,20 +173,36 @@ pub(crate) async fn get(
     Path((job, task)): Path<(String, String)>,
 ) -> ApiResult {
     let t = st.engine.read().task(&job, &task, &ctx.urls())?;
+    if let Some(r) = ctx.read_guard(&t.e_tag, t.last_modified)? {
+        return Ok(r);
+    }
     let mut resp = json_response(StatusCode::OK, &t);
     entity_headers(&mut resp, &t.e_tag, t.last_modified, None);
     Ok(resp)
 }
 
-pub(crate) async fn delete(State(st): S, Path((job, task)): Path<(String, String)>) -> ApiResult {
-    st.engine.submit(Input::DeleteTask { job, task }).await?;
+pub(crate) async fn delete(
+    State(st): S,
+    ctx: Ctx,
+    Path((job, task)): Path<(String, String)>,
+) -> ApiResult {
+    let input = ctx.guarded(
+        Target::Task(job.clone(), task.clone()),
+        Input::DeleteTask { job, task },
+    )?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::OK))
 }
 
 pub(crate) async fn terminate(
     State(st): S,
+    ctx: Ctx,
     Path((job, task)): Path<(String, String)>,
 ) -> ApiResult {
-    st.engine.submit(Input::TerminateTask { job, task }).await?;
+    let input = ctx.guarded(
+        Target::Task(job.clone(), task.clone()),
+        Input::TerminateTask { job, task },
+    )?;
+    st.engine.submit(input).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }

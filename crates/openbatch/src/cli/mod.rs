@@ -7,7 +7,10 @@
 //!
 //! `main.rs` flattens [`GlobalArgs`] into its top-level parser and dispatches to
 //! [`run_pool`], [`run_job`], [`run_task`], [`run_node`] and [`quickstart::run_quickstart`].
+//! [`run_autoscale`] (`openbatch autoscale evaluate`) is the exception: it works offline,
+//! on files, with no server.
 
+mod autoscale;
 mod job;
 mod node;
 mod output;
@@ -23,6 +26,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use openbatch_client::{Client, ClientError};
 
+pub(crate) use autoscale::{run_autoscale, AutoscaleCommand};
 pub(crate) use job::{run_job, JobCommand};
 pub(crate) use node::{run_node, NodeCommand};
 pub(crate) use pool::{run_pool, PoolCommand};
