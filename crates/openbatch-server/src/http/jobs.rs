@@ -44,7 +44,7 @@ pub(crate) async fn get(State(st): S, ctx: Ctx, Path(job): Path<String>) -> ApiR
     if let Some(r) = ctx.read_guard(&j.e_tag, j.last_modified)? {
         return Ok(r);
     }
-    let mut resp = json_response(StatusCode::OK, &j);
+    let mut resp = ctx.entity_body(&j)?;
     entity_headers(&mut resp, &j.e_tag, j.last_modified, None);
     Ok(resp)
 }

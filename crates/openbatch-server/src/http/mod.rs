@@ -515,16 +515,73 @@ impl Ctx {
         next: Option<String>,
         what: &str,
     ) -> Response {
+        let select = match self.select() {
+            Ok(s) => s,
+            Err(e) => return e.into_response(),
+        };
+        let value: Vec<serde_json::Value> = items
+            .iter()
+            .filter_map(|i| serde_json::to_value(i).ok())
+            .map(|v| project(v, select.as_deref()))
+            .collect();
         json_response(
             StatusCode::OK,
             &openbatch_api::models::ListResponse {
                 odata_metadata: Some(format!("{}/$metadata#{what}", self.base)),
-                value: items,
+                value,
                 next_link: self.next_link(next),
             },
         )
     }
+
+    /// One entity, with `$select` applied.
+    pub(crate) fn entity_body<T: Serialize>(&self, item: &T) -> ApiResult<Response> {
+        let select = self.select()?;
+        let v = serde_json::to_value(item).map_err(|e| {
+            ApiError::new(
+                500,
+                codes::INTERNAL_ERROR,
+                format!("serializing the response: {e}"),
+            )
+        })?;
+        Ok(json_response(
+            StatusCode::OK,
+            &project(v, select.as_deref()),
+        ))
+    }
+
+    /// `$select`: the top-level properties to return (a nested path keeps its top-level parent).
+    fn select(&self) -> ApiResult<Option<Vec<String>>> {
+        match self.q("$select") {
+            None => Ok(None),
+            Some(text) if text.trim().is_empty() => Ok(None),
+            Some(text) => openbatch_api::odata::parse_select(text)
+                .map(|names| {
+                    Some(
+                        names
+                            .into_iter()
+                            .map(|n| n.split('/').next().unwrap_or_default().to_string())
+                            .collect(),
+                    )
+                })
+                .map_err(|e| ApiError::invalid_query("$select", text, &e.to_string()).into()),
+        }
+    }
 }
+
+/// Keep only the selected top-level properties of a JSON object.
+fn project(v: serde_json::Value, select: Option<&[String]>) -> serde_json::Value {
+    match (v, select) {
+        (serde_json::Value::Object(map), Some(names)) => serde_json::Value::Object(
+            map.into_iter()
+                .filter(|(k, _)| names.iter().any(|n| n == k))
+                .collect(),
+        ),
+        (v, _) => v,
+    }
+}
+
+impl Ctx {}
 
 /// Parse a JSON body into `T`, answering Azure-shaped errors for what is wrong with it.
 pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {

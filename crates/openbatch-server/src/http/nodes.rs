@@ -1,10 +1,9 @@
 //! `/pools/{pool}/nodes`: list and get.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 
 use super::odata::{filter, keep, NODE_PROPS};
-use super::{json_response, ApiResult, Ctx, S};
+use super::{ApiResult, Ctx, S};
 
 pub(crate) async fn list(State(st): S, ctx: Ctx, Path(pool): Path<String>) -> ApiResult {
     let f = filter(&ctx, NODE_PROPS)?;
@@ -22,5 +21,5 @@ pub(crate) async fn get(
     Path((pool, node)): Path<(String, String)>,
 ) -> ApiResult {
     let n = st.engine.read().node(&pool, &node, &ctx.urls())?;
-    Ok(json_response(StatusCode::OK, &n))
+    ctx.entity_body(&n)
 }

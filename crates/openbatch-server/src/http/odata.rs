@@ -121,31 +121,6 @@ impl FilterTarget for Target<'_, m::Job> {
     }
 }
 
-impl FilterTarget for Target<'_, m::Task> {
-    fn property(&self, path: &str) -> Value {
-        let t = self.0;
-        let e = &t.execution_info;
-        match path {
-            "id" => t.id.clone().into(),
-            "state" => t.state.as_str().into(),
-            "creationTime" => t.creation_time.into(),
-            "lastModified" => t.last_modified.into(),
-            "displayName" => t.display_name.clone().into(),
-            "commandLine" => t.command_line.clone().into(),
-            "requiredSlots" => i64::from(t.required_slots).into(),
-            "executionInfo/exitCode" => e.exit_code.map(i64::from).into(),
-            "executionInfo/result" => e.result.map(|r| r.as_str()).into(),
-            "executionInfo/retryCount" => i64::from(e.retry_count).into(),
-            "executionInfo/requeueCount" => i64::from(e.requeue_count).into(),
-            "executionInfo/startTime" => e.start_time.into(),
-            "executionInfo/endTime" => e.end_time.into(),
-            "nodeInfo/nodeId" => t.node_info.as_ref().and_then(|n| n.node_id.clone()).into(),
-            "nodeInfo/poolId" => t.node_info.as_ref().and_then(|n| n.pool_id.clone()).into(),
-            _ => Value::Null,
-        }
-    }
-}
-
 impl FilterTarget for Target<'_, m::Node> {
     fn property(&self, path: &str) -> Value {
         let n = self.0;

@@ -10,7 +10,7 @@ use openbatch_api::models::{PoolCreate, PoolResize};
 use openbatch_core::{Input, Reply, Target};
 
 use super::odata::{filter, keep, POOL_PROPS};
-use super::{empty, entity_headers, json_response, parse_body, ApiResult, Ctx, S};
+use super::{empty, entity_headers, parse_body, ApiResult, Ctx, S};
 
 pub(crate) async fn create(State(st): S, ctx: Ctx, body: Bytes) -> ApiResult {
     let spec: PoolCreate = parse_body(&body)?;
@@ -57,7 +57,7 @@ pub(crate) async fn get(State(st): S, ctx: Ctx, Path(pool): Path<String>) -> Api
     if let Some(r) = ctx.read_guard(&p.e_tag, p.last_modified)? {
         return Ok(r);
     }
-    let mut resp = json_response(StatusCode::OK, &p);
+    let mut resp = ctx.entity_body(&p)?;
     entity_headers(&mut resp, &p.e_tag, p.last_modified, None);
     Ok(resp)
 }

@@ -9,7 +9,7 @@ use openbatch_api::models::{
 };
 use openbatch_core::{Input, Reply, Target};
 
-use super::odata::{filter, keep, TASK_PROPS};
+use super::odata::{filter, TASK_PROPS};
 use super::{body_error, empty, entity_headers, json_response, parse_body, ApiResult, Ctx, S};
 
 pub(crate) async fn create(
@@ -153,18 +153,16 @@ pub(crate) async fn add_collection(
 pub(crate) async fn list(State(st): S, ctx: Ctx, Path(job): Path<String>) -> ApiResult {
     let f = filter(&ctx, TASK_PROPS)?;
     let limit = ctx.max_results()?;
-    let page = st.engine.read().list_tasks(
+    let page = st.engine.read().list_tasks_filtered(
         &job,
         ctx.q("$skiptoken")
             .map(|s| s.to_ascii_lowercase())
             .as_deref(),
         limit,
         &ctx.urls(),
-        &keep(&f),
+        f.as_ref(),
     )?;
-    // Keys are lower-cased ids; the token we hand out is the last id's key.
-    let next = page.next.map(|k| k.to_ascii_lowercase());
-    Ok(ctx.list_body(page.items, next, "tasks"))
+    Ok(ctx.list_body(page.items, page.next, "tasks"))
 }
 
 pub(crate) async fn get(
@@ -176,7 +174,7 @@ pub(crate) async fn get(
     if let Some(r) = ctx.read_guard(&t.e_tag, t.last_modified)? {
         return Ok(r);
     }
-    let mut resp = json_response(StatusCode::OK, &t);
+    let mut resp = ctx.entity_body(&t)?;
     entity_headers(&mut resp, &t.e_tag, t.last_modified, None);
     Ok(resp)
 }
