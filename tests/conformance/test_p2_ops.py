@@ -171,3 +171,61 @@ def test_conditional_headers(client):
         client.get_pool(pool_id, etag=current, match_condition=MatchConditions.IfModified)
     assert e.value.status_code == 304
     client.begin_delete_pool(pool_id, etag=current, match_condition=MatchConditions.IfNotModified, polling_interval=POLL).result()
+
+
+def test_file_delete_select_expand_and_request_ids(client):
+    pool_id = unique_id("p2file")
+    node = create_pool_and_wait_idle(client, pool_id, nodes=1, slots=1)[0]
+    job_id = unique_id("j")
+    client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=pool_id)))
+    client.create_task(
+        job_id,
+        m.BatchTaskCreateOptions(id="t", command_line='/bin/sh -c "mkdir -p out && echo x > out/a.txt && echo y > b.txt"'),
+    )
+    wait_task_completed(client, job_id, "t", 30)
+    names = {f.name for f in client.list_task_files(job_id, "t", recursive=True)}
+    assert {"wd/out/a.txt", "wd/b.txt"} <= names
+    client.delete_task_file(job_id, "t", "wd/b.txt")
+    # A directory needs recursive=true.
+    with pytest.raises(HttpResponseError):
+        client.delete_task_file(job_id, "t", "wd/out")
+    client.delete_task_file(job_id, "t", "wd/out", recursive=True)
+    names = {f.name for f in client.list_task_files(job_id, "t", recursive=True)}
+    assert "wd/b.txt" not in names and "wd/out/a.txt" not in names
+    node_files = {f.name for f in client.list_node_files(pool_id, node.id, recursive=True)}
+    assert f"workitems/{job_id}/job-1/t/stdout.txt" in node_files
+
+    # $select keeps only what was asked for; $expand=stats is accepted.
+    selected = client.get_task(job_id, "t", select=["id", "state"])
+    assert selected.id == "t" and selected.state == "completed" and selected.command_line is None
+    listed = list(client.list_tasks(job_id, select=["id"], expand=["stats"]))
+    assert [t.id for t in listed] == ["t"] and listed[0].state is None
+
+    # request-id on every answer; client-request-id echoed when asked for.
+    seen = {}
+
+    def hook(response):
+        seen.update(response.http_response.headers)
+
+    client.get_job(job_id, raw_response_hook=hook, headers={"return-client-request-id": "true", "client-request-id": "abc-123"})
+    assert seen.get("request-id")
+    assert seen.get("client-request-id") == "abc-123"
+    client.begin_delete_job(job_id, polling_interval=POLL).result()
+    client.begin_delete_pool(pool_id, polling_interval=POLL).result()
+
+
+def test_paging_is_stable_under_concurrent_inserts(client):
+    """Pages continue after the last id returned, so tasks added meanwhile never make a page
+    repeat or skip a task that existed when the listing started."""
+    job_id = unique_id("j")
+    client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=unique_id("nopool"))))
+    first = [m.BatchTaskCreateOptions(id=f"a{i:03d}", command_line="/bin/true") for i in range(150)]
+    client.create_tasks(job_id, first)
+    seen = []
+    for i, task in enumerate(client.list_tasks(job_id, max_results=20)):
+        seen.append(task.id)
+        if i == 30:
+            client.create_tasks(job_id, [m.BatchTaskCreateOptions(id=f"b{j:03d}", command_line="/bin/true") for j in range(40)])
+    assert len(seen) == len(set(seen)), "no task listed twice"
+    assert {t.id for t in first} <= set(seen), "no task that existed at the start was skipped"
+    client.begin_delete_job(job_id, polling_interval=POLL).result()
