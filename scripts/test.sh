@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite: every Rust test, then the official Azure Batch SDK conformance suite
-# against a freshly built server. Exits non-zero as soon as any stage fails.
+# The whole test suite: every Rust test, then the official Azure Batch SDK conformance suites
+# against a freshly built server: azure-batch 15.x (tests/conformance, with Azurite as blob
+# storage) and azure-batch 14.x (tests/conformance/sdk14, its own venv). Exits non-zero as soon as
+# any stage fails.
 #
-#   bash scripts/test.sh [PYTEST ARGS...]     e.g. -k quickstart, -x
+#   bash scripts/test.sh [PYTEST ARGS...]     e.g. -k quickstart, -x   (given to both suites)
 #
 # Environment:
-#   OPENBATCH_BIN     server binary for the conformance suite (default: the debug build made here)
+#   OPENBATCH_BIN     server binary for the conformance suites (default: the debug build made here)
 #   CARGO_TARGET_DIR  honoured, as cargo does
-#   PYTHON            interpreter used to create the venv (default: python3)
+#   PYTHON            interpreter used to create the venvs (default: python3)
+#   AZURITE_BLOB_BIN  an azurite-blob to use instead of installing one with npm
+#
+# Needs: Rust, python3 with venv, Node.js and npm (for Azurite). .ci/run installs what is missing.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,10 +24,10 @@ stage() {
 
 trap 'status=$?; if [ "$status" -ne 0 ]; then printf "\n==== FAILED (exit %s) ====\n" "$status" >&2; fi' EXIT
 
-stage "1/4 Rust tests: cargo test --workspace"
+stage "1/6 Rust tests: cargo test --workspace"
 cargo test --workspace
 
-stage "2/4 Build the server: cargo build -p openbatch"
+stage "2/6 Build the server: cargo build -p openbatch"
 cargo build -p openbatch
 
 target_dir="${CARGO_TARGET_DIR:-target}"
@@ -32,25 +37,75 @@ case "$target_dir" in
 esac
 export OPENBATCH_BIN="${OPENBATCH_BIN:-$target_dir/debug/openbatch}"
 
-stage "3/4 Python venv for the conformance suite: .venv-conformance"
+# ensure_venv VENV REQUIREMENTS: a venv with exactly REQUIREMENTS installed, reused while they are
+# unchanged. The stamp is a copy of the requirements the venv was built from.
+ensure_venv() {
+    local venv="$1" requirements="$2"
+    local stamp="$venv/.installed-requirements.txt"
+    # A venv whose creation was interrupted (or made without ensurepip) has a python but no pip:
+    # start that one over.
+    if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+        rm -rf "$venv"
+        "${PYTHON:-python3}" -m venv "$venv"
+    fi
+    if ! cmp -s "$requirements" "$stamp"; then
+        "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$requirements"
+        cp "$requirements" "$stamp"
+    else
+        echo "$(basename "$venv"): up to date (requirements unchanged since the last install)" >&2
+    fi
+}
+
+stage "3/6 Python venvs: .venv-conformance (azure-batch 15.x), .venv-conformance-14 (azure-batch 14.x)"
 venv="$repo_root/.venv-conformance"
-requirements="$repo_root/tests/conformance/requirements.txt"
-# The stamp is a copy of the requirements the venv was built from: when they change, reinstall.
-stamp="$venv/.installed-requirements.txt"
-# A venv whose creation was interrupted (or made without ensurepip) has a python but no pip:
-# start that one over.
-if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
-    rm -rf "$venv"
-    "${PYTHON:-python3}" -m venv "$venv"
-fi
-if ! cmp -s "$requirements" "$stamp"; then
-    "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$requirements"
-    cp "$requirements" "$stamp"
+venv14="$repo_root/.venv-conformance-14"
+ensure_venv "$venv" "$repo_root/tests/conformance/requirements.txt"
+ensure_venv "$venv14" "$repo_root/tests/conformance/requirements-14.txt"
+
+stage "4/6 Azurite (blob storage emulator): npm ci into tests/conformance/.work"
+if [ -n "${AZURITE_BLOB_BIN:-}" ]; then
+    echo "using AZURITE_BLOB_BIN=$AZURITE_BLOB_BIN" >&2
 else
-    echo "up to date (requirements unchanged since the last install)" >&2
+    # tests/conformance/azurite holds package.json and package-lock.json (azurite pinned, and every
+    # transitive package with it). The stamp is a copy of the lockfile written after a successful
+    # install: reinstall when the committed one changes or the install is missing or incomplete.
+    azurite_src="$repo_root/tests/conformance/azurite"
+    work="$repo_root/tests/conformance/.work"
+    stamp="$work/node_modules/.openbatch-installed-lock.json"
+    if [ -x "$work/node_modules/.bin/azurite-blob" ] && cmp -s "$azurite_src/package-lock.json" "$stamp"; then
+        echo "up to date (package-lock.json unchanged since the last install)" >&2
+    else
+        if ! command -v npm >/dev/null 2>&1; then
+            echo "npm not found: Azurite needs Node.js and npm (Debian: apt-get install nodejs npm;" \
+                ".ci/run installs them)" >&2
+            exit 1
+        fi
+        mkdir -p "$work"
+        cp "$azurite_src/package.json" "$azurite_src/package-lock.json" "$work/"
+        npm ci --prefix "$work" --no-audit --no-fund --loglevel=error
+        cp "$azurite_src/package-lock.json" "$stamp"
+    fi
 fi
 
-stage "4/4 Conformance suite: pytest tests/conformance (OPENBATCH_BIN=$OPENBATCH_BIN)"
-"$venv/bin/python" -m pytest tests/conformance -q "$@"
+# run_suite NAME PYTHON PATH [PYTEST ARGS...]: pytest's "no tests collected" (exit 5) is a
+# failure, except when the caller narrowed the run with their own arguments (-k matching only
+# the other suite's tests).
+run_suite() {
+    local name="$1" python="$2" path="$3"
+    shift 3
+    local status=0
+    "$python" -m pytest "$path" -q "$@" || status=$?
+    if [ "$status" -eq 5 ] && [ "$#" -gt 0 ]; then
+        echo "$name: no test matched the given arguments" >&2
+        return 0
+    fi
+    return "$status"
+}
+
+stage "5/6 Conformance suite, azure-batch 15.x: pytest tests/conformance (OPENBATCH_BIN=$OPENBATCH_BIN)"
+run_suite "azure-batch 15.x" "$venv/bin/python" tests/conformance "$@"
+
+stage "6/6 Conformance suite, azure-batch 14.x: pytest tests/conformance/sdk14"
+run_suite "azure-batch 14.x" "$venv14/bin/python" tests/conformance/sdk14 "$@"
 
 stage "all tests passed"

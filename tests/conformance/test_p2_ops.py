@@ -229,3 +229,28 @@ def test_paging_is_stable_under_concurrent_inserts(client):
     assert len(seen) == len(set(seen)), "no task listed twice"
     assert {t.id for t in first} <= set(seen), "no task that existed at the start was skipped"
     client.begin_delete_job(job_id, polling_interval=POLL).result()
+
+
+def test_features_not_yet_supported_are_refused_not_ignored(client):
+    job_id = unique_id("j")
+    client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=unique_id("nopool"))))
+    out = m.OutputFile(
+        file_pattern="*.txt",
+        destination=m.OutputFileDestination(container=m.OutputFileBlobContainerDestination(container_url="http://127.0.0.1:9/c?sig=x")),
+        upload_options=m.OutputFileUploadConfiguration(upload_condition="taskcompletion"),
+    )
+    for extra in (
+        {"output_files": [out]},
+        {"resource_files": [m.ResourceFile(storage_container_url="http://127.0.0.1:9/c?sig=x")]},
+        {"exit_conditions": m.ExitConditions(default=m.ExitOptions(job_action="terminate"))},
+    ):
+        with pytest.raises(HttpResponseError) as e:
+            client.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="/bin/true", **extra))
+        assert e.value.status_code == 400 and e.value.error.code == "UnsupportedOperation", extra
+    # Per-task errors of a collection carry the request id like any other error body.
+    result = client.create_task_collection(
+        job_id, m.BatchTaskGroup(task_values=[m.BatchTaskCreateOptions(id="bad id", command_line="/bin/true")])
+    )
+    message = result.result_values[0].error.message.value
+    assert "\nRequestId:" in message and "\nRequestId:\n" not in message
+    client.begin_delete_job(job_id, polling_interval=POLL).result()

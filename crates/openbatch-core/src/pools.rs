@@ -54,6 +54,9 @@ impl Core {
         let low = spec.target_low_priority_nodes.unwrap_or(0);
         check_target("targetDedicatedNodes", dedicated)?;
         check_target("targetLowPriorityNodes", low)?;
+        if let Some(st) = &spec.start_task {
+            crate::tasks::check_resource_files("startTask.resourceFiles", &st.resource_files)?;
+        }
         if spec.enable_auto_scale == Some(true) {
             return Err(CoreError::Unsupported(
                 "Autoscale formulas are not supported yet by this openbatch server; create the pool with enableAutoScale=false and a fixed target.".into(),

@@ -126,6 +126,18 @@ impl Core {
                 "Multi-instance tasks are not supported yet by this openbatch server.".into(),
             ));
         }
+        // Accepting what would then be silently ignored is worse than a clear refusal.
+        if !spec.output_files.is_empty() {
+            return Err(CoreError::Unsupported(
+                "outputFiles are not supported yet by this openbatch server: upload results from the task's command line, or read them through the task file API.".into(),
+            ));
+        }
+        if spec.exit_conditions.is_some() {
+            return Err(CoreError::Unsupported(
+                "exitConditions are not supported yet by this openbatch server.".into(),
+            ));
+        }
+        check_resource_files("resourceFiles", &spec.resource_files)?;
         let tk = id_key(&spec.id);
         let job = self.jobs.get(jk).expect("caller checked");
         if job.tasks.contains_key(&tk) {
@@ -516,4 +528,31 @@ fn adjust(
             }
         }
     }
+}
+
+/// Each resource file names exactly one source; openbatch downloads `httpUrl` ones today.
+pub(crate) fn check_resource_files(
+    property: &str,
+    files: &[openbatch_api::models::ResourceFile],
+) -> Result<(), CoreError> {
+    for f in files {
+        let sources = [
+            f.http_url.is_some(),
+            f.storage_container_url.is_some(),
+            f.auto_storage_container_name.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err(CoreError::invalid(
+                property,
+                f.file_path.clone().unwrap_or_default(),
+                "each resource file needs exactly one of httpUrl, storageContainerUrl and autoStorageContainerName",
+            ));
+        }
+        if f.http_url.is_none() {
+            return Err(CoreError::Unsupported(format!(
+                "{property}: storageContainerUrl and autoStorageContainerName resource files are not supported yet by this openbatch server; use httpUrl (a blob SAS URL works)."
+            )));
+        }
+    }
+    Ok(())
 }

@@ -119,10 +119,10 @@ pub(crate) async fn add_collection(
                 e_tag: None,
                 last_modified: None,
                 location: None,
-                error: Some(body_error(&e.to_string()).to_body(
-                    &uuid::Uuid::new_v4().to_string(),
-                    &openbatch_api::time::iso8601(chrono::Utc::now()),
-                )),
+                error: Some(
+                    body_error(&e.to_string())
+                        .to_body("", &openbatch_api::time::iso8601(chrono::Utc::now())),
+                ),
             }),
         }
     }
@@ -139,9 +139,17 @@ pub(crate) async fn add_collection(
             results.extend(r);
         }
     }
+    // The core leaves the request id out of per-task errors (it has none); put this
+    // request's in, as Azure does.
+    let request_id = uuid::Uuid::new_v4().to_string();
     for r in &mut results {
         if r.status == TaskAddStatus::Success {
             r.location = Some(format!("{}/jobs/{job}/tasks/{}", ctx.base, r.task_id));
+        }
+        if let Some(m) = r.error.as_mut().and_then(|e| e.message.as_mut()) {
+            if let Some(v) = m.value.as_mut() {
+                *v = v.replace("\nRequestId:\n", &format!("\nRequestId:{request_id}\n"));
+            }
         }
     }
     Ok(json_response(
