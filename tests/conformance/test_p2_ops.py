@@ -254,3 +254,18 @@ def test_features_not_yet_supported_are_refused_not_ignored(client):
     message = result.result_values[0].error.message.value
     assert "\nRequestId:" in message and "\nRequestId:\n" not in message
     client.begin_delete_job(job_id, polling_interval=POLL).result()
+
+
+def test_a_retried_chunk_is_task_exists_never_a_duplicate(client):
+    """The SDK re-sends a chunk after a 5xx; the server answers TaskExists for tasks it already
+    has, which `create_tasks` treats as success, and never creates a task twice."""
+    job_id = unique_id("j")
+    client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=unique_id("nopool"))))
+    tasks = [m.BatchTaskCreateOptions(id=f"t{i:03d}", command_line="/bin/true") for i in range(120)]
+    client.create_tasks(job_id, tasks)
+    again = client.create_task_collection(job_id, m.BatchTaskGroup(task_values=tasks[:100]))
+    assert {r.status for r in again.result_values} == {"clienterror"}
+    assert {r.error.code for r in again.result_values} == {"TaskExists"}
+    client.create_tasks(job_id, tasks)  # the SDK helper treats TaskExists as success
+    assert sum(1 for _ in client.list_tasks(job_id)) == 120
+    client.begin_delete_job(job_id, polling_interval=POLL).result()
