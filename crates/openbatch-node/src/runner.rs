@@ -289,7 +289,7 @@ async fn run(
         },
     };
     match &outcome.failure {
-        None => tracing::info!(exit_code = ?outcome.exit_code, "task run succeeded"),
+        None => tracing::debug!(exit_code = ?outcome.exit_code, "task run succeeded"),
         Some(failure) => tracing::info!(
             exit_code = ?outcome.exit_code,
             code = %failure.code,

@@ -363,6 +363,8 @@ pub(crate) async fn serve_agent(
     tracing::info!(node_id = %node_id, %peer, "node agent connected");
     let acked: Vec<u64> = finished.iter().map(|(r, _)| *r).collect();
     let had_start_task = start_task.is_some();
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<AckItem>();
+    let acker = spawn_acker(tx.clone(), ack_rx);
     let pending = state.engine.submit_nowait(Input::NodeConnected(NodeHello {
         node: node_id.clone(),
         ip_address: peer.ip().to_string(),
@@ -371,7 +373,7 @@ pub(crate) async fn serve_agent(
         finished,
         start_task,
     }));
-    ack_when_durable(&tx, pending, acked, had_start_task);
+    let _ = ack_tx.send((pending, acked, had_start_task));
 
     // Agents heartbeat; silence for three intervals means the connection is dead.
     let silence = state.config.heartbeat_interval * 3 + Duration::from_secs(1);
@@ -398,14 +400,14 @@ pub(crate) async fn serve_agent(
                             run,
                             result,
                         });
-                        ack_when_durable(&tx, pending, vec![run], false);
+                        let _ = ack_tx.send((pending, vec![run], false));
                     }
                     AgentMsg::StartTaskFinished { result } => {
                         let pending = state.engine.submit_nowait(Input::StartTaskCompleted {
                             node: node_id.clone(),
                             result,
                         });
-                        ack_when_durable(&tx, pending, Vec::new(), true);
+                        let _ = ack_tx.send((pending, Vec::new(), true));
                     }
                     AgentMsg::Hello { .. } => {}
                     other => state.agents.on_file_msg(other),
@@ -428,6 +430,7 @@ pub(crate) async fn serve_agent(
         }
     };
     writer.abort();
+    acker.abort();
     if current {
         state.agents.fail_pending(&node_id);
         tracing::info!(node_id = %node_id, "node agent disconnected");
@@ -438,23 +441,34 @@ pub(crate) async fn serve_agent(
     }
 }
 
-/// Tell the agent its results are durable once they are, without holding up its connection.
-fn ack_when_durable(
-    tx: &mpsc::UnboundedSender<Message>,
-    pending: crate::engine::Pending,
-    runs: Vec<u64>,
-    start_task: bool,
-) {
-    if runs.is_empty() && !start_task {
-        return;
-    }
-    let tx = tx.clone();
+/// Results waiting for durability before the agent is told it may forget them.
+type AckItem = (crate::engine::Pending, Vec<u64>, bool);
+
+/// One task per connection acknowledges results once they are durable. Commits are FIFO, so
+/// waiting in order is enough; whatever is already queued behind is folded into the same Ack,
+/// which keeps a stream of completions from costing a message (and a task) each.
+fn spawn_acker(
+    tx: mpsc::UnboundedSender<Message>,
+    mut rx: mpsc::UnboundedReceiver<AckItem>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if pending.durable().await.is_ok() {
-            let msg = ServerMsg::Ack { runs, start_task };
-            if let Ok(t) = serde_json::to_string(&msg) {
+        while let Some(first) = rx.recv().await {
+            let mut runs = Vec::new();
+            let mut start_task = false;
+            let mut next = Some(first);
+            while let Some((pending, r, st)) = next.take() {
+                if pending.durable().await.is_ok() {
+                    runs.extend(r);
+                    start_task |= st;
+                }
+                next = rx.try_recv().ok();
+            }
+            if runs.is_empty() && !start_task {
+                continue;
+            }
+            if let Ok(t) = serde_json::to_string(&ServerMsg::Ack { runs, start_task }) {
                 let _ = tx.send(Message::Text(t.into()));
             }
         }
-    });
+    })
 }
