@@ -9,6 +9,26 @@ use openbatch_api::models::{
 use crate::input::{Effect, NodeHello, RunResult};
 use crate::state::Core;
 
+/// What becomes of a node's runs when it leaves, restarts or stops taking tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunFate {
+    Requeue,
+    Terminate,
+    Finish,
+}
+
+impl From<NodeDeallocationOption> for RunFate {
+    fn from(o: NodeDeallocationOption) -> Self {
+        match o {
+            NodeDeallocationOption::Requeue => RunFate::Requeue,
+            NodeDeallocationOption::Terminate => RunFate::Terminate,
+            NodeDeallocationOption::TaskCompletion | NodeDeallocationOption::RetainedData => {
+                RunFate::Finish
+            }
+        }
+    }
+}
+
 /// Run ids are `epoch << RUN_EPOCH_SHIFT | n`: 2^40 runs per server lifetime.
 const RUN_EPOCH_SHIFT: u32 = 40;
 
@@ -57,6 +77,38 @@ impl Core {
         }
     }
 
+    /// What happens to the runs on a node that is leaving, being restarted or taken out of
+    /// scheduling: `requeue` kills them and puts their tasks back in the queue at once (no
+    /// retry used); `terminate` kills them, and each task completes as failed when the node
+    /// reports the kill; `finish` lets them run to the end.
+    pub(crate) fn dispose_runs(
+        &mut self,
+        node_id: &str,
+        fate: RunFate,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) {
+        let runs: Vec<u64> = self
+            .nodes
+            .get(node_id)
+            .map(|n| n.running.keys().copied().collect())
+            .unwrap_or_default();
+        if fate == RunFate::Finish {
+            return;
+        }
+        for run in runs {
+            fx.push(Effect::KillTask {
+                node: node_id.to_string(),
+                run,
+            });
+            if fate == RunFate::Terminate {
+                self.mark_run_terminating(run);
+            } else {
+                self.requeue_run(run, now);
+            }
+        }
+    }
+
     /// Send a node away. With `requeue` its runs go back to the queue now; with `terminate`
     /// they end as failed; with `taskcompletion`/`retaineddata` they finish first.
     pub(crate) fn start_leaving(
@@ -73,29 +125,8 @@ impl Core {
             return;
         }
         node.leaving = Some(option);
-        let runs: Vec<u64> = node.running.keys().copied().collect();
         self.set_node_state(node_id, NodeState::LeavingPool, now);
-        match option {
-            NodeDeallocationOption::Requeue => {
-                for run in runs {
-                    fx.push(Effect::KillTask {
-                        node: node_id.to_string(),
-                        run,
-                    });
-                    self.requeue_run(run, now);
-                }
-            }
-            NodeDeallocationOption::Terminate => {
-                for run in runs {
-                    fx.push(Effect::KillTask {
-                        node: node_id.to_string(),
-                        run,
-                    });
-                    self.mark_run_terminating(run);
-                }
-            }
-            NodeDeallocationOption::TaskCompletion | NodeDeallocationOption::RetainedData => {}
-        }
+        self.dispose_runs(node_id, option.into(), now, fx);
         self.remove_if_drained(node_id, fx);
     }
 

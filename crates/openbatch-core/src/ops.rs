@@ -10,6 +10,7 @@ use openbatch_api::models::{
 };
 
 use crate::input::{Effect, Reply};
+use crate::nodes::RunFate;
 use crate::state::Core;
 use crate::{id_key, CoreError};
 
@@ -489,30 +490,14 @@ impl Core {
         } else {
             SchedulingState::Disabled
         };
-        let runs: Vec<u64> = n.running.keys().copied().collect();
         let pool_key = n.pool.clone();
         if !enabled {
-            match option.unwrap_or(DisableSchedulingOption::Requeue) {
-                DisableSchedulingOption::Requeue => {
-                    for run in runs {
-                        fx.push(Effect::KillTask {
-                            node: id.clone(),
-                            run,
-                        });
-                        self.requeue_run(run, now);
-                    }
-                }
-                DisableSchedulingOption::Terminate => {
-                    for run in runs {
-                        fx.push(Effect::KillTask {
-                            node: id.clone(),
-                            run,
-                        });
-                        self.mark_run_terminating(run);
-                    }
-                }
-                DisableSchedulingOption::TaskCompletion => {}
-            }
+            let fate = match option.unwrap_or(DisableSchedulingOption::Requeue) {
+                DisableSchedulingOption::Requeue => RunFate::Requeue,
+                DisableSchedulingOption::Terminate => RunFate::Terminate,
+                DisableSchedulingOption::TaskCompletion => RunFate::Finish,
+            };
+            self.dispose_runs(&id, fate, now, fx);
         }
         if matches!(
             self.nodes.get(&id).map(|n| n.state),
@@ -549,36 +534,21 @@ impl Core {
         {
             return Err(CoreError::NodeNotReady(node.into()));
         }
-        let runs: Vec<u64> = n.running.keys().copied().collect();
-        match option.unwrap_or(NodeDeallocationOption::Requeue) {
-            NodeDeallocationOption::Requeue => {
-                for run in runs {
-                    fx.push(Effect::KillTask {
-                        node: id.clone(),
-                        run,
-                    });
-                    self.requeue_run(run, now);
-                }
-            }
-            NodeDeallocationOption::Terminate => {
-                for run in runs {
-                    fx.push(Effect::KillTask {
-                        node: id.clone(),
-                        run,
-                    });
-                    self.mark_run_terminating(run);
-                    self.requeue_run(run, now);
-                }
-            }
-            NodeDeallocationOption::TaskCompletion | NodeDeallocationOption::RetainedData => {
-                if !runs.is_empty() {
-                    // Let the runs finish; the restart happens when the node drains.
-                    let n = self.nodes.get_mut(&id).expect("checked");
-                    n.pending_restart = Some(reimage);
-                    n.scheduling = SchedulingState::Disabled;
-                    return Ok(Reply::Done);
-                }
-            }
+        let busy = !n.running.is_empty();
+        let fate = RunFate::from(option.unwrap_or(NodeDeallocationOption::Requeue));
+        if fate == RunFate::Finish && busy {
+            // Let the runs finish; the restart happens when the node drains.
+            let n = self.nodes.get_mut(&id).expect("checked");
+            n.pending_restart = Some(reimage);
+            n.scheduling = SchedulingState::Disabled;
+            return Ok(Reply::Done);
+        }
+        self.dispose_runs(&id, fate, now, fx);
+        // A restarting agent never reports the runs it kills: settle them now (terminated
+        // ones complete as failed, as their kill report would have made them).
+        let left: Vec<u64> = self.nodes[&id].running.keys().copied().collect();
+        for run in left {
+            self.requeue_run(run, now);
         }
         self.begin_restart(&id, reimage, now, fx);
         Ok(Reply::Done)

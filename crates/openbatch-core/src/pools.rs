@@ -1,11 +1,10 @@
 //! Pools: create, delete, resize, and keeping the node count at the target.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use openbatch_api::models::{
     AllocationState, NodeDeallocationOption, NodeState, PoolCreate, PoolResize, PoolState,
-    SchedulingState,
 };
 
 use crate::input::{Effect, Reply};
@@ -215,31 +214,15 @@ impl Core {
                 for _ in 0..missing {
                     let seq = self.seq();
                     let id = format!("tvmps_{:012}_{}", seq, if dedicated { "d" } else { "p" });
-                    let node = Node {
-                        id: id.clone(),
-                        pool: pool_key.to_string(),
+                    let node = Node::new(
+                        id.clone(),
+                        pool_key.to_string(),
                         seq,
-                        state: NodeState::Creating,
-                        state_time: now,
-                        scheduling: SchedulingState::Enabled,
-                        allocation_time: now,
-                        boot_time: now,
-                        ip_address: String::new(),
-                        agent_version: None,
-                        vm_size: vm_size.clone(),
+                        vm_size.clone(),
                         dedicated,
                         slots,
-                        running: Default::default(),
-                        used_slots: 0,
-                        total_tasks_run: 0,
-                        total_tasks_succeeded: 0,
-                        start_task_info: None,
-                        connected: false,
-                        disconnected_since: Some(now),
-                        leaving: None,
-                        pending_restart: None,
-                        recent_tasks: VecDeque::new(),
-                    };
+                        now,
+                    );
                     self.nodes.insert(id.clone(), node);
                     if let Some(p) = self.pools.get_mut(pool_key) {
                         p.nodes.insert(id.clone());
@@ -307,31 +290,7 @@ impl Core {
         let id = format!("tvmps_{seq:012}_j");
         self.nodes.insert(
             id.clone(),
-            Node {
-                id: id.clone(),
-                pool: key.clone(),
-                seq,
-                state: NodeState::Creating,
-                state_time: now,
-                scheduling: SchedulingState::Enabled,
-                allocation_time: now,
-                boot_time: now,
-                ip_address: String::new(),
-                agent_version: None,
-                vm_size,
-                dedicated: true,
-                slots,
-                running: Default::default(),
-                used_slots: 0,
-                total_tasks_run: 0,
-                total_tasks_succeeded: 0,
-                start_task_info: None,
-                connected: false,
-                disconnected_since: Some(now),
-                leaving: None,
-                pending_restart: None,
-                recent_tasks: VecDeque::new(),
-            },
+            Node::new(id.clone(), key.clone(), seq, vm_size, true, slots, now),
         );
         let pool = self.pools.get_mut(&key).expect("checked above");
         pool.nodes.insert(id.clone());

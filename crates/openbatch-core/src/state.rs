@@ -94,6 +94,43 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// A node that was just provisioned (or asked to join) and has not connected yet.
+    pub(crate) fn new(
+        id: String,
+        pool: String,
+        seq: u64,
+        vm_size: String,
+        dedicated: bool,
+        slots: u32,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            pool,
+            seq,
+            state: NodeState::Creating,
+            state_time: now,
+            scheduling: SchedulingState::Enabled,
+            allocation_time: now,
+            boot_time: now,
+            ip_address: String::new(),
+            agent_version: None,
+            vm_size,
+            dedicated,
+            slots,
+            running: BTreeMap::new(),
+            used_slots: 0,
+            total_tasks_run: 0,
+            total_tasks_succeeded: 0,
+            start_task_info: None,
+            connected: false,
+            disconnected_since: Some(now),
+            leaving: None,
+            pending_restart: None,
+            recent_tasks: VecDeque::new(),
+        }
+    }
+
     /// Whether new tasks may be placed here.
     pub(crate) fn schedulable(&self) -> bool {
         self.connected
