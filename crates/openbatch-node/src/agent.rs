@@ -500,7 +500,7 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
             .iter()
             .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())),
     );
-    let span = tracing::info_span!("task", job_id = %spec.job_id, task_id = %spec.task_id, run);
+    let span = tracing::debug_span!("task", job_id = %spec.job_id, task_id = %spec.task_id, run);
     let _enter = span.enter();
     let handle = runner::start(runner::RunSpec {
         command_line: spec.command_line,
