@@ -269,3 +269,35 @@ def test_a_retried_chunk_is_task_exists_never_a_duplicate(client):
     client.create_tasks(job_id, tasks)  # the SDK helper treats TaskExists as success
     assert sum(1 for _ in client.list_tasks(job_id)) == 120
     client.begin_delete_job(job_id, polling_interval=POLL).result()
+
+
+def test_autoscale_through_the_sdk(client):
+    """enable/evaluate/disable autoscale as the SDK calls them; a new formula is evaluated at
+    once, a broken one is refused with its position."""
+    pool_id = unique_id("p2auto")
+    client.create_pool(m.BatchPoolCreateOptions(id=pool_id, vm_size="Standard_D2s_v3", target_dedicated_nodes=0))
+    with pytest.raises(HttpResponseError) as e:
+        client.enable_pool_auto_scale(
+            pool_id,
+            m.BatchPoolEnableAutoScaleOptions(auto_scale_formula="$TargetDedicatedNodes = max(1, ;"),
+        )
+    assert e.value.status_code == 400 and e.value.error.code == "InvalidAutoScaleFormula"
+    # The SDK turns `values` into error.details (code=key, message=value).
+    assert any(d.code == "Position" and "Col" in d.message for d in e.value.error.details)
+
+    client.enable_pool_auto_scale(
+        pool_id,
+        m.BatchPoolEnableAutoScaleOptions(
+            auto_scale_formula="$TargetDedicatedNodes = 0;", auto_scale_evaluation_interval="PT5M"
+        ),
+    )
+    run = wait_until(lambda: client.get_pool(pool_id).auto_scale_run, 15, "the first autoscale run")
+    assert run.results.startswith("$TargetDedicatedNodes=0")
+    evaluated = client.evaluate_pool_auto_scale(
+        pool_id, m.BatchPoolEvaluateAutoScaleOptions(auto_scale_formula="$TargetDedicatedNodes = 4;")
+    )
+    assert evaluated.results.startswith("$TargetDedicatedNodes=4") and evaluated.error is None
+    assert client.get_pool(pool_id).target_dedicated_nodes == 0, "evaluate does not apply"
+    client.disable_pool_auto_scale(pool_id)
+    assert client.get_pool(pool_id).enable_auto_scale is False
+    client.begin_delete_pool(pool_id, polling_interval=POLL).result()

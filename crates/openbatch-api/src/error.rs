@@ -122,6 +122,8 @@ impl ApiError {
 pub mod codes {
     pub const ACCOUNT_NOT_FOUND: &str = "AccountNotFound";
     pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+    pub const AUTOSCALE_NOT_ENABLED: &str = "AutoScalingNotEnabled";
+    pub const INVALID_AUTOSCALE_FORMULA: &str = "InvalidAutoScaleFormula";
     pub const CONDITION_NOT_MET: &str = "ConditionNotMet";
     pub const FILE_NOT_FOUND: &str = "FileNotFound";
     pub const INTERNAL_ERROR: &str = "InternalError";

@@ -1,4 +1,5 @@
-//! openbatch's extension: join tokens for `openbatch node join` (account owner only).
+//! openbatch's join tokens for `openbatch node join` (account owner only), and the pool
+//! autoscale operations.
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -55,5 +56,57 @@ impl Client {
             &[],
         )?;
         self.call_no_content(Method::DELETE, url, NO_BODY).await
+    }
+}
+
+impl Client {
+    /// `POST /pools/{id}/enableautoscale` (200).
+    pub async fn enable_auto_scale(
+        &self,
+        pool_id: &str,
+        body: &openbatch_api::models::PoolEnableAutoScale,
+    ) -> Result<(), ClientError> {
+        let url = self.url(
+            &[
+                Lit("pools"),
+                Val("pool id", pool_id),
+                Lit("enableautoscale"),
+            ],
+            &[],
+        )?;
+        self.call_no_content(Method::POST, url, Some(body)).await
+    }
+
+    /// `POST /pools/{id}/disableautoscale` (200).
+    pub async fn disable_auto_scale(&self, pool_id: &str) -> Result<(), ClientError> {
+        let url = self.url(
+            &[
+                Lit("pools"),
+                Val("pool id", pool_id),
+                Lit("disableautoscale"),
+            ],
+            &[],
+        )?;
+        self.call_no_content(Method::POST, url, NO_BODY).await
+    }
+
+    /// `POST /pools/{id}/evaluateautoscale`: the outcome of a formula now, not applied.
+    pub async fn evaluate_auto_scale(
+        &self,
+        pool_id: &str,
+        formula: &str,
+    ) -> Result<openbatch_api::models::AutoScaleRun, ClientError> {
+        let url = self.url(
+            &[
+                Lit("pools"),
+                Val("pool id", pool_id),
+                Lit("evaluateautoscale"),
+            ],
+            &[],
+        )?;
+        let body = openbatch_api::models::PoolEvaluateAutoScale {
+            auto_scale_formula: formula.to_string(),
+        };
+        self.call_json(Method::POST, url, Some(&body)).await
     }
 }

@@ -95,6 +95,22 @@ pub enum Input {
         option: Option<NodeDeallocationOption>,
         reimage: bool,
     },
+    /// Turn autoscale on (or change its formula or interval). The shell checked the formula.
+    EnableAutoScale {
+        id: String,
+        formula: Option<String>,
+        interval: Option<openbatch_api::time::IsoDuration>,
+    },
+    DisableAutoScale {
+        id: String,
+    },
+    /// The shell evaluated the pool's formula: record the run, and if it succeeded and
+    /// autoscale is still on, adopt the targets (dedicated, low-priority, how nodes leave).
+    AutoScaleEvaluated {
+        id: String,
+        run: openbatch_api::models::AutoScaleRun,
+        targets: Option<(u32, u32, NodeDeallocationOption)>,
+    },
     /// Another input, applied only if the entity still matches the request's conditional
     /// headers (`If-Match`, ...); otherwise `ConditionNotMet` and nothing changes.
     Conditional {

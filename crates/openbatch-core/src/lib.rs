@@ -30,7 +30,7 @@ pub use cond::{Precondition, Target, Verdict};
 pub use error::CoreError;
 pub use input::{Applied, Effect, Input, NodeHello, Reply, RunResult, RunSpec};
 pub use state::{Core, Limits, RunId, TaskLocation};
-pub use view::{ListPage, Urls};
+pub use view::{ListPage, PoolSample, Urls};
 
 /// Azure Batch id rule: letters, digits, hyphens and underscores, 1 to 64 characters.
 pub fn valid_id(id: &str) -> bool {

@@ -581,4 +581,97 @@ impl Core {
             wipe: reimage,
         });
     }
+
+    pub(crate) fn enable_autoscale(
+        &mut self,
+        id: &str,
+        formula: Option<String>,
+        interval: Option<openbatch_api::time::IsoDuration>,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, CoreError> {
+        let key = self.active_pool(id)?;
+        let pool = self.pools.get_mut(&key).expect("checked");
+        let formula = formula.or_else(|| pool.spec.auto_scale_formula.clone());
+        if formula.as_deref().is_none_or(|f| f.trim().is_empty()) {
+            return Err(CoreError::MissingProperty("autoScaleFormula".into()));
+        }
+        pool.spec.enable_auto_scale = Some(true);
+        pool.spec.auto_scale_formula = formula;
+        if interval.is_some() {
+            pool.spec.auto_scale_evaluation_interval = interval;
+        }
+        // A new formula is evaluated at once: forget when the last run was.
+        pool.autoscale_run = None;
+        self.touch_pool(&key, now);
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn disable_autoscale(
+        &mut self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Reply, CoreError> {
+        let key = self.active_pool(id)?;
+        let pool = self.pools.get_mut(&key).expect("checked");
+        pool.spec.enable_auto_scale = Some(false);
+        self.touch_pool(&key, now);
+        Ok(Reply::Done)
+    }
+
+    pub(crate) fn autoscale_evaluated(
+        &mut self,
+        id: &str,
+        run: openbatch_api::models::AutoScaleRun,
+        targets: Option<(u32, u32, NodeDeallocationOption)>,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let key = id_key(id);
+        let Some(pool) = self.pools.get_mut(&key) else {
+            return false;
+        };
+        if pool.state == PoolState::Deleting || pool.spec.enable_auto_scale != Some(true) {
+            return false;
+        }
+        pool.autoscale_run = Some(run);
+        if let Some((dedicated, low, option)) = targets {
+            let limit = MAX_AUTOSCALE_TARGET;
+            pool.target_dedicated = dedicated.min(limit);
+            pool.target_low_priority = low.min(limit);
+            pool.deallocation = option;
+            self.reconcile_pool_size(&key, now, fx);
+        }
+        true
+    }
+
+    /// Pools whose formula is due: (pool id, formula, when it last ran).
+    pub fn autoscale_due(
+        &self,
+        now: DateTime<Utc>,
+        min_interval: std::time::Duration,
+    ) -> Vec<(String, String)> {
+        self.pools
+            .values()
+            .filter(|p| p.state == PoolState::Active && p.spec.enable_auto_scale == Some(true))
+            .filter_map(|p| {
+                let formula = p.spec.auto_scale_formula.clone()?;
+                let interval = p
+                    .spec
+                    .auto_scale_evaluation_interval
+                    .and_then(|d| d.as_duration())
+                    .unwrap_or(std::time::Duration::from_secs(15 * 60))
+                    .max(min_interval);
+                let due = match &p.autoscale_run {
+                    None => true,
+                    Some(r) => chrono::Duration::from_std(interval)
+                        .map(|i| now - r.timestamp >= i)
+                        .unwrap_or(true),
+                };
+                due.then(|| (p.spec.id.clone(), formula))
+            })
+            .collect()
+    }
 }
+
+/// The most nodes an autoscale formula may ask for in one pool (as for a manual resize).
+const MAX_AUTOSCALE_TARGET: u32 = 10_000;

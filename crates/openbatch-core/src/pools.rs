@@ -57,9 +57,21 @@ impl Core {
             crate::tasks::check_resource_files("startTask.resourceFiles", &st.resource_files)?;
         }
         if spec.enable_auto_scale == Some(true) {
-            return Err(CoreError::Unsupported(
-                "Autoscale formulas are not supported yet by this openbatch server; create the pool with enableAutoScale=false and a fixed target.".into(),
-            ));
+            // Azure: with autoscale the formula sets the targets; none may be given.
+            if spec
+                .auto_scale_formula
+                .as_deref()
+                .is_none_or(|f| f.trim().is_empty())
+            {
+                return Err(CoreError::MissingProperty("autoScaleFormula".into()));
+            }
+            if spec.target_dedicated_nodes.is_some() || spec.target_low_priority_nodes.is_some() {
+                return Err(CoreError::invalid(
+                    "targetDedicatedNodes",
+                    dedicated,
+                    "must not be set when enableAutoScale is true: the formula sets the targets",
+                ));
+            }
         }
         let seq = self.seq();
         let version = self.version();
@@ -77,6 +89,7 @@ impl Core {
             target_low_priority: low as u32,
             deallocation: NodeDeallocationOption::Requeue,
             nodes: BTreeSet::new(),
+            autoscale_run: None,
         };
         self.pools.insert(key.clone(), pool);
         self.reconcile_pool_size(&key, now, fx);
@@ -136,6 +149,11 @@ impl Core {
             .ok_or_else(|| CoreError::PoolNotFound(id.into()))?;
         if pool.state == PoolState::Deleting {
             return Err(CoreError::PoolBeingDeleted(id.into()));
+        }
+        if pool.spec.enable_auto_scale == Some(true) {
+            return Err(CoreError::InvalidState(format!(
+                "Pool '{id}' scales automatically; disable autoscale before resizing it by hand."
+            )));
         }
         let dedicated = resize
             .target_dedicated_nodes

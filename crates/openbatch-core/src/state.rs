@@ -53,6 +53,9 @@ pub(crate) struct Pool {
     pub(crate) deallocation: NodeDeallocationOption,
     /// Node ids, by key order of creation.
     pub(crate) nodes: BTreeSet<String>,
+    /// The last autoscale evaluation, when autoscale is or was enabled.
+    #[serde(default)]
+    pub(crate) autoscale_run: Option<openbatch_api::models::AutoScaleRun>,
 }
 
 impl Pool {
@@ -383,6 +386,16 @@ impl Core {
             } => (
                 self.restart_node(&pool, &node, option, reimage, now, &mut fx)?,
                 true,
+            ),
+            Input::EnableAutoScale {
+                id,
+                formula,
+                interval,
+            } => (self.enable_autoscale(&id, formula, interval, now)?, true),
+            Input::DisableAutoScale { id } => (self.disable_autoscale(&id, now)?, true),
+            Input::AutoScaleEvaluated { id, run, targets } => (
+                Reply::Done,
+                self.autoscale_evaluated(&id, run, targets, now, &mut fx),
             ),
             Input::Conditional {
                 target,

@@ -34,6 +34,22 @@ impl Urls {
     }
 }
 
+/// A pool's numbers at one moment, for autoscale formulas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolSample {
+    pub target_dedicated: u32,
+    pub target_low_priority: u32,
+    pub current_dedicated: u32,
+    pub current_low_priority: u32,
+    pub slots_per_node: u32,
+    pub usable_nodes: u32,
+    pub preempted_nodes: u32,
+    pub active_tasks: u64,
+    pub running_tasks: u64,
+    pub succeeded_tasks: u64,
+    pub failed_tasks: u64,
+}
+
 /// One page of a listing: the items and the key to continue after (the `$skiptoken`).
 #[derive(Debug, Clone)]
 pub struct ListPage<T> {
@@ -113,6 +129,7 @@ impl Core {
             enable_auto_scale: s.enable_auto_scale.unwrap_or(false),
             auto_scale_formula: s.auto_scale_formula.clone(),
             auto_scale_evaluation_interval: s.auto_scale_evaluation_interval,
+            auto_scale_run: p.autoscale_run.clone(),
             enable_inter_node_communication: s.enable_inter_node_communication.unwrap_or(false),
             network_configuration: s.network_configuration.clone(),
             start_task: s.start_task.clone(),
@@ -439,6 +456,39 @@ impl Core {
         }))
     }
 
+    /// What the autoscaler samples and feeds a pool's formula: task counts over the jobs bound
+    /// to the pool, node counts, targets and slots.
+    pub fn pool_sample(&self, pool_id: &str) -> Option<PoolSample> {
+        let key = id_key(pool_id);
+        let pool = self.pools.get(&key)?;
+        let mut s = PoolSample {
+            target_dedicated: pool.target_dedicated,
+            target_low_priority: pool.target_low_priority,
+            slots_per_node: pool.slots_per_node(),
+            ..Default::default()
+        };
+        for n in pool.nodes.iter().filter_map(|n| self.nodes.get(n)) {
+            if n.dedicated {
+                s.current_dedicated += 1;
+            } else {
+                s.current_low_priority += 1;
+            }
+            if matches!(n.state, m::NodeState::Idle | m::NodeState::Running) {
+                s.usable_nodes += 1;
+            }
+            if n.state == m::NodeState::Preempted {
+                s.preempted_nodes += 1;
+            }
+        }
+        for job in self.jobs.values().filter(|j| j.pool_key() == key) {
+            s.active_tasks += job.counts.active as u64;
+            s.running_tasks += job.counts.running as u64;
+            s.succeeded_tasks += job.counts.succeeded as u64;
+            s.failed_tasks += job.counts.failed as u64;
+        }
+        Some(s)
+    }
+
     /// `GET /nodecounts`: per pool, dedicated and low-priority nodes counted by state.
     pub fn node_counts(&self) -> Vec<m::PoolNodeCounts> {
         self.pools
@@ -492,6 +542,11 @@ impl Core {
             },
         )
         .map(|_| ())
+    }
+
+    /// Every pool, by key (lower-cased id).
+    pub fn pool_ids(&self) -> Vec<String> {
+        self.pools.keys().cloned().collect()
     }
 
     /// Node ids the shell should expect agents for (after a restart).

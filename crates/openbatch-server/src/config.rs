@@ -33,6 +33,13 @@ pub struct ServerConfig {
     pub agent_program: Option<PathBuf>,
     /// Extra or overriding VM sizes, by name.
     pub vm_sizes: Vec<VmSize>,
+    /// How often each pool's metrics are sampled for autoscale formulas (Azure: 30 s).
+    #[serde(with = "secs")]
+    pub autoscale_sample_interval: Duration,
+    /// The shortest autoscale evaluation interval accepted (Azure: 5 minutes). Lower it for
+    /// development and tests.
+    #[serde(with = "secs")]
+    pub autoscale_min_interval: Duration,
 }
 
 mod secs {
@@ -63,6 +70,8 @@ impl Default for ServerConfig {
             heartbeat_interval: Duration::from_secs(5),
             agent_program: None,
             vm_sizes: Vec::new(),
+            autoscale_sample_interval: Duration::from_secs(30),
+            autoscale_min_interval: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -95,6 +104,23 @@ impl ServerConfig {
         }
         if let Some(v) = get("OPENBATCH_ACCOUNT_NAME") {
             self.account_name = v;
+        }
+        for (name, field) in [
+            (
+                "OPENBATCH_AUTOSCALE_SAMPLE_INTERVAL",
+                &mut self.autoscale_sample_interval,
+            ),
+            (
+                "OPENBATCH_AUTOSCALE_MIN_INTERVAL",
+                &mut self.autoscale_min_interval,
+            ),
+        ] {
+            if let Some(v) = get(name) {
+                let secs: f64 = v
+                    .parse()
+                    .with_context(|| format!("{name}={v} is not a number of seconds"))?;
+                *field = Duration::from_secs_f64(secs.max(0.05));
+            }
         }
         if let Some(v) = get("OPENBATCH_NODE_LOST_AFTER") {
             let secs: f64 = v.parse().with_context(|| {

@@ -7,6 +7,7 @@
 
 mod account;
 mod agents;
+mod autoscale;
 mod config;
 mod engine;
 mod http;

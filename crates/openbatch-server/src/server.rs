@@ -30,6 +30,7 @@ pub(crate) struct AppState {
     pub(crate) account_key: String,
     pub(crate) config: ServerConfig,
     pub(crate) public_url: Option<String>,
+    pub(crate) autoscaler: Arc<crate::autoscale::Autoscaler>,
 }
 
 /// A running server. Dropping it does not stop it; call [`ServerHandle::shutdown`].
@@ -116,7 +117,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         tokens.local_token()?,
         engine.clone(),
     ));
+    let autoscaler = Arc::new(crate::autoscale::Autoscaler::new(
+        engine.clone(),
+        config.autoscale_sample_interval,
+        config.autoscale_min_interval,
+    ));
     let state = Arc::new(AppState {
+        autoscaler: autoscaler.clone(),
         engine: engine.clone(),
         agents: agents.clone(),
         provider: provider.clone(),
@@ -136,6 +143,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         provider.adopt(&nodes).await;
     }
     tokio::spawn(tick_loop(engine.clone(), stop_rx.clone()));
+    tokio::spawn(autoscaler.run(stop_rx.clone()));
 
     let app = crate::http::router(state.clone());
     let mut stop_rx2 = stop_rx.clone();

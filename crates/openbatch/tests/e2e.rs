@@ -47,6 +47,9 @@ impl Server {
             .arg(&self.dir)
             .args(["--listen", &self.listen])
             .env("OPENBATCH_NODE_LOST_AFTER", "5")
+            // Autoscale at test speed: sample every 200 ms, allow 1-second intervals.
+            .env("OPENBATCH_AUTOSCALE_SAMPLE_INTERVAL", "0.2")
+            .env("OPENBATCH_AUTOSCALE_MIN_INTERVAL", "1")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -445,4 +448,82 @@ async fn mint_token(s: &Server) -> String {
         }
     }
     panic!("could not mint a join token with `openbatch token create`");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn autoscale_grows_with_pending_tasks_and_shrinks_when_done() {
+    let s = Server::start();
+    let c = s.client();
+    // An invalid formula is refused with where it went wrong.
+    let bad = serde_json::from_value::<PoolCreate>(json!({
+        "id": "bad", "vmSize": "Standard_D2s_v3", "enableAutoScale": true,
+        "autoScaleFormula": "$TargetDedicatedNodes = min(3, ;", "autoScaleEvaluationInterval": "PT1S"
+    }))
+    .unwrap();
+    let e = c.create_pool(&bad).await.unwrap_err();
+    assert_eq!(e.status(), Some(400));
+    assert_eq!(e.code(), Some("InvalidAutoScaleFormula"));
+
+    let formula = "$TargetDedicatedNodes = min(3, $PendingTasks.GetSample(1));\n$NodeDeallocationOption = taskcompletion;";
+    let pool: PoolCreate = serde_json::from_value(json!({
+        "id": "auto", "vmSize": "Standard_D2s_v3", "enableAutoScale": true,
+        "autoScaleFormula": formula, "autoScaleEvaluationInterval": "PT1S"
+    }))
+    .unwrap();
+    c.create_pool(&pool).await.unwrap();
+    wait_until(Duration::from_secs(20), "a first autoscale run", || async {
+        c.get_pool("auto")
+            .await
+            .map(|p| p.auto_scale_run.is_some())
+            .unwrap_or(false)
+    })
+    .await;
+    assert_eq!(c.get_pool("auto").await.unwrap().target_dedicated_nodes, 0);
+
+    c.create_job(&job("j", "auto")).await.unwrap();
+    let tasks: Vec<TaskCreate> = (0..6)
+        .map(|i| task(&format!("t{i}"), "/bin/sh -c \"sleep 2\"", json!({})))
+        .collect();
+    c.add_task_collection("j", &tasks).await.unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "the pool to grow to 3 nodes",
+        || async {
+            c.get_pool("auto")
+                .await
+                .map(|p| p.target_dedicated_nodes == 3)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    wait_completed(&c, "j", 6, Duration::from_secs(60)).await;
+    wait_until(
+        Duration::from_secs(30),
+        "the pool to shrink to 0",
+        || async {
+            c.get_pool("auto")
+                .await
+                .map(|p| p.target_dedicated_nodes == 0 && p.current_dedicated_nodes == 0)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    let run = c.get_pool("auto").await.unwrap().auto_scale_run.unwrap();
+    assert!(run.results.unwrap().starts_with("$TargetDedicatedNodes=0"));
+
+    // Evaluate without applying; a manual resize is refused while autoscale is on.
+    let eval = c
+        .evaluate_auto_scale("auto", "$TargetDedicatedNodes = 2;")
+        .await
+        .unwrap();
+    assert!(eval.results.unwrap().starts_with("$TargetDedicatedNodes=2"));
+    assert_eq!(c.get_pool("auto").await.unwrap().target_dedicated_nodes, 0);
+    let resize: openbatch_api::models::PoolResize =
+        serde_json::from_value(json!({"targetDedicatedNodes": 1})).unwrap();
+    assert_eq!(
+        c.resize_pool("auto", &resize).await.unwrap_err().status(),
+        Some(409)
+    );
+    c.disable_auto_scale("auto").await.unwrap();
+    c.resize_pool("auto", &resize).await.unwrap();
 }

@@ -177,3 +177,44 @@ pub struct PoolNodeCounts {
     pub dedicated: NodeCounts,
     pub low_priority: NodeCounts,
 }
+
+/// `AutoScaleRunError`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoScaleRunError {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<super::common::NameValuePair>,
+}
+
+/// `AutoScaleRun`: the outcome of one evaluation of a pool's formula.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoScaleRun {
+    #[serde(with = "crate::time::ts")]
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<AutoScaleRunError>,
+}
+
+/// `BatchPoolEnableAutoScaleOptions`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolEnableAutoScale {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_scale_formula: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_scale_evaluation_interval: Option<IsoDuration>,
+}
+
+/// `BatchPoolEvaluateAutoScaleOptions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolEvaluateAutoScale {
+    pub auto_scale_formula: String,
+}

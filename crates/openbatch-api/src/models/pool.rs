@@ -149,6 +149,8 @@ pub struct Pool {
     pub auto_scale_formula: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_scale_evaluation_interval: Option<IsoDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_scale_run: Option<super::ops::AutoScaleRun>,
     pub enable_inter_node_communication: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_configuration: Option<serde_json::Value>,

@@ -197,11 +197,19 @@ fn invalid_values_are_refused() {
         };
         assert_eq!(named, property, "{body}");
     }
+    // Autoscale pools: the formula sets the targets, so none may be given, and a formula is
+    // required (its syntax is checked by the shell, which owns the formula language).
     assert!(matches!(
         sim.refused(Input::CreatePool(Box::new(pool(
-            json!({"id": "p", "vmSize": "s", "enableAutoScale": true, "autoScaleFormula": "$TargetDedicatedNodes=1;"})
+            json!({"id": "p", "vmSize": "s", "enableAutoScale": true, "autoScaleFormula": "$TargetDedicatedNodes=1;", "targetDedicatedNodes": 2})
         )))),
-        CoreError::Unsupported(_)
+        CoreError::InvalidProperty { .. }
+    ));
+    assert!(matches!(
+        sim.refused(Input::CreatePool(Box::new(pool(
+            json!({"id": "p", "vmSize": "s", "enableAutoScale": true})
+        )))),
+        CoreError::MissingProperty(ref p) if p == "autoScaleFormula"
     ));
     assert!(matches!(
         sim.refused(Input::CreateJob(Box::new(job(json!({"id": "j", "poolInfo": {}}))))),

@@ -1,6 +1,7 @@
 //! The REST API: the Azure Batch data-plane operations, Shared Key authentication, and the
 //! openbatch extensions under `/openbatch/`.
 
+mod autoscale;
 mod files;
 mod jobs;
 mod nodes;
@@ -51,6 +52,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             post(ops::replace_pool_properties),
         )
         .route("/pools/{pool}/stopresize", post(ops::stop_resize))
+        .route("/pools/{pool}/enableautoscale", post(autoscale::enable))
+        .route("/pools/{pool}/disableautoscale", post(autoscale::disable))
+        .route("/pools/{pool}/evaluateautoscale", post(autoscale::evaluate))
         .route("/pools/{pool}/removenodes", post(ops::remove_nodes))
         .route(
             "/pools/{pool}/nodes/{node}/disablescheduling",

@@ -24,6 +24,15 @@ pub(crate) async fn create(State(st): S, ctx: Ctx, body: Bytes) -> ApiResult {
         .with_value("PropertyValue", spec.vm_size.clone())
         .into());
     }
+    if spec.enable_auto_scale == Some(true) {
+        if let Some(f) = &spec.auto_scale_formula {
+            super::autoscale::check_formula(f)?;
+        }
+        super::autoscale::check_interval(
+            spec.auto_scale_evaluation_interval,
+            st.autoscaler.min_interval(),
+        )?;
+    }
     let id = spec.id.clone();
     let applied = st.engine.submit(Input::CreatePool(Box::new(spec))).await?;
     let mut resp = empty(StatusCode::CREATED);
