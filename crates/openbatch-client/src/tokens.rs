@@ -109,4 +109,28 @@ impl Client {
         };
         self.call_json(Method::POST, url, Some(&body)).await
     }
+
+    /// `GET /openbatch/pools/{id}/autoscalehistory`: the pool's last evaluations, newest first.
+    pub async fn autoscale_history(
+        &self,
+        pool_id: &str,
+    ) -> Result<Vec<serde_json::Value>, ClientError> {
+        let url = self.url(
+            &[
+                Lit("openbatch"),
+                Lit("pools"),
+                Val("pool id", pool_id),
+                Lit("autoscalehistory"),
+            ],
+            &[],
+        )?;
+        let list: HistoryList = self.call_json(Method::GET, url, NO_BODY).await?;
+        Ok(list.value)
+    }
+}
+
+#[derive(Deserialize)]
+struct HistoryList {
+    #[serde(default)]
+    value: Vec<serde_json::Value>,
 }

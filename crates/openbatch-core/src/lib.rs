@@ -19,7 +19,7 @@ mod error;
 mod input;
 mod jobs;
 mod nodes;
-mod ops;
+pub(crate) mod ops;
 mod pools;
 mod sched;
 mod state;
@@ -29,6 +29,7 @@ mod view;
 pub use cond::{Precondition, Target, Verdict};
 pub use error::CoreError;
 pub use input::{Applied, Effect, Input, NodeHello, Reply, RunResult, RunSpec};
+pub use ops::{AutoscalePool, EVENTS_METADATA};
 pub use state::{Core, Limits, RunId, TaskLocation};
 pub use view::{ListPage, PoolSample, Urls};
 

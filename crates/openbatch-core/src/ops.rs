@@ -644,12 +644,15 @@ impl Core {
         true
     }
 
-    /// Pools whose formula is due: (pool id, formula, when it last ran).
-    pub fn autoscale_due(
+    /// Every pool with autoscale on: its formula, whether its interval is due, and whether it
+    /// also wants evaluations on events (the metadata item
+    /// `openbatch.autoscale.evaluateOnEvents`, default true; an openbatch extension that keeps
+    /// the Azure shape).
+    pub fn autoscale_pools(
         &self,
         now: DateTime<Utc>,
         min_interval: std::time::Duration,
-    ) -> Vec<(String, String)> {
+    ) -> Vec<AutoscalePool> {
         self.pools
             .values()
             .filter(|p| p.state == PoolState::Active && p.spec.enable_auto_scale == Some(true))
@@ -661,16 +664,42 @@ impl Core {
                     .and_then(|d| d.as_duration())
                     .unwrap_or(std::time::Duration::from_secs(15 * 60))
                     .max(min_interval);
-                let due = match &p.autoscale_run {
+                let last = p.autoscale_run.as_ref().map(|r| r.timestamp);
+                let due = match last {
                     None => true,
-                    Some(r) => chrono::Duration::from_std(interval)
-                        .map(|i| now - r.timestamp >= i)
+                    Some(t) => chrono::Duration::from_std(interval)
+                        .map(|i| now - t >= i)
                         .unwrap_or(true),
                 };
-                due.then(|| (p.spec.id.clone(), formula))
+                let on_events =
+                    !p.spec.metadata.iter().any(|m| {
+                        m.name == EVENTS_METADATA && m.value.eq_ignore_ascii_case("false")
+                    });
+                Some(AutoscalePool {
+                    id: p.spec.id.clone(),
+                    formula,
+                    due,
+                    on_events,
+                    last,
+                })
             })
             .collect()
     }
+}
+
+/// The pool metadata item that turns event-triggered autoscale evaluation off (`false`).
+pub const EVENTS_METADATA: &str = "openbatch.autoscale.evaluateOnEvents";
+
+/// A pool with autoscale on, as the shell's autoscaler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoscalePool {
+    pub id: String,
+    pub formula: String,
+    /// Its evaluation interval has passed since the last run (or it never ran).
+    pub due: bool,
+    /// It also wants evaluations when work appears or drains.
+    pub on_events: bool,
+    pub last: Option<DateTime<Utc>>,
 }
 
 /// The most nodes an autoscale formula may ask for in one pool (as for a manual resize).

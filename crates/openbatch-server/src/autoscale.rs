@@ -19,6 +19,27 @@ use tokio::sync::watch;
 
 use crate::engine::Engine;
 
+/// Evaluations kept per pool for `openbatch autoscale history`.
+const RUNS_KEPT: usize = 50;
+/// An event (work appearing on or draining from a pool) triggers an evaluation at most this
+/// often, so a burst of submissions costs one evaluation.
+const EVENT_DEBOUNCE: chrono::Duration = chrono::Duration::seconds(1);
+
+/// One evaluation with what it saw: for `GET /openbatch/pools/{id}/autoscalehistory`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct HistoryEntry {
+    /// `interval`, `event` (work appeared or drained) or `evaluate` (the REST operation).
+    pub(crate) trigger: &'static str,
+    pub(crate) pool: PoolState,
+    /// The newest sample of each metric, and how many samples the history held.
+    pub(crate) latest_metrics: BTreeMap<String, f64>,
+    pub(crate) samples: usize,
+    pub(crate) run: AutoScaleRun,
+    /// Whether the outcome was applied to the pool.
+    pub(crate) applied: bool,
+}
+
 /// How much history is kept per metric: 24 hours of 30-second samples, enough for any
 /// window the Azure documentation shows.
 const HISTORY: chrono::Duration = chrono::Duration::hours(24);
@@ -30,6 +51,9 @@ type History = BTreeMap<String, VecDeque<(DateTime<Utc>, f64)>>;
 pub(crate) struct Autoscaler {
     engine: Arc<Engine>,
     history: Mutex<BTreeMap<String, History>>,
+    runs: Mutex<BTreeMap<String, VecDeque<HistoryEntry>>>,
+    /// Whether each pool had work waiting at its last evaluation (for event triggers).
+    had_work: Mutex<BTreeMap<String, bool>>,
     sample_interval: Duration,
     min_interval: Duration,
 }
@@ -43,6 +67,8 @@ impl Autoscaler {
         Self {
             engine,
             history: Mutex::new(BTreeMap::new()),
+            runs: Mutex::new(BTreeMap::new()),
+            had_work: Mutex::new(BTreeMap::new()),
             sample_interval,
             min_interval,
         }
@@ -77,8 +103,22 @@ impl Autoscaler {
                 .filter_map(|p| core.pool_sample(&p).map(|s| (p, s)))
                 .collect()
         };
+        {
+            let keep = |pool: &String| samples.iter().any(|(p, _)| p == pool);
+            self.history
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|pool, _| keep(pool));
+            self.runs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|pool, _| keep(pool));
+        }
+        self.record(samples, now);
+    }
+
+    fn record(&self, samples: Vec<(String, PoolSample)>, now: DateTime<Utc>) {
         let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        history.retain(|pool, _| samples.iter().any(|(p, _)| p == pool));
         for (pool, s) in samples {
             let h = history.entry(pool).or_default();
             let pending = (s.active_tasks + s.running_tasks) as f64;
@@ -128,6 +168,19 @@ impl Autoscaler {
         formula: &str,
         now: DateTime<Utc>,
     ) -> Option<(AutoScaleRun, Outcome)> {
+        let (entry, outcome) = self.evaluate_entry(pool, formula, now, "evaluate")?;
+        let run = entry.run.clone();
+        self.remember(pool, entry);
+        Some((run, outcome))
+    }
+
+    fn evaluate_entry(
+        &self,
+        pool: &str,
+        formula: &str,
+        now: DateTime<Utc>,
+        trigger: &'static str,
+    ) -> Option<(HistoryEntry, Outcome)> {
         let s = self.engine.read().pool_sample(pool)?;
         let state = PoolState {
             target_dedicated_nodes: s.target_dedicated,
@@ -137,16 +190,94 @@ impl Autoscaler {
             task_slots_per_node: s.slots_per_node,
             enable_auto_scale: true,
         };
-        let outcome = openbatch_autoscale::evaluate(formula, &state, &self.metrics(pool, now), now);
-        Some((to_run(&outcome, now), outcome))
+        let metrics = self.metrics(pool, now);
+        let outcome = openbatch_autoscale::evaluate(formula, &state, &metrics, now);
+        let (latest_metrics, samples) = {
+            let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            let h = history.get(&openbatch_core::id_key(pool));
+            (
+                h.map(|h| {
+                    h.iter()
+                        .filter_map(|(k, v)| v.back().map(|(_, x)| (k.clone(), *x)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+                h.and_then(|h| h.values().map(VecDeque::len).max())
+                    .unwrap_or(0),
+            )
+        };
+        let entry = HistoryEntry {
+            trigger,
+            pool: state,
+            latest_metrics,
+            samples,
+            run: to_run(&outcome, now),
+            applied: false,
+        };
+        Some((entry, outcome))
+    }
+
+    fn remember(&self, pool: &str, entry: HistoryEntry) {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        let list = runs.entry(openbatch_core::id_key(pool)).or_default();
+        list.push_back(entry);
+        while list.len() > RUNS_KEPT {
+            list.pop_front();
+        }
+    }
+
+    /// The pool's last evaluations, newest first.
+    pub(crate) fn history(&self, pool: &str) -> Vec<HistoryEntry> {
+        let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.get(&openbatch_core::id_key(pool))
+            .map(|l| l.iter().rev().cloned().collect())
+            .unwrap_or_default()
     }
 
     async fn evaluate_due(&self, now: DateTime<Utc>) {
-        let due = self.engine.read().autoscale_due(now, self.min_interval);
-        for (pool, formula) in due {
-            let Some((run, outcome)) = self.evaluate(&pool, &formula, now) else {
+        let pools = self.engine.read().autoscale_pools(now, self.min_interval);
+        for p in pools {
+            let key = openbatch_core::id_key(&p.id);
+            let has_work = self
+                .engine
+                .read()
+                .pool_sample(&p.id)
+                .is_some_and(|s| s.active_tasks + s.running_tasks > 0);
+            let changed = self
+                .had_work
+                .lock()
+                .unwrap_or_else(|x| x.into_inner())
+                .get(&key)
+                .is_some_and(|had| *had != has_work);
+            let settled = p.last.is_none_or(|t| now - t >= EVENT_DEBOUNCE);
+            let trigger = if p.due {
+                "interval"
+            } else if p.on_events && changed && settled {
+                "event"
+            } else {
                 continue;
             };
+            // A first evaluation (a new pool, a new formula) and an event look at the pool as
+            // it is now: take a fresh sample so the formula does not run on no history, or on
+            // history from before the work arrived.
+            if p.last.is_none() || trigger == "event" {
+                let fresh: Vec<(String, PoolSample)> = {
+                    let core = self.engine.read();
+                    core.pool_sample(&p.id)
+                        .map(|s| (key.clone(), s))
+                        .into_iter()
+                        .collect()
+                };
+                self.record(fresh, now);
+            }
+            let Some((mut entry, outcome)) = self.evaluate_entry(&p.id, &p.formula, now, trigger)
+            else {
+                continue;
+            };
+            self.had_work
+                .lock()
+                .unwrap_or_else(|x| x.into_inner())
+                .insert(key, has_work);
             let targets = match &outcome {
                 Outcome::Success { applied, .. } => Some((
                     applied.target_dedicated_nodes,
@@ -155,13 +286,16 @@ impl Autoscaler {
                 )),
                 Outcome::Error { .. } => None,
             };
-            if let Some(e) = &run.error {
-                tracing::info!(pool_id = %pool, code = ?e.code, message = ?e.message, "autoscale evaluation failed; the pool keeps its targets");
+            if let Some(e) = &entry.run.error {
+                tracing::info!(pool_id = %p.id, code = ?e.code, message = ?e.message, trigger, "autoscale evaluation failed; the pool keeps its targets");
             }
+            entry.applied = targets.is_some();
+            let run = entry.run.clone();
+            self.remember(&p.id, entry);
             let _ = self
                 .engine
                 .submit(Input::AutoScaleEvaluated {
-                    id: pool,
+                    id: p.id,
                     run,
                     targets,
                 })

@@ -44,7 +44,7 @@ enum Command {
     /// Join tokens that let `openbatch node join` add machines to pools.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Autoscale formulas: evaluate one offline against recorded metrics.
+    /// Autoscale formulas: evaluate one offline against recorded metrics, or show a pool's history.
     #[command(subcommand)]
     Autoscale(cli::AutoscaleCommand),
 }
@@ -184,7 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Task(c) => cli::run_task(c, &global).await,
             Command::Node(NodeCli::Resource(c)) => cli::run_node(c, &global).await,
             Command::Token(c) => run_token(c, &global).await,
-            Command::Autoscale(c) => cli::run_autoscale(c),
+            Command::Autoscale(c) => cli::run_autoscale(c, &global).await,
             Command::Server(args) => run_server(args).await,
             Command::Node(NodeCli::Run(a)) => {
                 openbatch_node::run_agent(openbatch_node::AgentOptions {

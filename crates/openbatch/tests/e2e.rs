@@ -527,3 +527,49 @@ async fn autoscale_grows_with_pending_tasks_and_shrinks_when_done() {
     c.disable_auto_scale("auto").await.unwrap();
     c.resize_pool("auto", &resize).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn autoscale_reacts_to_work_on_an_empty_pool_without_waiting_for_its_interval() {
+    let s = Server::start();
+    let c = s.client();
+    // A ten-minute interval: only an event can make this pool grow within the test.
+    let pool: PoolCreate = serde_json::from_value(json!({
+        "id": "ev", "vmSize": "Standard_D2s_v3", "enableAutoScale": true,
+        "autoScaleFormula": "$TargetDedicatedNodes = min(2, $PendingTasks.GetSample(1));",
+        "autoScaleEvaluationInterval": "PT10M"
+    }))
+    .unwrap();
+    c.create_pool(&pool).await.unwrap();
+    wait_until(Duration::from_secs(20), "the first evaluation", || async {
+        c.get_pool("ev")
+            .await
+            .map(|p| p.auto_scale_run.is_some())
+            .unwrap_or(false)
+    })
+    .await;
+    c.create_job(&job("j", "ev")).await.unwrap();
+    c.create_task("j", &task("t", "/bin/sh -c \"echo done\"", json!({})))
+        .await
+        .unwrap();
+    wait_completed(&c, "j", 1, Duration::from_secs(30)).await;
+
+    let history = c.autoscale_history("ev").await.unwrap();
+    let triggers: Vec<&str> = history
+        .iter()
+        .filter_map(|e| e["trigger"].as_str())
+        .collect();
+    assert!(triggers.contains(&"event"), "{triggers:?} {history:#?}");
+    assert_eq!(
+        triggers.last(),
+        Some(&"interval"),
+        "the oldest is the first evaluation"
+    );
+    let grew = history
+        .iter()
+        .find(|e| e["trigger"] == "event" && e["applied"] == true)
+        .expect("an applied event evaluation");
+    assert!(grew["run"]["results"]
+        .as_str()
+        .unwrap()
+        .starts_with("$TargetDedicatedNodes=1"));
+}

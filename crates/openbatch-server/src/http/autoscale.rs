@@ -117,3 +117,19 @@ pub(crate) async fn evaluate(State(st): S, Path(pool): Path<String>, body: Bytes
         .ok_or_else(|| openbatch_core::CoreError::PoolNotFound(pool.clone()))?;
     Ok(json_response(StatusCode::OK, &run))
 }
+
+/// `GET /openbatch/pools/{pool}/autoscalehistory`: the pool's last evaluations (newest first)
+/// with what each saw: an openbatch extension behind `openbatch autoscale history`.
+pub(crate) async fn history(State(st): S, Path(pool): Path<String>) -> ApiResult {
+    st.engine.read().pool(
+        &pool,
+        &openbatch_core::Urls {
+            base: String::new(),
+        },
+    )?;
+    let entries = st.autoscaler.history(&pool);
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "value": entries }),
+    ))
+}

@@ -55,6 +55,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/pools/{pool}/enableautoscale", post(autoscale::enable))
         .route("/pools/{pool}/disableautoscale", post(autoscale::disable))
         .route("/pools/{pool}/evaluateautoscale", post(autoscale::evaluate))
+        .route(
+            "/openbatch/pools/{pool}/autoscalehistory",
+            get(autoscale::history),
+        )
         .route("/pools/{pool}/removenodes", post(ops::remove_nodes))
         .route(
             "/pools/{pool}/nodes/{node}/disablescheduling",

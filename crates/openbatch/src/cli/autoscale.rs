@@ -36,6 +36,12 @@ pub(crate) enum AutoscaleCommand {
     /// service would evaluate it at --now. Exit 0 on success, 1 when the formula fails
     /// (the outcome is still printed), 2 when an input file cannot be used.
     Evaluate(EvaluateArgs),
+    /// Show a pool's last evaluations on the server: when, why (interval, event, evaluate),
+    /// what the formula saw (targets, latest metric samples) and what came out.
+    History {
+        /// The pool id.
+        pool_id: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,10 +64,47 @@ pub(crate) struct EvaluateArgs {
     pub(crate) now: Option<DateTime<Utc>>,
 }
 
-pub(crate) fn run_autoscale(cmd: AutoscaleCommand) -> anyhow::Result<()> {
+pub(crate) async fn run_autoscale(
+    cmd: AutoscaleCommand,
+    global: &super::GlobalArgs,
+) -> anyhow::Result<()> {
     match cmd {
         AutoscaleCommand::Evaluate(args) => evaluate(&args),
+        AutoscaleCommand::History { pool_id } => history(&pool_id, global).await,
     }
+}
+
+async fn history(pool_id: &str, global: &super::GlobalArgs) -> anyhow::Result<()> {
+    let entries = global.client()?.autoscale_history(pool_id).await?;
+    match global.output {
+        super::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&entries)?),
+        super::OutputFormat::Table => {
+            println!(
+                "{:<30} {:<9} {:<8} {:<8} RESULTS / ERROR",
+                "TIME", "TRIGGER", "APPLIED", "PENDING"
+            );
+            for e in &entries {
+                let run = &e["run"];
+                let outcome = run["error"]["message"]
+                    .as_str()
+                    .map(|m| format!("error: {m}"))
+                    .or_else(|| run["results"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                println!(
+                    "{:<30} {:<9} {:<8} {:<8} {}",
+                    run["timestamp"].as_str().unwrap_or("-"),
+                    e["trigger"].as_str().unwrap_or("-"),
+                    e["applied"].as_bool().unwrap_or(false),
+                    e["latestMetrics"]["$PendingTasks"]
+                        .as_f64()
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    outcome
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn evaluate(args: &EvaluateArgs) -> anyhow::Result<()> {
