@@ -247,7 +247,9 @@ mod tests {
             "2024-01-15T13:00:00.250+01:00",
         ])
         .unwrap();
-        let AutoscaleCommand::Evaluate(args) = cli.command;
+        let AutoscaleCommand::Evaluate(args) = cli.command else {
+            panic!("parsed as another subcommand");
+        };
         assert_eq!(
             args.now.map(|t| t.to_rfc3339()).as_deref(),
             Some("2024-01-15T12:00:00.250+00:00")
