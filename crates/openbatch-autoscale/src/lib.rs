@@ -104,6 +104,7 @@ mod results;
 mod samples;
 mod timefmt;
 mod value;
+pub mod vectors;
 
 use chrono::{DateTime, Utc};
 

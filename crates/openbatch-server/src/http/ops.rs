@@ -89,23 +89,35 @@ pub(crate) async fn remove_nodes(
     Ok(empty(StatusCode::ACCEPTED))
 }
 
+/// PATCH changes what is given; PUT replaces the settable properties (what is missing goes
+/// back to its default).
+async fn update_job(
+    st: &crate::server::AppState,
+    ctx: &Ctx,
+    job: String,
+    body: &Bytes,
+    replace: bool,
+) -> ApiResult {
+    let update: JobUpdate = parse_body(body)?;
+    let input = ctx.guarded(
+        Target::Job(job.clone()),
+        Input::UpdateJob {
+            id: job,
+            update: Box::new(update),
+            replace,
+        },
+    )?;
+    st.engine.submit(input).await?;
+    Ok(empty(StatusCode::OK))
+}
+
 pub(crate) async fn patch_job(
     State(st): S,
     ctx: Ctx,
     Path(job): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let update: JobUpdate = parse_body(&body)?;
-    let input = ctx.guarded(
-        Target::Job(job.clone()),
-        Input::UpdateJob {
-            id: job,
-            update: Box::new(update),
-            replace: false,
-        },
-    )?;
-    st.engine.submit(input).await?;
-    Ok(empty(StatusCode::OK))
+    update_job(&st, &ctx, job, &body, false).await
 }
 
 pub(crate) async fn put_job(
@@ -114,17 +126,7 @@ pub(crate) async fn put_job(
     Path(job): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let update: JobUpdate = parse_body(&body)?;
-    let input = ctx.guarded(
-        Target::Job(job.clone()),
-        Input::UpdateJob {
-            id: job,
-            update: Box::new(update),
-            replace: true,
-        },
-    )?;
-    st.engine.submit(input).await?;
-    Ok(empty(StatusCode::OK))
+    update_job(&st, &ctx, job, &body, true).await
 }
 
 pub(crate) async fn disable_job(
