@@ -39,24 +39,7 @@ impl Core {
             }
             _ => return Err(CoreError::MissingProperty("poolInfo.poolId".into())),
         }
-        if let Some(p) = spec.priority {
-            if !(-1000..=1000).contains(&p) {
-                return Err(CoreError::invalid(
-                    "priority",
-                    p,
-                    "must be between -1000 and 1000",
-                ));
-            }
-        }
-        if let Some(m) = spec.max_parallel_tasks {
-            if m == 0 || m < -1 {
-                return Err(CoreError::invalid(
-                    "maxParallelTasks",
-                    m,
-                    "must be -1 (unlimited) or greater than 0",
-                ));
-            }
-        }
+        check_job_limits(spec.priority, spec.max_parallel_tasks)?;
         for (name, present) in [
             ("jobManagerTask", spec.job_manager_task.is_some()),
             ("jobPreparationTask", spec.job_preparation_task.is_some()),
@@ -232,4 +215,31 @@ impl Core {
             _ => {}
         }
     }
+}
+
+/// Azure's limits on a job's settings: priority in -1000..=1000, and `maxParallelTasks` -1
+/// (unlimited) or positive. Checked on create, update and replace alike.
+pub(crate) fn check_job_limits(
+    priority: Option<i32>,
+    max_parallel: Option<i32>,
+) -> Result<(), CoreError> {
+    if let Some(p) = priority {
+        if !(-1000..=1000).contains(&p) {
+            return Err(CoreError::invalid(
+                "priority",
+                p,
+                "must be between -1000 and 1000",
+            ));
+        }
+    }
+    if let Some(m) = max_parallel {
+        if m == 0 || m < -1 {
+            return Err(CoreError::invalid(
+                "maxParallelTasks",
+                m,
+                "must be -1 (unlimited) or greater than 0",
+            ));
+        }
+    }
+    Ok(())
 }

@@ -225,24 +225,7 @@ impl Core {
             JobState::Deleting => return Err(CoreError::JobBeingDeleted(id.into())),
             _ => {}
         }
-        if let Some(p) = u.priority {
-            if !(-1000..=1000).contains(&p) {
-                return Err(CoreError::invalid(
-                    "priority",
-                    p,
-                    "must be between -1000 and 1000",
-                ));
-            }
-        }
-        if let Some(m) = u.max_parallel_tasks {
-            if m == 0 || m < -1 {
-                return Err(CoreError::invalid(
-                    "maxParallelTasks",
-                    m,
-                    "must be -1 (unlimited) or greater than 0",
-                ));
-            }
-        }
+        crate::jobs::check_job_limits(u.priority, u.max_parallel_tasks)?;
         if let Some(pi) = &u.pool_info {
             let same = pi.pool_id.as_deref().map(id_key)
                 == job.spec.pool_info.pool_id.as_deref().map(id_key);

@@ -22,10 +22,18 @@ const SNAPSHOT_EVERY: u64 = 50_000;
 /// Most records in one transaction; beyond this, later submitters wait for the next one.
 const MAX_BATCH: usize = 4096;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Record {
     now: DateTime<Utc>,
     input: Input,
+}
+
+/// The same JSON as [`Record`], serialized from a borrowed input so the hot path does not
+/// clone every input (a task collection can be large) just to journal it.
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    now: DateTime<Utc>,
+    input: &'a Input,
 }
 
 enum Commit {
@@ -116,10 +124,7 @@ impl Engine {
     /// Apply an input now; durability is awaited through the returned [`Pending`].
     pub(crate) fn submit_nowait(&self, input: Input) -> Pending {
         let now = Utc::now();
-        let record = serde_json::to_vec(&Record {
-            now,
-            input: input.clone(),
-        });
+        let record = serde_json::to_vec(&RecordRef { now, input: &input });
         let mut core = self.read();
         let applied = core.apply(input, now);
         let Ok(applied_ok) = &applied else {
