@@ -31,6 +31,9 @@ pub struct RunResult {
     /// The process never started (resource files could not be staged, the program was not found).
     #[serde(default)]
     pub pre_processing_error: bool,
+    /// The process ran, but uploading its output files failed (`exitConditions.fileUploadError`).
+    #[serde(default)]
+    pub file_upload_error: bool,
 }
 
 /// What a node needs to run one task attempt. Built by the core so the agent stays dumb.

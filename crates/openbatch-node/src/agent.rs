@@ -439,6 +439,7 @@ fn to_result(o: RunOutcome) -> RunResult {
                 .collect(),
         }),
         pre_processing_error: o.pre_processing_error,
+        file_upload_error: false,
     }
 }
 
@@ -455,6 +456,7 @@ fn unsupported_result(message: String) -> RunResult {
             details: Vec::new(),
         }),
         pre_processing_error: true,
+        file_upload_error: false,
     }
 }
 

@@ -310,6 +310,7 @@ impl Sim {
             exit_code: Some(exit_code),
             failure: None,
             pre_processing_error: false,
+            file_upload_error: false,
         }
     }
 
