@@ -40,6 +40,8 @@ pub struct ServerConfig {
     /// development and tests.
     #[serde(with = "secs")]
     pub autoscale_min_interval: Duration,
+    /// The account's auto-storage (`[storage]`): a local directory by default.
+    pub storage: openbatch_storage::StorageConfig,
 }
 
 mod secs {
@@ -72,6 +74,7 @@ impl Default for ServerConfig {
             vm_sizes: Vec::new(),
             autoscale_sample_interval: Duration::from_secs(30),
             autoscale_min_interval: Duration::from_secs(5 * 60),
+            storage: openbatch_storage::StorageConfig::default(),
         }
     }
 }
@@ -128,6 +131,7 @@ impl ServerConfig {
             })?;
             self.node_lost_after = Duration::from_secs_f64(secs.max(0.0));
         }
+        self.storage.apply_env(&get)?;
         Ok(())
     }
 }
@@ -148,6 +152,19 @@ mod tests {
         cfg.apply_env(|k| (k == "OPENBATCH_LISTEN").then(|| "0.0.0.0:1".to_string()))
             .unwrap();
         assert_eq!(cfg.listen, "0.0.0.0:1");
+    }
+
+    #[test]
+    fn storage_table_and_env() {
+        let mut cfg: ServerConfig =
+            toml::from_str("[storage]\nbackend = \"azure\"\naccount = \"acct\"\nkey = \"a2V5\"\n")
+                .unwrap();
+        assert_eq!(cfg.storage.backend, openbatch_storage::BackendKind::Azure);
+        assert_eq!(cfg.storage.account.as_deref(), Some("acct"));
+        cfg.apply_env(|k| (k == "OPENBATCH_STORAGE_BACKEND").then(|| "local".to_string()))
+            .unwrap();
+        assert_eq!(cfg.storage.backend, openbatch_storage::BackendKind::Local);
+        assert!(toml::from_str::<ServerConfig>("[storage]\nbackend = \"ftp\"").is_err());
     }
 
     #[test]

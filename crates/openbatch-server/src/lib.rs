@@ -13,6 +13,7 @@ mod engine;
 mod http;
 mod provider;
 mod server;
+mod storage;
 mod tokens;
 pub mod vmsizes;
 

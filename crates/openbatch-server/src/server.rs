@@ -31,6 +31,7 @@ pub(crate) struct AppState {
     pub(crate) config: ServerConfig,
     pub(crate) public_url: Option<String>,
     pub(crate) autoscaler: Arc<crate::autoscale::Autoscaler>,
+    pub(crate) storage: Arc<crate::storage::AutoStorage>,
 }
 
 /// A running server. Dropping it does not stop it; call [`ServerHandle::shutdown`].
@@ -122,8 +123,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         config.autoscale_sample_interval,
         config.autoscale_min_interval,
     ));
+    let key_bytes = openbatch_api::auth::decode_key(&account_key)
+        .map_err(|e| anyhow::anyhow!("the stored account key is unusable: {e}"))?;
+    let storage = Arc::new(crate::storage::AutoStorage::open(
+        &config.storage,
+        &data_dir,
+        &key_bytes,
+        &endpoint,
+    )?);
     let state = Arc::new(AppState {
         autoscaler: autoscaler.clone(),
+        storage,
         engine: engine.clone(),
         agents: agents.clone(),
         provider: provider.clone(),
@@ -206,12 +216,38 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
                     .provider
                     .provision(&node, &pool, &vm_size, size, dedicated, slots);
             }
-            Effect::RunStartTask { node, start_task } => {
+            Effect::RunStartTask {
+                node,
+                mut start_task,
+            } => {
+                // Auto-storage names become URLs a node can fetch; see `storage.rs`.
+                if let Err(failure) = state.storage.resolve(&mut start_task.resource_files).await {
+                    let result = staging_failed(failure);
+                    let engine = state.engine.clone();
+                    tokio::spawn(async move {
+                        let _ = engine
+                            .submit(Input::StartTaskCompleted { node, result })
+                            .await;
+                    });
+                    continue;
+                }
                 state
                     .agents
                     .send(&node, &ServerMsg::RunStartTask { start_task });
             }
-            Effect::RunTask { node, spec } => {
+            Effect::RunTask { node, mut spec } => {
+                if let Err(failure) = state.storage.resolve(&mut spec.resource_files).await {
+                    // The node never hears of this run: the server reports it as the node
+                    // would have, a run that could not start.
+                    let (run, result) = (spec.run, staging_failed(failure));
+                    let engine = state.engine.clone();
+                    tokio::spawn(async move {
+                        let _ = engine
+                            .submit(Input::TaskCompleted { node, run, result })
+                            .await;
+                    });
+                    continue;
+                }
                 if !state.agents.send(&node, &ServerMsg::RunTask { spec }) {
                     tracing::warn!(node_id = %node, "a task was placed on a node that is not connected; it is requeued when the node reconnects or is lost");
                 }
@@ -231,5 +267,18 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
                 });
             }
         }
+    }
+}
+
+/// The result of a run whose auto-storage resource files could not be resolved.
+fn staging_failed(failure: openbatch_api::models::FailureInfo) -> openbatch_api::agent::RunResult {
+    let now = chrono::Utc::now();
+    openbatch_api::agent::RunResult {
+        start_time: now,
+        end_time: now,
+        exit_code: None,
+        failure: Some(failure),
+        pre_processing_error: true,
+        file_upload_error: false,
     }
 }

@@ -8,6 +8,8 @@ mod nodes;
 mod odata;
 mod ops;
 mod pools;
+mod storage;
+mod storagesas;
 mod tasks;
 mod tokens;
 
@@ -122,6 +124,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 .head(files::head_task_file)
                 .delete(files::delete_task_file),
         )
+        .route("/openbatch/storagesas", post(storagesas::create))
         .route(
             "/openbatch/jointokens",
             post(tokens::create).get(tokens::list),
@@ -135,6 +138,15 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/agent/v1/connect", get(tokens::agent_connect))
         .route("/openbatch/health", get(|| async { "ok" }))
+        // Authorized by signed URLs, not Shared Key: see http/storage.rs.
+        .route(
+            "/openbatch/storage/{container}",
+            axum::routing::any(storage::container_op),
+        )
+        .route(
+            "/openbatch/storage/{container}/{*blob}",
+            axum::routing::any(storage::blob_op),
+        )
         .merge(api)
         .layer(middleware::from_fn(request_ids))
         .with_state(state)
