@@ -126,18 +126,13 @@ impl Core {
                 "Multi-instance tasks are not supported yet by this openbatch server.".into(),
             ));
         }
-        // Accepting what would then be silently ignored is worse than a clear refusal.
-        if !spec.output_files.is_empty() {
-            return Err(CoreError::Unsupported(
-                "outputFiles are not supported yet by this openbatch server: upload results from the task's command line, or read them through the task file API.".into(),
-            ));
-        }
         if spec.exit_conditions.is_some() {
             return Err(CoreError::Unsupported(
                 "exitConditions are not supported yet by this openbatch server.".into(),
             ));
         }
         check_resource_files("resourceFiles", &spec.resource_files)?;
+        check_output_files(&spec.output_files)?;
         let tk = id_key(&spec.id);
         let job = self.jobs.get(jk).expect("caller checked");
         if job.tasks.contains_key(&tk) {
@@ -530,7 +525,11 @@ fn adjust(
     }
 }
 
-/// Each resource file names exactly one source; openbatch downloads `httpUrl` ones today.
+/// Each resource file names exactly one source; `blobPrefix` only goes with a container
+/// source. The generic checks of every `resourceFiles` list (tasks, start tasks, and later job
+/// preparation/release and multi-instance `commonResourceFiles`): where a file may land
+/// (`filePath` inside the working directory) is checked by the node, which reports a
+/// `usererror` for a path that escapes it.
 pub(crate) fn check_resource_files(
     property: &str,
     files: &[openbatch_api::models::ResourceFile],
@@ -548,10 +547,68 @@ pub(crate) fn check_resource_files(
                 "each resource file needs exactly one of httpUrl, storageContainerUrl and autoStorageContainerName",
             ));
         }
-        if f.http_url.is_none() {
-            return Err(CoreError::Unsupported(format!(
-                "{property}: storageContainerUrl and autoStorageContainerName resource files are not supported yet by this openbatch server; use httpUrl (a blob SAS URL works)."
-            )));
+        for (name, value) in [
+            ("httpUrl", &f.http_url),
+            ("storageContainerUrl", &f.storage_container_url),
+            ("autoStorageContainerName", &f.auto_storage_container_name),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(CoreError::invalid(
+                    &format!("{property}.{name}"),
+                    "",
+                    "must not be empty",
+                ));
+            }
+        }
+        if let Some(url) = f.http_url.as_deref().or(f.storage_container_url.as_deref()) {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                // Only the scheme is shown: the rest of the URL may carry a SAS token.
+                return Err(CoreError::invalid(
+                    property,
+                    url.split(':').next().unwrap_or_default(),
+                    "resource file URLs must be http:// or https:// URLs",
+                ));
+            }
+        }
+        if f.blob_prefix.is_some() && f.http_url.is_some() {
+            return Err(CoreError::invalid(
+                &format!("{property}.blobPrefix"),
+                f.blob_prefix.clone().unwrap_or_default(),
+                "blobPrefix is only valid with storageContainerUrl or autoStorageContainerName",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Each output file has a pattern and a blob container destination.
+pub(crate) fn check_output_files(
+    files: &[openbatch_api::models::OutputFile],
+) -> Result<(), CoreError> {
+    for f in files {
+        if f.file_pattern.trim().is_empty() {
+            return Err(CoreError::MissingProperty("outputFiles.filePattern".into()));
+        }
+        let Some(container) = &f.destination.container else {
+            return Err(CoreError::MissingProperty(
+                "outputFiles.destination.container".into(),
+            ));
+        };
+        let url = container.container_url.as_str();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(CoreError::invalid(
+                "outputFiles.destination.container.containerUrl",
+                url.split(':').next().unwrap_or_default(),
+                "must be an http:// or https:// container URL (with a SAS granting write)",
+            ));
+        }
+        for h in container.upload_headers.iter().flatten() {
+            let name = h.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+            if name.is_empty() {
+                return Err(CoreError::MissingProperty(
+                    "outputFiles.destination.container.uploadHeaders.name".into(),
+                ));
+            }
         }
     }
     Ok(())

@@ -274,3 +274,102 @@ fn invalid_values_are_refused() {
         CoreError::TaskNotFound("job1".into(), "zz".into())
     );
 }
+
+/// Resource files of all three sources and output files are accepted and reach the node as
+/// written (the shell resolves auto-storage names when it dispatches the run); a file with
+/// no source or two, a `blobPrefix` on an `httpUrl`, or an output file without a container
+/// destination is that task's `clienterror`.
+#[test]
+fn resource_and_output_files_are_checked_and_passed_to_the_run() {
+    let mut sim = Sim::new();
+    sim.ok(Input::CreatePool(Box::new(simple_pool("pool1", 1, 1))));
+    sim.ok(Input::CreateJob(Box::new(simple_job("job1", "pool1"))));
+    let good = task(json!({
+        "id": "good", "commandLine": "/bin/true",
+        "resourceFiles": [
+            {"httpUrl": "https://acct.blob.core.windows.net/c/a.txt?sig=x", "filePath": "a.txt"},
+            {"storageContainerUrl": "https://acct.blob.core.windows.net/c?sig=x", "blobPrefix": "in/"},
+            {"autoStorageContainerName": "inputs", "filePath": "data", "fileMode": "0644"}
+        ],
+        "outputFiles": [{
+            "filePattern": "../std*.txt",
+            "destination": {"container": {"containerUrl": "https://acct.blob.core.windows.net/out?sig=y", "path": "logs",
+                                          "uploadHeaders": [{"name": "Content-Type", "value": "text/plain"}]}},
+            "uploadOptions": {"uploadCondition": "taskcompletion"}
+        }]
+    }));
+    let bad = |id: &str, extra: serde_json::Value| {
+        let mut v = json!({"id": id, "commandLine": "/bin/true"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        task(v)
+    };
+    let tasks = vec![
+        good,
+        bad("nosource", json!({"resourceFiles": [{"filePath": "x"}]})),
+        bad(
+            "twosources",
+            json!({"resourceFiles": [{"httpUrl": "http://h/x", "autoStorageContainerName": "c"}]}),
+        ),
+        bad(
+            "prefixonhttp",
+            json!({"resourceFiles": [{"httpUrl": "http://h/x", "blobPrefix": "p"}]}),
+        ),
+        bad(
+            "notaurl",
+            json!({"resourceFiles": [{"storageContainerUrl": "ftp://h/c"}]}),
+        ),
+        bad(
+            "nocontainer",
+            json!({"outputFiles": [{"filePattern": "*.txt", "destination": {},
+                                    "uploadOptions": {"uploadCondition": "tasksuccess"}}]}),
+        ),
+    ];
+    let r = results(&mut sim, add("job1", tasks));
+    assert_eq!(r[0], ("good".into(), TaskAddStatus::Success, None));
+    let codes: Vec<_> = r[1..].iter().map(|(_, s, c)| (*s, c.clone())).collect();
+    assert_eq!(
+        codes,
+        vec![
+            (
+                TaskAddStatus::ClientError,
+                Some("InvalidPropertyValue".into())
+            ),
+            (
+                TaskAddStatus::ClientError,
+                Some("InvalidPropertyValue".into())
+            ),
+            (
+                TaskAddStatus::ClientError,
+                Some("InvalidPropertyValue".into())
+            ),
+            (
+                TaskAddStatus::ClientError,
+                Some("InvalidPropertyValue".into())
+            ),
+            (
+                TaskAddStatus::ClientError,
+                Some("MissingRequiredProperty".into())
+            ),
+        ]
+    );
+    sim.connect_all();
+    let spec = sim
+        .effects
+        .iter()
+        .find_map(|e| match e {
+            openbatch_core::Effect::RunTask { spec, .. } => Some(spec.clone()),
+            _ => None,
+        })
+        .expect("the task was placed");
+    assert_eq!(spec.resource_files.len(), 3);
+    assert_eq!(
+        spec.resource_files[2]
+            .auto_storage_container_name
+            .as_deref(),
+        Some("inputs")
+    );
+    assert_eq!(spec.output_files.len(), 1);
+    assert_eq!(spec.output_files[0].file_pattern, "../std*.txt");
+}
