@@ -17,7 +17,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::files;
-use crate::runner::{self, KillReason, ResourceFileSpec, RunKiller, RunOutcome};
+use crate::runner::{
+    self, KillReason, OutputFileSpec, ResourceFileSpec, ResourceSource, RunKiller, RunOutcome,
+    UploadCondition,
+};
 
 pub const AGENT_VERSION: &str = concat!("openbatch-node/", env!("CARGO_PKG_VERSION"));
 
@@ -398,21 +401,64 @@ fn node_env(root: &Path, id: &Identity) -> Vec<(String, String)> {
     ]
 }
 
+/// The wire resource files as the runner takes them. `autoStorageContainerName` never
+/// arrives: the server resolves it into a container URL (or `httpUrl`s) before dispatching.
 fn resource_files(
     files: &[openbatch_api::models::ResourceFile],
 ) -> Result<Vec<ResourceFileSpec>, String> {
     files
         .iter()
-        .map(|f| match &f.http_url {
-            Some(url) => Ok(ResourceFileSpec {
-                http_url: url.clone(),
+        .map(|f| {
+            let source = match (&f.http_url, &f.storage_container_url) {
+                (Some(url), _) => ResourceSource::HttpUrl(url.clone()),
+                (None, Some(url)) => ResourceSource::Container {
+                    url: url.clone(),
+                    blob_prefix: f.blob_prefix.clone().unwrap_or_default(),
+                },
+                (None, None) => {
+                    return Err(format!(
+                        "the resource file for auto-storage container '{}' reached the node without a URL; the server resolves those when it dispatches a run",
+                        f.auto_storage_container_name.as_deref().unwrap_or_default()
+                    ))
+                }
+            };
+            Ok(ResourceFileSpec {
+                source,
                 file_path: f.file_path.clone().unwrap_or_default(),
                 file_mode: f.file_mode.clone(),
-            }),
-            None => Err(
-                "only httpUrl resource files are supported by this openbatch version (storageContainerUrl and autoStorageContainerName are not yet)"
-                    .to_string(),
-            ),
+            })
+        })
+        .collect()
+}
+
+/// The wire output files as the runner takes them (those with a container destination; the
+/// server refuses others when the task is added).
+fn output_files(files: &[openbatch_api::models::OutputFile]) -> Vec<OutputFileSpec> {
+    use openbatch_api::models::UploadCondition as Wire;
+    files
+        .iter()
+        .filter_map(|f| {
+            let c = f.destination.container.as_ref()?;
+            Some(OutputFileSpec {
+                file_pattern: f.file_pattern.clone(),
+                container_url: c.container_url.clone(),
+                path: c.path.clone(),
+                upload_headers: c
+                    .upload_headers
+                    .iter()
+                    .flatten()
+                    .filter_map(|h| {
+                        let name = h.get("name")?.as_str()?.to_string();
+                        let value = h.get("value").and_then(|v| v.as_str()).unwrap_or_default();
+                        Some((name, value.to_string()))
+                    })
+                    .collect(),
+                condition: match f.upload_options.upload_condition {
+                    Wire::TaskSuccess => UploadCondition::TaskSuccess,
+                    Wire::TaskFailure => UploadCondition::TaskFailure,
+                    Wire::TaskCompletion => UploadCondition::TaskCompletion,
+                },
+            })
         })
         .collect()
 }
@@ -439,7 +485,7 @@ fn to_result(o: RunOutcome) -> RunResult {
                 .collect(),
         }),
         pre_processing_error: o.pre_processing_error,
-        file_upload_error: false,
+        file_upload_error: o.file_upload_error,
     }
 }
 
@@ -510,6 +556,7 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
         task_dir,
         env,
         resource_files: files,
+        output_files: output_files(&spec.output_files),
         max_wall_clock: spec.max_wall_clock,
     });
     lock(state).running.insert(run, handle.killer());
@@ -559,6 +606,7 @@ fn run_start_task(st: StartTask, root: &Path, state: &State) {
         task_dir: dir,
         env,
         resource_files: files,
+        output_files: Vec::new(),
         max_wall_clock: None,
     });
     let state = state.clone();

@@ -34,6 +34,7 @@ mod process;
 mod sys;
 #[cfg(test)]
 mod tests;
+mod upload;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -51,18 +52,54 @@ use tracing::Instrument;
 pub use failure::{codes, FailureCategory, FailureInfo};
 pub use process::KILL_GRACE;
 
-/// A file to download into the working directory before the task starts (Azure's
-/// `ResourceFile` with `httpUrl`; the server resolves `storageContainerUrl`/`autoStorageContainerName`
-/// into one of these per blob).
+/// Files to download into the working directory before the task starts: Azure's
+/// `ResourceFile` (the server has already turned `autoStorageContainerName` into a container
+/// URL, or into presigned `httpUrl`s).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceFileSpec {
-    /// Where to GET the file. Usually carries a SAS token in its query string: never logged.
-    pub http_url: String,
-    /// Destination relative to the working directory; may name subdirectories, which are created.
-    /// Empty (or ending in `/`): the last segment of the URL's path is the file name.
+    pub source: ResourceSource,
+    /// `httpUrl`: the destination relative to the working directory; may name subdirectories,
+    /// which are created. Empty (or ending in `/`): the last segment of the URL's path is the
+    /// file name. A container: the directory the blobs go to, each under its full blob name.
     pub file_path: String,
     /// Octal permission bits such as `"0755"`; Azure's Linux default `0770` when `None`.
     pub file_mode: Option<String>,
+}
+
+/// Where a resource file comes from. URLs usually carry a SAS token in their query string:
+/// never logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceSource {
+    /// One file, fetched with GET.
+    HttpUrl(String),
+    /// Every blob of an Azure Blob container URL (Azure, Azurite or the server's blob endpoint)
+    /// whose name starts with `blob_prefix`.
+    Container { url: String, blob_prefix: String },
+}
+
+/// When an output file is uploaded (Azure's `OutputFileUploadCondition`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadCondition {
+    TaskSuccess,
+    TaskFailure,
+    TaskCompletion,
+}
+
+/// Files to upload from the task's directories to a blob container once its process exits
+/// (Azure's `OutputFile` with a container destination).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputFileSpec {
+    /// A glob (`*`, `?`, `**`, `[...]`) relative to the working directory, or absolute; for
+    /// example `../std*.txt` for the task's own logs.
+    pub file_pattern: String,
+    /// A container URL with a SAS granting write.
+    pub container_url: String,
+    /// The blob name (a pattern without wildcards) or the virtual directory the matches go
+    /// under (a pattern with wildcards).
+    pub path: Option<String>,
+    /// Headers sent with each upload (`Content-Type`, `x-ms-meta-*`, ...).
+    pub upload_headers: Vec<(String, String)>,
+    pub condition: UploadCondition,
 }
 
 /// Everything needed to run one task.
@@ -80,6 +117,8 @@ pub struct RunSpec {
     pub env: Vec<(String, String)>,
     /// Downloaded into `working_dir` before the process starts.
     pub resource_files: Vec<ResourceFileSpec>,
+    /// Uploaded after the process exits, before the run is reported finished.
+    pub output_files: Vec<OutputFileSpec>,
     /// Azure's `constraints.maxWallClockTime`, measured from the start of the run (resource file
     /// downloads included). `None`: no limit.
     pub max_wall_clock: Option<Duration>,
@@ -113,6 +152,9 @@ pub struct RunOutcome {
     pub pre_processing_error: bool,
     /// Set when the run was killed, and why.
     pub killed_by: Option<KillReason>,
+    /// Uploading an output file failed (Azure's `fileUploadError`); `failure` says why unless
+    /// the process had already failed.
+    pub file_upload_error: bool,
 }
 
 impl RunOutcome {
@@ -186,6 +228,7 @@ impl RunHandle {
                 ))),
                 pre_processing_error: false,
                 killed_by: None,
+                file_upload_error: false,
             },
         }
     }
@@ -269,6 +312,7 @@ async fn run(
                 failure,
                 pre_processing_error: false,
                 killed_by: exited.killed_by,
+                file_upload_error: false,
             }
         }
         Ended::KilledBeforeStart(reason) => RunOutcome {
@@ -278,6 +322,7 @@ async fn run(
             failure: Some(FailureInfo::ended(reason, spec.max_wall_clock)),
             pre_processing_error: false,
             killed_by: Some(reason),
+            file_upload_error: false,
         },
         Ended::NotStarted(failure) => RunOutcome {
             start_time,
@@ -286,8 +331,23 @@ async fn run(
             failure: Some(failure),
             pre_processing_error: true,
             killed_by: None,
+            file_upload_error: false,
         },
     };
+    let mut outcome = outcome;
+    // Uploads come after the process and before the run is reported: a requeued run is thrown
+    // away, so its outputs are not uploaded.
+    if !spec.output_files.is_empty() && outcome.killed_by != Some(KillReason::Requeued) {
+        if let Err(failure) = upload::upload_outputs(&spec, outcome.succeeded()).await {
+            outcome.file_upload_error = true;
+            match &mut outcome.failure {
+                None => outcome.failure = Some(failure),
+                Some(existing) => existing
+                    .details
+                    .push(("FileUploadError".to_owned(), failure.message)),
+            }
+        }
+    }
     match &outcome.failure {
         None => tracing::debug!(exit_code = ?outcome.exit_code, "task run succeeded"),
         Some(failure) => tracing::info!(

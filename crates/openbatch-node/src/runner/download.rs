@@ -1,5 +1,6 @@
-//! Staging resource files: downloading each `httpUrl` into the task's working directory before
-//! its process starts.
+//! Staging resource files: downloading each `httpUrl`, and every blob of each
+//! `storageContainerUrl` (listed first, see `container`), into the task's working directory
+//! before its process starts.
 //!
 //! URLs usually carry a SAS token in their query string, which is a secret: every message, log
 //! line and failure detail uses [`redact_url`], and reqwest errors are stripped of their URL.
@@ -18,11 +19,14 @@ use reqwest::{StatusCode, Url};
 use tokio::io::AsyncWriteExt;
 
 use super::failure::{codes, FailureCategory, FailureInfo};
-use super::ResourceFileSpec;
+use super::{ResourceFileSpec, ResourceSource};
 
+mod container;
+pub(in crate::runner) use container::blob_url as blob_url_of;
 mod validate;
 
-use validate::{contained_relative_path, parse_file_mode, redact_url, url_file_name};
+pub(in crate::runner) use validate::redact_url;
+use validate::{contained_relative_path, parse_file_mode, url_file_name};
 
 /// Downloads of one task that run at once: enough to hide per-request latency for tasks with many
 /// small inputs, few enough not to open hundreds of connections to one storage account.
@@ -59,8 +63,9 @@ pub(super) async fn stage(
     if files.is_empty() {
         return Ok(());
     }
-    let downloads = plan(working_dir, files)?;
     let client = client()?;
+    let files = container::expand(client, files).await?;
+    let downloads = plan(working_dir, &files)?;
     let partials: Vec<PathBuf> = downloads
         .iter()
         .map(|download| download.partial.clone())
@@ -99,7 +104,7 @@ pub(super) async fn stage(
 /// Its connection pool belongs to the runtime that opened each connection; the agent runs one
 /// runtime for its whole life, so that is fine. (Tests, with one runtime each, use servers that
 /// close their connections.)
-fn client() -> Result<&'static reqwest::Client, FailureInfo> {
+pub(in crate::runner) fn client() -> Result<&'static reqwest::Client, FailureInfo> {
     static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
@@ -133,7 +138,7 @@ struct Download {
 }
 
 /// Validates every file before downloading any, so a bad filePath fails the run at once.
-fn plan(working_dir: &Path, files: &[ResourceFileSpec]) -> Result<Vec<Download>, FailureInfo> {
+fn plan(working_dir: &Path, files: &[HttpFile]) -> Result<Vec<Download>, FailureInfo> {
     let mut seen = HashSet::new();
     let mut downloads = Vec::with_capacity(files.len());
     for spec in files {
@@ -153,7 +158,15 @@ fn plan(working_dir: &Path, files: &[ResourceFileSpec]) -> Result<Vec<Download>,
     Ok(downloads)
 }
 
-fn plan_one(working_dir: &Path, spec: &ResourceFileSpec) -> Result<Download, FailureInfo> {
+/// One file to download: an `httpUrl` resource file, or one blob of a container.
+#[derive(Debug, Clone)]
+struct HttpFile {
+    http_url: String,
+    file_path: String,
+    file_mode: Option<String>,
+}
+
+fn plan_one(working_dir: &Path, spec: &HttpFile) -> Result<Download, FailureInfo> {
     let redacted_url = redact_url(&spec.http_url);
     let invalid_url = |why: &str| {
         FailureInfo::user(
@@ -275,6 +288,38 @@ async fn fetch_with_retries(
     Ok(())
 }
 
+/// Retries `attempt` on transient failures, as downloads do; `what` names the operation in the
+/// log. Returns the last error, with the number of attempts, when it gives up.
+pub(in crate::runner) async fn with_retries<T, F, Fut>(
+    what: &str,
+    redacted_url: &str,
+    mut attempt_fn: F,
+) -> Result<T, AttemptError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AttemptError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match attempt_fn().await {
+            Ok(v) => return Ok(v),
+            Err(err) if err.transient && attempt < MAX_ATTEMPTS => {
+                let delay = RETRY_BASE_DELAY * 2u32.pow(attempt - 1);
+                tracing::warn!(url = %redacted_url, attempt, error = %err.detail, "{what} failed; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(mut err) => {
+                if attempt > 1 {
+                    err.detail
+                        .push_str(&format!(" (gave up after {attempt} attempts)"));
+                }
+                return Err(err);
+            }
+        }
+    }
+}
+
 /// One attempt: GET, stream the body into the partial file.
 async fn fetch(client: &reqwest::Client, download: &Download) -> Result<(), AttemptError> {
     let mut response = client
@@ -324,18 +369,18 @@ async fn fetch(client: &reqwest::Client, download: &Download) -> Result<(), Atte
 
 /// Why one attempt failed, before it becomes a [`FailureInfo`].
 #[derive(Debug)]
-struct AttemptError {
-    code: &'static str,
-    category: FailureCategory,
+pub(in crate::runner) struct AttemptError {
+    pub(in crate::runner) code: &'static str,
+    pub(in crate::runner) category: FailureCategory,
     /// Worth another attempt.
-    transient: bool,
+    pub(in crate::runner) transient: bool,
     /// What went wrong, without the URL.
-    detail: String,
-    status: Option<StatusCode>,
+    pub(in crate::runner) detail: String,
+    pub(in crate::runner) status: Option<StatusCode>,
 }
 
 impl AttemptError {
-    fn http(err: reqwest::Error) -> Self {
+    pub(in crate::runner) fn http(err: reqwest::Error) -> Self {
         // reqwest puts the full URL, SAS token included, into its messages.
         let err = err.without_url();
         let code = if err.is_timeout() {
@@ -354,7 +399,7 @@ impl AttemptError {
         }
     }
 
-    fn status(status: StatusCode) -> Self {
+    pub(in crate::runner) fn status(status: StatusCode) -> Self {
         let (code, category, transient, hint) = match status {
             StatusCode::NOT_FOUND => (
                 codes::BLOB_NOT_FOUND,
@@ -440,7 +485,7 @@ impl Download {
 }
 
 /// "outer: cause: root cause", the way errors read best in one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

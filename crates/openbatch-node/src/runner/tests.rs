@@ -8,6 +8,7 @@ use tempfile::TempDir;
 
 use super::*;
 
+mod outputs;
 mod resources;
 
 /// Generous bound for any run in these tests; they normally finish in well under a second.
@@ -21,6 +22,7 @@ fn spec(dir: &TempDir, command_line: &str) -> RunSpec {
         task_dir,
         env: Vec::new(),
         resource_files: Vec::new(),
+        output_files: Vec::new(),
         max_wall_clock: None,
     }
 }
@@ -311,6 +313,7 @@ fn agent_process_for_the_parent_death_test() {
             task_dir,
             env: Vec::new(),
             resource_files: Vec::new(),
+            output_files: Vec::new(),
             max_wall_clock: None,
         });
         assert!(eventually(Duration::from_secs(10), || handle.pid().is_some()).await);

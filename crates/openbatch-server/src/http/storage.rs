@@ -155,8 +155,8 @@ pub(crate) async fn container_op(
 async fn container_inner(st: &AppState, container: &str, req: Request) -> BlobResult {
     let params = params(&req);
     if req.method() != Method::GET
-        || !param(&params, "restype").is_some_and(|v| v == "container")
-        || !param(&params, "comp").is_some_and(|v| v == "list")
+        || param(&params, "restype") != Some("container")
+        || param(&params, "comp") != Some("list")
     {
         return Err(BlobError::new(
             StatusCode::BAD_REQUEST,

@@ -7,7 +7,7 @@ use reqwest::Url;
 
 /// The URL without its query string (SAS tokens are secrets), fragment or credentials, fit for
 /// messages and logs. A URL that had a query string shows `?<redacted>` so that readers know.
-pub(super) fn redact_url(raw: &str) -> String {
+pub(in crate::runner) fn redact_url(raw: &str) -> String {
     match Url::parse(raw) {
         Ok(mut url) => {
             let had_query = url.query().is_some();

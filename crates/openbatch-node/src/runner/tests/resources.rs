@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::{eventually, failure_code, finish, read, run_to_end, spec};
-use crate::runner::{codes, start, FailureCategory, KillReason, ResourceFileSpec};
+use crate::runner::{codes, start, FailureCategory, KillReason, ResourceFileSpec, ResourceSource};
 
 /// A minimal HTTP/1.1 server: `route(path_and_query, request_number)` gives the status and body.
 /// It closes every connection, so no pooled connection outlives a test's runtime.
@@ -71,7 +71,7 @@ impl TestServer {
 
 fn resource(http_url: String, file_path: &str, file_mode: Option<&str>) -> ResourceFileSpec {
     ResourceFileSpec {
-        http_url,
+        source: ResourceSource::HttpUrl(http_url),
         file_path: file_path.to_owned(),
         file_mode: file_mode.map(str::to_owned),
     }
@@ -302,4 +302,111 @@ async fn kill_during_staging_stops_before_the_process_starts() {
     assert_eq!(outcome.exit_code, None);
     assert!(!outcome.pre_processing_error);
     assert!(!wd.join("ran.txt").exists());
+}
+
+fn container(url: String, blob_prefix: &str, file_path: &str) -> ResourceFileSpec {
+    ResourceFileSpec {
+        source: ResourceSource::Container {
+            url,
+            blob_prefix: blob_prefix.to_owned(),
+        },
+        file_path: file_path.to_owned(),
+        file_mode: None,
+    }
+}
+
+fn list_xml(names: &[&str], next_marker: &str) -> Vec<u8> {
+    let blobs: String = names
+        .iter()
+        .map(|n| format!("<Blob><Name>{n}</Name><Properties><Content-Length>1</Content-Length></Properties></Blob>"))
+        .collect();
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><EnumerationResults ContainerName="c"><Blobs>{blobs}</Blobs><NextMarker>{next_marker}</NextMarker></EnumerationResults>"#
+    )
+    .into_bytes()
+}
+
+/// A `storageContainerUrl` with a `blobPrefix`: every matching blob, listed over two pages,
+/// lands under `filePath` with its blob name's directories kept.
+#[tokio::test]
+async fn container_blobs_are_listed_page_by_page_and_downloaded_under_file_path() {
+    let server = TestServer::start(|target, _| {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        if !query.contains("sig=SECRET") {
+            return (403, Vec::new());
+        }
+        match path {
+            "/acct/inputs" if query.contains("comp=list") => {
+                assert!(query.contains("restype=container"), "{query}");
+                assert!(
+                    query.contains("prefix=data%2F") || query.contains("prefix=data/"),
+                    "{query}"
+                );
+                if query.contains("marker=") {
+                    (200, list_xml(&["data/sub/b.txt"], ""))
+                } else {
+                    (
+                        200,
+                        list_xml(&["data/a.txt", "data/empty-dir/"], "data/a.txt"),
+                    )
+                }
+            }
+            "/acct/inputs/data/a.txt" => (200, b"A".to_vec()),
+            "/acct/inputs/data/sub/b.txt" => (200, b"B".to_vec()),
+            _ => (404, Vec::new()),
+        }
+    })
+    .await;
+    let dir = TempDir::new().unwrap();
+    let mut spec = spec(
+        &dir,
+        r#"/bin/sh -c "cat staged/data/a.txt staged/data/sub/b.txt""#,
+    );
+    spec.resource_files = vec![container(
+        server.url("/acct/inputs?sv=1&sig=SECRET"),
+        "data/",
+        "staged",
+    )];
+    let task_dir = spec.task_dir.clone();
+    let outcome = run_to_end(spec).await;
+    assert!(outcome.succeeded(), "{:?}", outcome.failure);
+    assert_eq!(read(task_dir.join("stdout.txt")), "AB");
+    // Two list pages and two blobs; the directory placeholder is not downloaded.
+    assert_eq!(server.requests(), 4);
+}
+
+/// A blob whose name climbs out of the working directory fails the run as a usererror, before
+/// anything is downloaded; a missing container is a usererror that names it, redacted.
+#[tokio::test]
+async fn container_blobs_stay_inside_the_working_dir_and_failures_are_redacted() {
+    let server = TestServer::start(|target, _| match target.split('?').next() {
+        Some("/acct/evil") => (200, list_xml(&["../../escape.txt"], "")),
+        _ => (404, Vec::new()),
+    })
+    .await;
+    let dir = TempDir::new().unwrap();
+    let mut evil = spec(&dir, r#"/bin/sh -c "touch ran.txt""#);
+    evil.resource_files = vec![container(server.url("/acct/evil?sig=SECRET"), "", "")];
+    let wd = evil.working_dir.clone();
+    let outcome = run_to_end(evil).await;
+    assert!(outcome.pre_processing_error);
+    let failure = outcome.failure.expect("a failure");
+    assert_eq!(failure.category, FailureCategory::UserError);
+    assert_eq!(failure.code, codes::RESOURCE_FILE_CREATE_FAILED);
+    assert!(!wd.join("ran.txt").exists());
+    assert!(!dir.path().join("escape.txt").exists());
+
+    let dir = TempDir::new().unwrap();
+    let mut missing = spec(&dir, "true");
+    missing.resource_files = vec![container(server.url("/acct/missing?sig=SECRET"), "", "")];
+    let outcome = run_to_end(missing).await;
+    let failure = outcome.failure.expect("a failure");
+    assert_eq!(failure.code, codes::BLOB_NOT_FOUND);
+    assert_eq!(failure.category, FailureCategory::UserError);
+    assert!(
+        failure.message.contains("/acct/missing?<redacted>"),
+        "{}",
+        failure.message
+    );
+    assert!(!format!("{failure:?}").contains("SECRET"));
 }
