@@ -153,17 +153,24 @@ def _stop_server(process: subprocess.Popen, data_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def running_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Start an openbatch server for the session; stop it (and its node agents) afterwards."""
+def running_server(
+    tmp_path_factory: pytest.TempPathFactory, env: Optional[dict] = None, name: str = "openbatch"
+) -> Iterator[Server]:
+    """Start an openbatch server for the session; stop it (and its node agents) afterwards.
+
+    `env` adds environment variables (`OPENBATCH_STORAGE_*` to point its auto-storage
+    elsewhere); `name` keeps the data directories and logs of several servers apart.
+    """
     binary = server_binary()
-    data_dir = tmp_path_factory.mktemp("openbatch-data")
-    log_path = data_dir.parent / "openbatch-server.log"
+    data_dir = tmp_path_factory.mktemp(f"{name}-data")
+    log_path = data_dir.parent / f"{data_dir.name}-server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [str(binary), "server", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     try:
         creds_path = data_dir / "credentials.json"
