@@ -234,14 +234,8 @@ def test_paging_is_stable_under_concurrent_inserts(client):
 def test_features_not_yet_supported_are_refused_not_ignored(client):
     job_id = unique_id("j")
     client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=unique_id("nopool"))))
-    out = m.OutputFile(
-        file_pattern="*.txt",
-        destination=m.OutputFileDestination(container=m.OutputFileBlobContainerDestination(container_url="http://127.0.0.1:9/c?sig=x")),
-        upload_options=m.OutputFileUploadConfiguration(upload_condition="taskcompletion"),
-    )
+    # Output files and container resource files are supported now: see test_storage.py.
     for extra in (
-        {"output_files": [out]},
-        {"resource_files": [m.ResourceFile(storage_container_url="http://127.0.0.1:9/c?sig=x")]},
         {"exit_conditions": m.ExitConditions(default=m.ExitOptions(job_action="terminate"))},
     ):
         with pytest.raises(HttpResponseError) as e:
