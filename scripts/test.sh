@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: every Rust test, then the official Azure Batch SDK conformance suites
-# against a freshly built server: azure-batch 15.x (tests/conformance, with Azurite as blob
-# storage) and azure-batch 14.x (tests/conformance/sdk14, its own venv). Exits non-zero as soon as
-# any stage fails.
+# The whole test suite: the test tools first (Python venvs, with moto's S3 server; Azurite), then
+# every Rust test (the storage backends' tests use Azurite and moto from where this script installs
+# them), then the official Azure Batch SDK conformance suites against a freshly built server:
+# azure-batch 15.x (tests/conformance, with Azurite as blob storage) and azure-batch 14.x
+# (tests/conformance/sdk14, its own venv). Exits non-zero as soon as any stage fails.
 #
 #   bash scripts/test.sh [PYTEST ARGS...]     e.g. -k quickstart, -x   (given to both suites)
 #
@@ -11,6 +12,7 @@
 #   CARGO_TARGET_DIR  honoured, as cargo does
 #   PYTHON            interpreter used to create the venvs (default: python3)
 #   AZURITE_BLOB_BIN  an azurite-blob to use instead of installing one with npm
+#   MOTO_SERVER_BIN   a moto_server for the S3 backend tests (default: the one in .venv-conformance)
 #
 # Needs: Rust, python3 with venv, Node.js and npm (for Azurite). .ci/run installs what is missing.
 set -euo pipefail
@@ -23,12 +25,6 @@ stage() {
 }
 
 trap 'status=$?; if [ "$status" -ne 0 ]; then printf "\n==== FAILED (exit %s) ====\n" "$status" >&2; fi' EXIT
-
-stage "1/6 Rust tests: cargo test --workspace"
-cargo test --workspace
-
-stage "2/6 Build the server: cargo build -p openbatch"
-cargo build -p openbatch
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 case "$target_dir" in
@@ -56,13 +52,13 @@ ensure_venv() {
     fi
 }
 
-stage "3/6 Python venvs: .venv-conformance (azure-batch 15.x), .venv-conformance-14 (azure-batch 14.x)"
+stage "1/6 Python venvs: .venv-conformance (azure-batch 15.x), .venv-conformance-14 (azure-batch 14.x)"
 venv="$repo_root/.venv-conformance"
 venv14="$repo_root/.venv-conformance-14"
 ensure_venv "$venv" "$repo_root/tests/conformance/requirements.txt"
 ensure_venv "$venv14" "$repo_root/tests/conformance/requirements-14.txt"
 
-stage "4/6 Azurite (blob storage emulator): npm ci into tests/conformance/.work"
+stage "2/6 Azurite (blob storage emulator): npm ci into tests/conformance/.work"
 if [ -n "${AZURITE_BLOB_BIN:-}" ]; then
     echo "using AZURITE_BLOB_BIN=$AZURITE_BLOB_BIN" >&2
 else
@@ -86,6 +82,17 @@ else
         cp "$azurite_src/package-lock.json" "$stamp"
     fi
 fi
+
+# The storage crate's tests start Azurite and moto's S3 server themselves (and skip, saying so,
+# when they are missing).
+export MOTO_SERVER_BIN="${MOTO_SERVER_BIN:-$venv/bin/moto_server}"
+if [ -n "${AZURITE_BLOB_BIN:-}" ]; then export AZURITE_BLOB_BIN; fi
+
+stage "3/6 Rust tests: cargo test --workspace"
+cargo test --workspace
+
+stage "4/6 Build the server: cargo build -p openbatch"
+cargo build -p openbatch
 
 # run_suite NAME PYTHON PATH [PYTEST ARGS...]: pytest's "no tests collected" (exit 5) is a
 # failure, except when the caller narrowed the run with their own arguments (-k matching only
