@@ -22,6 +22,7 @@ mod error;
 mod files;
 mod request;
 mod resources;
+mod storage;
 mod tokens;
 
 use std::time::Duration;
@@ -36,6 +37,7 @@ use request::{Account, Body, Seg};
 pub use error::ClientError;
 pub use files::{FileDownload, FileInfo};
 pub use request::API_VERSION;
+pub use storage::StorageSas;
 pub use tokens::JoinToken;
 
 /// How long a JSON call may take end to end. File downloads are not bounded by it: a large

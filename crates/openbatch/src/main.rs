@@ -47,6 +47,24 @@ enum Command {
     /// Autoscale formulas: evaluate one offline against recorded metrics, or show a pool's history.
     #[command(subcommand)]
     Autoscale(cli::AutoscaleCommand),
+    /// The account's auto-storage: signed container URLs for uploading inputs and reading outputs.
+    #[command(subcommand)]
+    Storage(StorageCommand),
+}
+
+#[derive(Subcommand)]
+enum StorageCommand {
+    /// Print a container URL of the auto-storage, signed for the given permissions (as JSON).
+    Sas {
+        /// The container (3 to 63 lowercase letters, digits and hyphens).
+        container: String,
+        /// Azure permission letters: r read, c create, w write, l list.
+        #[arg(long, default_value = "rl")]
+        permissions: String,
+        /// How long the URL stays valid, in hours.
+        #[arg(long, default_value_t = 24)]
+        expiry_hours: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -184,6 +202,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Task(c) => cli::run_task(c, &global).await,
             Command::Node(NodeCli::Resource(c)) => cli::run_node(c, &global).await,
             Command::Token(c) => run_token(c, &global).await,
+            Command::Storage(StorageCommand::Sas {
+                container,
+                permissions,
+                expiry_hours,
+            }) => {
+                let expiry = chrono::Utc::now() + chrono::Duration::hours(expiry_hours.into());
+                let sas = global
+                    .client()?
+                    .storage_sas(&container, &permissions, Some(expiry))
+                    .await
+                    .map_err(cli::api)?;
+                println!("{}", serde_json::to_string_pretty(&sas)?);
+                Ok(())
+            }
             Command::Autoscale(c) => cli::run_autoscale(c, &global).await,
             Command::Server(args) => run_server(args).await,
             Command::Node(NodeCli::Run(a)) => {

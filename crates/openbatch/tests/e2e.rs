@@ -573,3 +573,73 @@ async fn autoscale_reacts_to_work_on_an_empty_pool_without_waiting_for_its_inter
         .unwrap()
         .starts_with("$TargetDedicatedNodes=1"));
 }
+
+/// The default auto-storage is a directory the server serves to its nodes over HTTP: a task
+/// stages `autoStorageContainerName` inputs from it and uploads its outputs to a container URL
+/// signed by `openbatch storage sas`.
+#[tokio::test(flavor = "multi_thread")]
+async fn local_auto_storage_stages_inputs_and_receives_outputs() {
+    let s = Server::start();
+    let c = s.client();
+    let inputs = s.dir.join("storage/inputs/set1");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::write(inputs.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(inputs.join("b.txt"), "beta\n").unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "storage",
+            "sas",
+            "results",
+            "--permissions",
+            "cw",
+            "--data-dir",
+        ])
+        .arg(&s.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sas: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results_url = sas["containerUrl"].as_str().unwrap().to_string();
+    assert!(
+        results_url.contains("/openbatch/storage/results?"),
+        "{results_url}"
+    );
+
+    c.create_pool(&pool("stpool", 1, 1, json!({})))
+        .await
+        .unwrap();
+    wait_idle(&c, "stpool", 1).await;
+    c.create_job(&job("stjob", "stpool")).await.unwrap();
+    c.create_task(
+        "stjob",
+        &task(
+            "t1",
+            "/bin/sh -c 'cat in/set1/a.txt in/set1/b.txt > joined.txt'",
+            json!({
+                "resourceFiles": [{"autoStorageContainerName": "inputs", "blobPrefix": "set1/", "filePath": "in"}],
+                "outputFiles": [{
+                    "filePattern": "*.txt",
+                    "destination": {"container": {"containerUrl": results_url, "path": "t1"}},
+                    "uploadOptions": {"uploadCondition": "tasksuccess"}
+                }]
+            }),
+        ),
+    )
+    .await
+    .unwrap();
+    wait_completed(&c, "stjob", 1, Duration::from_secs(60)).await;
+    let t = c.get_task("stjob", "t1").await.unwrap();
+    assert!(
+        t.execution_info.failure_info.is_none(),
+        "{:?}",
+        t.execution_info.failure_info
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.dir.join("storage/results/t1/joined.txt")).unwrap(),
+        "alpha\nbeta\n"
+    );
+}
