@@ -81,15 +81,16 @@ pub fn parse_block_list(body: &str) -> Result<Vec<(BlockSource, String)>, Storag
     let bad =
         |why: String| StorageError::InvalidInput(format!("the block list is not valid: {why}"));
     let mut reader = Reader::from_str(body);
-    reader.config_mut().trim_text(true);
     let mut out = Vec::new();
     let mut current: Option<BlockSource> = None;
+    // An id's text, gathered across entity references (which split a text node).
+    let mut text = String::new();
     let mut seen_root = false;
     loop {
         match reader.read_event().map_err(|e| bad(e.to_string()))? {
             Event::Start(e) => {
-                let name = e.name();
-                match name.as_ref() {
+                text.clear();
+                match e.name().as_ref() {
                     b"BlockList" => seen_root = true,
                     b"Committed" => current = Some(BlockSource::Committed),
                     b"Uncommitted" => current = Some(BlockSource::Uncommitted),
@@ -103,14 +104,27 @@ pub fn parse_block_list(body: &str) -> Result<Vec<(BlockSource, String)>, Storag
                 }
             }
             Event::Text(t) => {
-                let Some(source) = current else {
-                    continue;
-                };
-                let text = t.decode().map_err(|e| bad(e.to_string()))?;
-                let text = quick_xml::escape::unescape(&text).map_err(|e| bad(e.to_string()))?;
-                out.push((source, text.into_owned()));
+                let raw = t.decode().map_err(|e| bad(e.to_string()))?;
+                text.push_str(&quick_xml::escape::unescape(&raw).map_err(|e| bad(e.to_string()))?);
             }
-            Event::End(e) if e.name().as_ref() != b"BlockList" => current = None,
+            Event::GeneralRef(r) => {
+                let resolved = match r.resolve_char_ref().map_err(|e| bad(e.to_string()))? {
+                    Some(c) => c.to_string(),
+                    None => {
+                        let name = r.decode().map_err(|e| bad(e.to_string()))?;
+                        quick_xml::escape::resolve_xml_entity(&name)
+                            .ok_or_else(|| bad(format!("unknown entity &{name};")))?
+                            .to_string()
+                    }
+                };
+                text.push_str(&resolved);
+            }
+            Event::End(e) if e.name().as_ref() != b"BlockList" => {
+                if let Some(source) = current.take() {
+                    out.push((source, text.trim().to_string()));
+                }
+                text.clear();
+            }
             Event::Eof => break,
             _ => {}
         }
@@ -128,7 +142,7 @@ mod tests {
     #[test]
     fn block_lists_keep_their_order_and_sources() {
         let body = r#"<?xml version="1.0" encoding="utf-8"?>
-            <BlockList><Latest>AAA=</Latest><Uncommitted>QkJC</Uncommitted><Committed>Q0ND</Committed></BlockList>"#;
+            <BlockList><Latest>AAA=</Latest><Uncommitted>Qk&#74;C</Uncommitted><Committed>Q0ND</Committed></BlockList>"#;
         assert_eq!(
             parse_block_list(body).unwrap(),
             vec![
