@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::{EnvironmentSetting, FailureInfo, OutputFile, ResourceFile, StartTask};
 
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The header that carries the join token on the WebSocket upgrade request.
 pub const TOKEN_HEADER: &str = "x-openbatch-join-token";
@@ -154,6 +154,14 @@ pub enum ServerMsg {
         req: u64,
         path: String,
         recursive: bool,
+    },
+    /// The node is being preempted: send SIGTERM to every run, SIGKILL what is left after
+    /// `grace`, write the notice file each task was told of (`AZ_BATCH_TASK_PREEMPTION_NOTICE`),
+    /// and report the runs' ends as usual. The server stops the agent afterwards.
+    Preempt {
+        grace: Duration,
+        /// When the grace period ends (for the notice file).
+        deadline: DateTime<Utc>,
     },
     /// Leave the pool: stop running tasks and exit.
     Shutdown,

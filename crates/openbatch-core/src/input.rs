@@ -148,6 +148,15 @@ pub enum Input {
         run: RunId,
         result: RunResult,
     },
+    /// Take a low-priority node's capacity back (an operator's command or the provider's
+    /// random preemption): its runs get `grace` to end (SIGTERM and a notice file), their tasks
+    /// are requeued, and after `recovery` the node boots again as a fresh machine.
+    PreemptNode {
+        pool: String,
+        node: String,
+        grace: std::time::Duration,
+        recovery: std::time::Duration,
+    },
     /// The server restarted: every node is disconnected until its agent dials in again.
     ServerRestarted,
     /// Time passed: connection timeouts, deferred deletions.
@@ -189,6 +198,12 @@ pub enum Effect {
     RemoveNode { node: String },
     /// Restart the node's agent (a reboot; with `wipe`, a reimage that empties the node root).
     RestartNode { node: String, wipe: bool },
+    /// Tell the node it is being preempted: SIGTERM to its runs, SIGKILL after `grace`, and a
+    /// notice file in each task's directory. The runs' reports follow as usual.
+    PreemptNode {
+        node: String,
+        grace: std::time::Duration,
+    },
 }
 
 impl Effect {

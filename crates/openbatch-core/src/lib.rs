@@ -21,6 +21,7 @@ mod jobs;
 mod nodes;
 pub(crate) mod ops;
 mod pools;
+mod preempt;
 mod sched;
 mod state;
 mod tasks;

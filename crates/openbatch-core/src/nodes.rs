@@ -54,6 +54,13 @@ impl Core {
         if node.leaving.is_some() {
             return NodeState::LeavingPool;
         }
+        if node
+            .preemption
+            .as_ref()
+            .is_some_and(|p| p.recover_at.is_some())
+        {
+            return NodeState::Preempted;
+        }
         let wait = self
             .pools
             .get(&node.pool)
@@ -161,7 +168,7 @@ impl Core {
         // Results that arrived while we were apart, then anything we believe runs there but
         // the agent does not know about is lost: back to the queue.
         for (run, result) in hello.finished {
-            self.task_completed(&node_id, run, result, now, fx);
+            self.run_ended(&node_id, run, result, now, fx);
         }
         let still: std::collections::BTreeSet<u64> = hello.running.iter().copied().collect();
         let ours: Vec<u64> = self
@@ -187,6 +194,22 @@ impl Core {
         };
         if node.leaving.is_some() {
             self.remove_if_drained(&node_id, fx);
+            return true;
+        }
+        if node.preemption.is_some() {
+            // Preempted, or drained by the runs the agent no longer had: it goes.
+            if self.in_preemption_notice(&node_id)
+                && self
+                    .nodes
+                    .get(&node_id)
+                    .is_some_and(|n| n.running.is_empty())
+            {
+                self.finish_notice(&node_id, now, fx);
+            } else if !self.in_preemption_notice(&node_id) {
+                fx.push(Effect::RemoveNode {
+                    node: node_id.clone(),
+                });
+            }
             return true;
         }
         if first_time
@@ -249,8 +272,12 @@ impl Core {
         }
         node.connected = false;
         node.disconnected_since = Some(now);
-        // A node that is booting or restarting was expected to drop its connection.
+        // A node that is booting, restarting or preempted was expected to drop its connection.
         if node.leaving.is_none()
+            && node
+                .preemption
+                .as_ref()
+                .is_none_or(|p| p.recover_at.is_none())
             && !matches!(
                 node.state,
                 NodeState::Creating | NodeState::Rebooting | NodeState::Reimaging
@@ -292,6 +319,9 @@ impl Core {
         now: DateTime<Utc>,
         fx: &mut Vec<Effect>,
     ) -> bool {
+        if self.preempted_node_stopped(node_id) {
+            return true;
+        }
         let Some(node) = self.nodes.get(node_id) else {
             return false;
         };
@@ -423,7 +453,13 @@ impl Core {
                 } else {
                     limit
                 };
+                // A preempted node is away on purpose until its capacity comes back.
+                let preempted = n
+                    .preemption
+                    .as_ref()
+                    .is_some_and(|p| p.recover_at.is_some());
                 !n.connected
+                    && !preempted
                     && n.disconnected_since
                         .is_some_and(|since| now - since >= limit)
             })

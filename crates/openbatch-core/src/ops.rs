@@ -445,7 +445,7 @@ impl Core {
         Ok(Reply::Done)
     }
 
-    fn pool_node(&self, pool: &str, node: &str) -> Result<String, CoreError> {
+    pub(crate) fn pool_node(&self, pool: &str, node: &str) -> Result<String, CoreError> {
         let key = id_key(pool);
         let p = self
             .pools

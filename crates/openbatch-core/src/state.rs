@@ -94,6 +94,9 @@ pub(crate) struct Node {
     #[serde(default)]
     pub(crate) pending_restart: Option<bool>,
     pub(crate) recent_tasks: VecDeque<TaskInfo>,
+    /// A preemption of this low-priority node in progress (see `preempt.rs`).
+    #[serde(default)]
+    pub(crate) preemption: Option<crate::preempt::Preemption>,
 }
 
 impl Node {
@@ -131,6 +134,7 @@ impl Node {
             leaving: None,
             pending_restart: None,
             recent_tasks: VecDeque::new(),
+            preemption: None,
         }
     }
 
@@ -138,6 +142,7 @@ impl Node {
     pub(crate) fn schedulable(&self) -> bool {
         self.connected
             && self.leaving.is_none()
+            && self.preemption.is_none()
             && self.scheduling == SchedulingState::Enabled
             && matches!(self.state, NodeState::Idle | NodeState::Running)
     }
@@ -416,16 +421,38 @@ impl Core {
                 (Reply::Done, self.node_lost(&node, &reason, now, &mut fx))
             }
             Input::NodeRemoved { node } => (Reply::Done, self.node_removed(&node, now, &mut fx)),
+            // A start task that ends while its node is being preempted decides nothing.
+            Input::StartTaskCompleted { node, .. }
+                if self
+                    .nodes
+                    .get(&node)
+                    .is_some_and(|n| n.preemption.is_some()) =>
+            {
+                (Reply::Done, false)
+            }
             Input::StartTaskCompleted { node, result } => (
                 Reply::Done,
                 self.start_task_completed(&node, result, now, &mut fx),
             ),
             Input::TaskCompleted { node, run, result } => (
                 Reply::Done,
-                self.task_completed(&node, run, result, now, &mut fx),
+                self.run_ended(&node, run, result, now, &mut fx),
+            ),
+            Input::PreemptNode {
+                pool,
+                node,
+                grace,
+                recovery,
+            } => (
+                self.preempt_node(&pool, &node, grace, recovery, now, &mut fx)?,
+                true,
             ),
             Input::ServerRestarted => (Reply::Done, self.server_restarted(now)),
-            Input::Tick => (Reply::Done, self.tick(now, &mut fx)),
+            Input::Tick => {
+                let lost = self.tick(now, &mut fx);
+                let preempted = self.preemption_tick(now, &mut fx);
+                (Reply::Done, lost || preempted)
+            }
         };
         let placed = self.schedule_dirty(now, &mut fx);
         Ok(Applied {

@@ -557,6 +557,25 @@ impl Core {
             .collect()
     }
 
+    /// Low-priority nodes that could be preempted now: (pool id, node id).
+    pub fn preemptible_nodes(&self) -> Vec<(String, String)> {
+        self.nodes
+            .values()
+            .filter(|n| {
+                !n.dedicated
+                    && n.connected
+                    && n.preemption.is_none()
+                    && n.leaving.is_none()
+                    && matches!(
+                        n.state,
+                        openbatch_api::models::NodeState::Idle
+                            | openbatch_api::models::NodeState::Running
+                    )
+            })
+            .filter_map(|n| Some((self.pools.get(&n.pool)?.spec.id.clone(), n.id.clone())))
+            .collect()
+    }
+
     /// The node's pool id and vm size, for the provider.
     pub fn node_placement(&self, node_id: &str) -> Option<(String, String, bool, u32)> {
         let n = self.nodes.get(node_id)?;

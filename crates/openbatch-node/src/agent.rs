@@ -56,6 +56,8 @@ struct Identity {
 struct Shared {
     identity: Identity,
     running: HashMap<RunId, RunKiller>,
+    /// Where each running task finds its preemption notice (`AZ_BATCH_TASK_PREEMPTION_NOTICE`).
+    notice_files: HashMap<RunId, PathBuf>,
     /// Finished runs the server has not acknowledged yet, in finishing order.
     unacked: BTreeMap<u64, (RunId, RunResult)>,
     next_order: u64,
@@ -326,6 +328,7 @@ fn handle(msg: ServerMsg, root: &Path, state: &State) {
                 k.kill(KillReason::Terminated);
             }
         }
+        ServerMsg::Preempt { grace, deadline } => preempt(state, grace, deadline),
         ServerMsg::Ack { runs, start_task } => {
             let mut s = lock(state);
             s.unacked.retain(|_, (r, _)| !runs.contains(r));
@@ -460,9 +463,42 @@ fn unsupported_result(message: String) -> RunResult {
     }
 }
 
+/// The notice file of a task, in its task directory (`AZ_BATCH_TASK_PREEMPTION_NOTICE`).
+const NOTICE_FILE: &str = "preemption-notice.json";
+
+/// The node is being preempted: tell every running task (a notice file, then SIGTERM) and
+/// SIGKILL what is left when the grace period ends. Their ends are reported as usual; the
+/// server requeues them.
+fn preempt(state: &State, grace: Duration, deadline: chrono::DateTime<chrono::Utc>) {
+    let s = lock(state);
+    tracing::warn!(
+        runs = s.running.len(),
+        grace_secs = grace.as_secs(),
+        "this node is being preempted; its tasks get SIGTERM and the grace period"
+    );
+    let notice = serde_json::json!({
+        "nodeId": s.identity.node_id,
+        "poolId": s.identity.pool_id,
+        "noticeTime": chrono::Utc::now(),
+        "deadline": deadline,
+        "gracePeriodSeconds": grace.as_secs_f64(),
+    })
+    .to_string();
+    for (run, killer) in &s.running {
+        if let Some(path) = s.notice_files.get(run) {
+            // Written before the signal, so a SIGTERM handler finds it.
+            if let Err(e) = std::fs::write(path, &notice) {
+                tracing::warn!(run, error = %e, "could not write a preemption notice");
+            }
+        }
+        killer.kill(KillReason::Preempted { grace });
+    }
+}
+
 fn finish_task(state: &State, run: RunId, result: RunResult) {
     let mut s = lock(state);
     s.running.remove(&run);
+    s.notice_files.remove(&run);
     let order = s.next_order;
     s.next_order += 1;
     s.unacked.insert(order, (run, result.clone()));
@@ -496,7 +532,14 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
             "AZ_BATCH_TASK_WORKING_DIR".into(),
             task_dir.join("wd").display().to_string(),
         ),
+        (
+            "AZ_BATCH_TASK_PREEMPTION_NOTICE".into(),
+            task_dir.join(NOTICE_FILE).display().to_string(),
+        ),
     ]);
+    let notice = task_dir.join(NOTICE_FILE);
+    // A notice left by an earlier attempt of this task on this node is stale.
+    let _ = std::fs::remove_file(&notice);
     env.extend(
         spec.environment
             .iter()
@@ -512,7 +555,11 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
         resource_files: files,
         max_wall_clock: spec.max_wall_clock,
     });
-    lock(state).running.insert(run, handle.killer());
+    {
+        let mut s = lock(state);
+        s.running.insert(run, handle.killer());
+        s.notice_files.insert(run, notice);
+    }
     let state = state.clone();
     tokio::spawn(async move {
         let outcome = handle.wait().await;

@@ -40,6 +40,16 @@ pub struct ServerConfig {
     /// development and tests.
     #[serde(with = "secs")]
     pub autoscale_min_interval: Duration,
+    /// How long the tasks of a low-priority node that is being preempted get between SIGTERM
+    /// and SIGKILL (an operator's preemption may ask for another value).
+    #[serde(with = "secs")]
+    pub preemption_grace: Duration,
+    /// How long a preempted node's capacity stays away before it boots again.
+    #[serde(with = "secs")]
+    pub preemption_recovery: Duration,
+    /// For testing spot workloads: the chance per hour that each low-priority local node is
+    /// preempted (0, the default, never; 60 about once a minute).
+    pub preemption_rate: f64,
 }
 
 mod secs {
@@ -72,6 +82,9 @@ impl Default for ServerConfig {
             vm_sizes: Vec::new(),
             autoscale_sample_interval: Duration::from_secs(30),
             autoscale_min_interval: Duration::from_secs(5 * 60),
+            preemption_grace: Duration::from_secs(30),
+            preemption_recovery: Duration::from_secs(60),
+            preemption_rate: 0.0,
         }
     }
 }
@@ -121,6 +134,37 @@ impl ServerConfig {
                     .with_context(|| format!("{name}={v} is not a number of seconds"))?;
                 *field = Duration::from_secs_f64(secs.max(0.05));
             }
+        }
+        for (name, field) in [
+            ("OPENBATCH_PREEMPTION_GRACE", &mut self.preemption_grace),
+            (
+                "OPENBATCH_PREEMPTION_RECOVERY",
+                &mut self.preemption_recovery,
+            ),
+        ] {
+            if let Some(v) = get(name) {
+                let secs: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                    .with_context(|| format!("{name}={v} is not a number of seconds"))?;
+                *field = Duration::from_secs_f64(secs);
+            }
+        }
+        if let Some(v) = get("OPENBATCH_PREEMPTION_RATE") {
+            self.preemption_rate = v
+                .parse()
+                .ok()
+                .filter(|r: &f64| r.is_finite() && *r >= 0.0)
+                .with_context(|| {
+                    format!("OPENBATCH_PREEMPTION_RATE={v} is not a rate per hour >= 0")
+                })?;
+        }
+        if !self.preemption_rate.is_finite() || self.preemption_rate < 0.0 {
+            anyhow::bail!(
+                "preemption_rate must be a number >= 0 (preemptions per node per hour), got {}",
+                self.preemption_rate
+            );
         }
         if let Some(v) = get("OPENBATCH_NODE_LOST_AFTER") {
             let secs: f64 = v.parse().with_context(|| {

@@ -50,6 +50,9 @@ impl Server {
             // Autoscale at test speed: sample every 200 ms, allow 1-second intervals.
             .env("OPENBATCH_AUTOSCALE_SAMPLE_INTERVAL", "0.2")
             .env("OPENBATCH_AUTOSCALE_MIN_INTERVAL", "1")
+            // Preemption at test speed: 3 s of grace, capacity back 3 s after a node drained.
+            .env("OPENBATCH_PREEMPTION_GRACE", "3")
+            .env("OPENBATCH_PREEMPTION_RECOVERY", "3")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -572,4 +575,111 @@ async fn autoscale_reacts_to_work_on_an_empty_pool_without_waiting_for_its_inter
         .as_str()
         .unwrap()
         .starts_with("$TargetDedicatedNodes=1"));
+}
+
+/// Issue 6: a preemption during a run requeues and completes every task exactly once. The
+/// victim's tasks get SIGTERM and find the notice file named by AZ_BATCH_TASK_PREEMPTION_NOTICE;
+/// one kind exits cleanly at once, the other ignores SIGTERM and is killed at the end of the
+/// grace period: both are requeued (requeueCount, no retry), and the node comes back under its
+/// own id after `preempted`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_preemption_during_a_run_requeues_and_completes_every_task_once() {
+    let s = Server::start();
+    let c = s.client();
+    let notices = tempfile::tempdir().unwrap();
+    let nd = notices.path().display().to_string();
+    c.create_pool(&pool("spot", 0, 2, json!({"targetLowPriorityNodes": 2})))
+        .await
+        .unwrap();
+    wait_idle(&c, "spot", 2).await;
+    let nodes = c.list_nodes("spot", &ListOptions::default()).await.unwrap();
+    assert!(nodes.iter().all(|n| !n.is_dedicated));
+    c.create_job(&job("j", "spot")).await.unwrap();
+    let save = format!(r#"cp \"$AZ_BATCH_TASK_PREEMPTION_NOTICE\" {nd}/$AZ_BATCH_TASK_ID.notice"#);
+    let tasks: Vec<TaskCreate> = (0..8)
+        .map(|i| {
+            let script = if i % 2 == 0 {
+                format!("trap '{save}; exit 0' TERM; sleep 4 & wait")
+            } else {
+                format!(
+                    "trap '{save}' TERM; i=0; while [ $i -lt 20 ]; do sleep 0.2; i=$((i+1)); done"
+                )
+            };
+            task(
+                &format!("t{i}"),
+                &format!("/bin/sh -c \"{script}\""),
+                json!({}),
+            )
+        })
+        .collect();
+    c.add_task_collection("j", &tasks).await.unwrap();
+    wait_until(Duration::from_secs(20), "4 running", || async {
+        c.get_task_counts("j")
+            .await
+            .map(|t| t.task_counts.running == 4)
+            .unwrap_or(false)
+    })
+    .await;
+    let victim = nodes[0].id.clone();
+    let victims: Vec<String> = c
+        .list_tasks("j", &ListOptions::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.node_info.as_ref().and_then(|n| n.node_id.as_deref()) == Some(&victim))
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(victims.len(), 2, "two tasks run on the victim");
+    c.preempt_node("spot", &victim, None).await.unwrap();
+    // A node that is already being preempted cannot be preempted again.
+    let again = c.preempt_node("spot", &victim, None).await.unwrap_err();
+    assert!(
+        again
+            .to_string()
+            .contains("OperationInvalidForCurrentState"),
+        "{again}"
+    );
+
+    wait_until(Duration::from_secs(15), "the victim preempted", || async {
+        c.get_node("spot", &victim)
+            .await
+            .map(|n| n.state.as_str() == "preempted")
+            .unwrap_or(false)
+    })
+    .await;
+    // Preempted nodes still count in the pool's low-priority nodes, as in Azure.
+    let p = c.get_pool("spot").await.unwrap();
+    assert_eq!(p.current_low_priority_nodes, 2);
+
+    wait_completed(&c, "j", 8, Duration::from_secs(90)).await;
+    let all = c.list_tasks("j", &ListOptions::default()).await.unwrap();
+    for t in &all {
+        let e = &t.execution_info;
+        assert_eq!(e.result.map(|r| r.as_str()), Some("success"), "{}", t.id);
+        assert_eq!(e.retry_count, 0, "{}: no retry used", t.id);
+        let want = i32::from(victims.contains(&t.id));
+        assert_eq!(
+            e.requeue_count, want,
+            "{}: requeued iff it ran on the victim",
+            t.id
+        );
+    }
+    for v in &victims {
+        let notice = std::fs::read_to_string(notices.path().join(format!("{v}.notice")))
+            .unwrap_or_else(|e| panic!("task {v} found no preemption notice: {e}"));
+        let notice: serde_json::Value = serde_json::from_str(&notice).unwrap();
+        assert_eq!(notice["nodeId"], victim.as_str());
+        assert_eq!(notice["gracePeriodSeconds"], 3.0);
+        assert!(notice["deadline"].is_string());
+    }
+    // The capacity came back under the same id.
+    wait_idle(&c, "spot", 2).await;
+    let ids: Vec<String> = c
+        .list_nodes("spot", &ListOptions::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert!(ids.contains(&victim), "{ids:?}");
 }

@@ -114,6 +114,8 @@ pub struct Sim {
     pub runs: BTreeMap<RunId, Run>,
     /// Every run id ever handed out in a `RunTask`.
     pub run_ids: BTreeSet<RunId>,
+    /// Nodes told of a preemption (`Effect::PreemptNode`), in order.
+    pub preempt_notices: Vec<String>,
     /// `RunStartTask` effects per node.
     pub start_tasks: BTreeMap<String, u32>,
     /// Execution info of every task seen completed: completed is terminal and never changes.
@@ -153,6 +155,7 @@ impl Sim {
             runs: BTreeMap::new(),
             run_ids: BTreeSet::new(),
             start_tasks: BTreeMap::new(),
+            preempt_notices: Vec::new(),
             completed: BTreeMap::new(),
             checks: true,
         }
@@ -229,11 +232,16 @@ impl Sim {
         for fx in effects {
             match fx {
                 Effect::ProvisionNode { node, .. } => {
-                    assert!(
-                        !self.provisioned.contains(node),
-                        "node id {node} provisioned twice"
-                    );
-                    self.provisioned.push(node.clone());
+                    if self.provisioned.contains(node) {
+                        // Only a preempted node comes back under its own id, and only after
+                        // its agent was stopped.
+                        assert!(
+                            self.remove_requested.remove(node) && !self.connected.contains(node),
+                            "node id {node} provisioned twice"
+                        );
+                    } else {
+                        self.provisioned.push(node.clone());
+                    }
                 }
                 Effect::RunStartTask { node, .. } => {
                     *self.start_tasks.entry(node.clone()).or_default() += 1;
@@ -284,6 +292,9 @@ impl Sim {
                 Effect::RestartNode { node, .. } => {
                     // The agent restarts: whatever it ran dies with it.
                     self.runs.retain(|_, r| &r.node != node);
+                }
+                Effect::PreemptNode { node, .. } => {
+                    self.preempt_notices.push(node.clone());
                 }
             }
         }
@@ -387,8 +398,10 @@ impl Sim {
         })
     }
 
-    /// The provider answers a `RemoveNode`.
+    /// The provider answers a `RemoveNode`: the agent was stopped, and its runs with it.
     pub fn removed(&mut self, node: &str) -> Applied {
+        self.connected.remove(node);
+        self.runs.retain(|_, r| r.node != node);
         self.ok(Input::NodeRemoved { node: node.into() })
     }
 

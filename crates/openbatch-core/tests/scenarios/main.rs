@@ -11,6 +11,7 @@ mod common;
 mod jobs;
 mod nodes;
 mod pools;
+mod preemption;
 mod replay;
 mod scheduling;
 mod tasks;

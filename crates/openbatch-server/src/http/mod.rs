@@ -70,6 +70,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         )
         .route("/pools/{pool}/nodes/{node}/reboot", post(ops::reboot_node))
         .route(
+            "/openbatch/pools/{pool}/nodes/{node}/preempt",
+            post(ops::preempt_node),
+        )
+        .route(
             "/pools/{pool}/nodes/{node}/reimage",
             post(ops::reimage_node),
         )
