@@ -73,6 +73,26 @@ pub enum FileError {
     Io(String),
 }
 
+/// A node's resource use, reported with every heartbeat (for autoscale formulas). Traffic
+/// counters cover the `interval_secs` since the previous report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeMetrics {
+    pub interval_secs: f64,
+    /// CPU busy over the interval, 0 to 100.
+    pub cpu_percent: f64,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    /// On the file system of the node root.
+    pub disk_used_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub disk_read_bytes: u64,
+    pub disk_write_bytes: u64,
+    pub disk_read_ops: u64,
+    pub disk_write_ops: u64,
+    pub network_in_bytes: u64,
+    pub network_out_bytes: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AgentMsg {
     Hello {
@@ -89,6 +109,8 @@ pub enum AgentMsg {
         start_task: Option<RunResult>,
     },
     Heartbeat,
+    /// A heartbeat that carries the node's resource use.
+    Metrics(NodeMetrics),
     TaskFinished {
         run: RunId,
         result: RunResult,

@@ -292,9 +292,10 @@ async fn connect_once(
         }
     });
     let mut ticker = tokio::time::interval(heartbeat.max(Duration::from_millis(100)));
+    let mut metrics = crate::metrics::Sampler::new(root);
     let outcome = loop {
         tokio::select! {
-            _ = ticker.tick() => send(state, &AgentMsg::Heartbeat),
+            _ = ticker.tick() => send(state, &AgentMsg::Metrics(metrics.sample())),
             msg = stream.next() => {
                 let msg = match msg {
                     Some(Ok(Message::Text(t))) => t,

@@ -119,6 +119,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     ));
     let autoscaler = Arc::new(crate::autoscale::Autoscaler::new(
         engine.clone(),
+        agents.clone(),
         config.autoscale_sample_interval,
         config.autoscale_min_interval,
     ));

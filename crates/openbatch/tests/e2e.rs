@@ -683,3 +683,53 @@ async fn a_preemption_during_a_run_requeues_and_completes_every_task_once() {
         .collect();
     assert!(ids.contains(&victim), "{ids:?}");
 }
+
+/// Issue 6: agents report their node's CPU, memory, disk and network, and formulas read them
+/// ($CPUPercent, $MemoryBytes in MB, $DiskBytes in GB, traffic counters).
+#[tokio::test(flavor = "multi_thread")]
+async fn formulas_read_the_resource_metrics_that_agents_report() {
+    let s = Server::start();
+    let c = s.client();
+    let spec: PoolCreate = serde_json::from_value(json!({
+        "id": "m", "vmSize": "Standard_D2s_v3", "enableAutoScale": true,
+        "autoScaleFormula": "$TargetDedicatedNodes = 1;", "autoScaleEvaluationInterval": "PT5M",
+    }))
+    .unwrap();
+    c.create_pool(&spec).await.unwrap();
+    wait_idle(&c, "m", 1).await;
+    let formula = "cpu = avg($CPUPercent.GetSample(1)); mem = avg($MemoryBytes.GetSample(1)); \
+                   disk = avg($DiskBytes.GetSample(1)); net = avg($NetworkInBytes.GetSample(1)); \
+                   $TargetDedicatedNodes = 1;";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let values: std::collections::HashMap<String, String> = loop {
+        let results = c
+            .evaluate_auto_scale("m", formula)
+            .await
+            .ok()
+            .filter(|run| run.error.is_none())
+            .and_then(|run| run.results);
+        if let Some(results) = results {
+            break results
+                .split(';')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for metric samples"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let num = |k: &str| -> f64 {
+        values
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} in {values:?}"))
+            .parse()
+            .unwrap()
+    };
+    assert!((0.0..=100.0).contains(&num("cpu")), "{values:?}");
+    assert!(num("mem") > 1.0, "megabytes of memory in use: {values:?}");
+    assert!(num("disk") > 0.0, "gigabytes of disk in use: {values:?}");
+    assert!(num("net") >= 0.0, "{values:?}");
+}
