@@ -43,6 +43,7 @@ impl Core {
                 n.state_time = now;
             }
         }
+        self.refresh_capacity(node);
     }
 
     /// The state a connected node is in, from what it runs and how its start task went: what a
@@ -258,6 +259,7 @@ impl Core {
             let state = self.settled_state(&node_id);
             self.set_node_state(&node_id, state, now);
         }
+        self.refresh_capacity(&node_id);
         self.update_allocation_state(&pool_key, now);
         self.dirty_pools.insert(pool_key);
         true
@@ -272,6 +274,10 @@ impl Core {
         }
         node.connected = false;
         node.disconnected_since = Some(now);
+        self.refresh_capacity(node_id);
+        let Some(node) = self.nodes.get(node_id) else {
+            return true;
+        };
         // A node that is booting, restarting or preempted was expected to drop its connection.
         if node.leaving.is_none()
             && node
@@ -335,6 +341,7 @@ impl Core {
 
     /// Forget a node and let its pool catch up with its target.
     fn drop_node(&mut self, node_id: &str, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        self.unindex_node(node_id);
         let Some(node) = self.nodes.remove(node_id) else {
             return;
         };

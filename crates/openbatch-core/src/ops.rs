@@ -474,6 +474,7 @@ impl Core {
             SchedulingState::Disabled
         };
         let pool_key = n.pool.clone();
+        self.refresh_capacity(&id);
         if !enabled {
             let fate = match option.unwrap_or(DisableSchedulingOption::Requeue) {
                 DisableSchedulingOption::Requeue => RunFate::Requeue,
@@ -524,6 +525,7 @@ impl Core {
             let n = self.nodes.get_mut(&id).expect("checked");
             n.pending_restart = Some(reimage);
             n.scheduling = SchedulingState::Disabled;
+            self.refresh_capacity(&id);
             return Ok(Reply::Done);
         }
         self.dispose_runs(&id, fate, now, fx);

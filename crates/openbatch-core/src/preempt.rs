@@ -91,7 +91,9 @@ impl Core {
         // A restart that waited for the runs to finish no longer happens: the machine goes.
         n.pending_restart = None;
         let pool_key = n.pool.clone();
-        if n.running.is_empty() {
+        let idle = n.running.is_empty();
+        self.refresh_capacity(&id);
+        if idle {
             self.finish_notice(&id, now, fx);
         } else {
             fx.push(Effect::PreemptNode {

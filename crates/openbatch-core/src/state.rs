@@ -97,6 +97,10 @@ pub(crate) struct Node {
     /// A preemption of this low-priority node in progress (see `preempt.rs`).
     #[serde(default)]
     pub(crate) preemption: Option<crate::preempt::Preemption>,
+    /// The free slots this node is filed under in its pool's capacity index, if it is there.
+    /// Derived; rebuilt on load.
+    #[serde(skip)]
+    pub(crate) indexed_free: Option<u32>,
 }
 
 impl Node {
@@ -135,6 +139,7 @@ impl Node {
             pending_restart: None,
             recent_tasks: VecDeque::new(),
             preemption: None,
+            indexed_free: None,
         }
     }
 
@@ -257,6 +262,11 @@ pub struct Core {
     /// Pools whose placement may have changed during this input.
     #[serde(skip)]
     pub(crate) dirty_pools: BTreeSet<String>,
+    /// Schedulable nodes with free slots, per pool key, ordered by (free slots, node seq): the
+    /// scheduler finds a node for a task in O(log nodes). Derived; rebuilt on load; kept by
+    /// [`Core::refresh_capacity`] wherever a node's slots or schedulability change.
+    #[serde(skip)]
+    pub(crate) capacity: BTreeMap<String, BTreeSet<(u32, u64, String)>>,
 }
 
 impl Core {
@@ -273,6 +283,7 @@ impl Core {
             queues: BTreeMap::new(),
             runs: BTreeMap::new(),
             dirty_pools: BTreeSet::new(),
+            capacity: BTreeMap::new(),
         }
     }
 
@@ -289,6 +300,14 @@ impl Core {
     pub fn rebuild_indexes(&mut self) {
         self.queues.clear();
         self.runs.clear();
+        self.capacity.clear();
+        let ids: Vec<String> = self.nodes.keys().cloned().collect();
+        for n in &ids {
+            if let Some(node) = self.nodes.get_mut(n) {
+                node.indexed_free = None;
+            }
+            self.refresh_capacity(n);
+        }
         // Runs in flight are what the nodes hold, including runs of tasks deleted since.
         for node in self.nodes.values() {
             for (run, (jk, tk, _)) in &node.running {
@@ -310,6 +329,60 @@ impl Core {
             self.enqueue(&jk, &tk);
         }
         self.dirty_pools.clear();
+    }
+
+    /// File a node in its pool's capacity index as it is now (schedulable with free slots, or
+    /// not at all). Cheap when nothing changed.
+    pub(crate) fn refresh_capacity(&mut self, node_id: &str) {
+        let Some(n) = self.nodes.get_mut(node_id) else {
+            return;
+        };
+        let free = n.free_slots();
+        let want = (n.schedulable() && free > 0).then_some(free);
+        if n.indexed_free == want {
+            return;
+        }
+        let set = self.capacity.entry(n.pool.clone()).or_default();
+        if let Some(old) = n.indexed_free {
+            set.remove(&(old, n.seq, n.id.clone()));
+        }
+        if let Some(f) = want {
+            set.insert((f, n.seq, n.id.clone()));
+        }
+        n.indexed_free = want;
+    }
+
+    /// Forget a node in the capacity index (it is being removed).
+    pub(crate) fn unindex_node(&mut self, node_id: &str) {
+        if let Some(n) = self.nodes.get_mut(node_id) {
+            if let Some(old) = n.indexed_free.take() {
+                if let Some(set) = self.capacity.get_mut(&n.pool) {
+                    set.remove(&(old, n.seq, n.id.clone()));
+                }
+            }
+        }
+    }
+
+    /// For tests: panics if a derived index disagrees with the records it is derived from.
+    #[doc(hidden)]
+    pub fn check_indexes(&self) {
+        let mut want: BTreeMap<String, BTreeSet<(u32, u64, String)>> = BTreeMap::new();
+        for n in self.nodes.values() {
+            if n.schedulable() && n.free_slots() > 0 {
+                want.entry(n.pool.clone()).or_default().insert((
+                    n.free_slots(),
+                    n.seq,
+                    n.id.clone(),
+                ));
+            }
+        }
+        let have: BTreeMap<String, BTreeSet<(u32, u64, String)>> = self
+            .capacity
+            .iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        assert_eq!(have, want, "the capacity index disagrees with the nodes");
     }
 
     pub(crate) fn seq(&mut self) -> u64 {

@@ -362,6 +362,7 @@ impl Core {
             }
             self.dirty_pools.insert(node.pool.clone());
         }
+        self.refresh_capacity(&node_id);
         Some((jk, tk, node_id))
     }
 
@@ -422,6 +423,7 @@ impl Core {
                 if let Some((_, _, slots)) = node.running.remove(&run) {
                     node.used_slots = node.used_slots.saturating_sub(slots);
                     let pool = node.pool.clone();
+                    self.refresh_capacity(node_id);
                     self.dirty_pools.insert(pool);
                     self.node_became_free(node_id, now, fx);
                     return true;

@@ -10,6 +10,7 @@ use super::{urls, Sim};
 impl Sim {
     /// What must hold after every input, whatever happened.
     pub fn check(&mut self) {
+        self.core.check_indexes();
         let u = urls();
         for p in self.core.list_pools(None, usize::MAX, &u, &|_| true).items {
             let nodes = self
