@@ -430,3 +430,130 @@ fn two_thousand_nodes_two_hundred_thousand_tasks() {
         started.elapsed()
     );
 }
+
+/// Resident memory of this process in bytes (Linux `/proc/self/statm`).
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The scale benchmark behind `bench/scheduler_scale.sh` (ignored in `cargo test`): queue
+/// `OPENBATCH_BENCH_TASKS` tasks (default 1,000,000) on an empty pool and measure the memory per
+/// queued task; then bring up `OPENBATCH_BENCH_NODES` nodes (default 10,000) of 4 slots and
+/// drain the queue, one completion and one placement per input, measuring scheduling decisions
+/// per second. The raw baseline in the same run: the least work a decision can take (a FIFO
+/// queue of task numbers and a stack of free slots, no state machine, no journal record).
+#[test]
+#[ignore = "a benchmark: run through bench/scheduler_scale.sh"]
+fn bench_scheduler_scale() {
+    let nodes = env_or("OPENBATCH_BENCH_NODES", 10_000) as u32;
+    let tasks = env_or("OPENBATCH_BENCH_TASKS", 1_000_000);
+    let slots = 4u32;
+    let mut w = World::new(7);
+    let pool: m::PoolCreate = serde_json::from_value(json!({
+        "id": "bench", "vmSize": "standard_d4s_v3", "targetDedicatedNodes": 0,
+        "taskSlotsPerNode": slots,
+    }))
+    .unwrap();
+    w.apply(Input::CreatePool(Box::new(pool)));
+    let job: m::JobCreate =
+        serde_json::from_value(json!({"id": "j", "poolInfo": {"poolId": "bench"}})).unwrap();
+    w.apply(Input::CreateJob(Box::new(job)));
+    // The journal is the shell's business; keeping it here would count its memory too.
+    let rss_before = rss_bytes();
+    let submit = std::time::Instant::now();
+    for base in (0..tasks).step_by(100) {
+        let batch: Vec<m::TaskCreate> = (base..(base + 100).min(tasks))
+            .map(|i| {
+                serde_json::from_value(json!({"id": format!("t{i}"), "commandLine": "/bin/true"}))
+                    .unwrap()
+            })
+            .collect();
+        w.apply(Input::AddTasks {
+            job: "j".into(),
+            tasks: batch,
+        });
+        w.journal.clear();
+    }
+    let submit_secs = submit.elapsed().as_secs_f64();
+    let per_task = (rss_bytes().saturating_sub(rss_before)) as f64 / tasks as f64;
+
+    let resize: m::PoolResize =
+        serde_json::from_value(json!({"targetDedicatedNodes": nodes})).unwrap();
+    w.apply(Input::ResizePool {
+        id: "bench".into(),
+        resize,
+    });
+    let booting = std::mem::take(&mut w.booting);
+    let drain = std::time::Instant::now();
+    for n in booting {
+        w.connect(n, slots);
+    }
+    w.journal.clear();
+    while let Some((&run, _)) = w.runs.iter().next() {
+        let r = w.runs.remove(&run).unwrap();
+        w.running.remove(&(r.job.clone(), r.task.clone()));
+        if let Some(u) = w.used.get_mut(&r.node) {
+            *u -= r.slots;
+        }
+        let result = RunResult {
+            start_time: r.started,
+            end_time: w.now,
+            exit_code: Some(0),
+            failure: None,
+            pre_processing_error: false,
+            file_upload_error: false,
+        };
+        w.apply(Input::TaskCompleted {
+            node: r.node,
+            run,
+            result,
+        });
+        if w.journal.len() > 10_000 {
+            w.journal.clear();
+        }
+    }
+    let drain_secs = drain.elapsed().as_secs_f64();
+    assert_eq!(w.placements as usize, tasks);
+    let rate = w.placements as f64 / drain_secs;
+
+    // The baseline: the same decisions with nothing but a queue and a free-slot stack.
+    let base = std::time::Instant::now();
+    let mut queue: std::collections::VecDeque<u64> = (0..tasks as u64).collect();
+    let mut free: Vec<u32> = (0..nodes).flat_map(|n| std::iter::repeat_n(n, 4)).collect();
+    let mut running: std::collections::VecDeque<(u64, u32)> = std::collections::VecDeque::new();
+    let mut decisions = 0u64;
+    loop {
+        while let (Some(slot), false) = (free.pop(), queue.is_empty()) {
+            let t = queue.pop_front().unwrap();
+            running.push_back((t, slot));
+            decisions += 1;
+        }
+        match running.pop_front() {
+            Some((_, slot)) => free.push(slot),
+            None => break,
+        }
+    }
+    std::hint::black_box(decisions);
+    let base_secs = base.elapsed().as_secs_f64();
+    let base_rate = decisions as f64 / base_secs;
+    println!(
+        "{{\"nodes\": {nodes}, \"slots_per_node\": {slots}, \"tasks\": {tasks}, \
+         \"submit_secs\": {submit_secs:.2}, \"bytes_per_queued_task\": {per_task:.0}, \
+         \"drain_secs\": {drain_secs:.2}, \"decisions_per_sec\": {rate:.0}, \
+         \"baseline_decisions_per_sec\": {base_rate:.0}, \"ratio\": {:.1}}}",
+        base_rate / rate
+    );
+}
