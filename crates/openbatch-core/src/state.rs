@@ -162,6 +162,9 @@ pub(crate) struct Job {
     pub(crate) counts: TaskCounts,
     pub(crate) slot_counts: TaskCounts,
     pub(crate) next_task_seq: u64,
+    /// Who waits for whom among the job's tasks (`dependsOn`). Derived; rebuilt on load.
+    #[serde(skip)]
+    pub(crate) deps: crate::deps::DepIndex,
 }
 
 impl Job {
@@ -190,11 +193,27 @@ pub(crate) struct Task {
     pub(crate) current_run: Option<RunId>,
     /// A terminate was requested while the attempt ran: its end completes the task, no retry.
     pub(crate) terminating: bool,
+    /// What the task's completion does to the tasks that depend on it, resolved from its exit
+    /// conditions when it completed. `None` while it is not completed (and in records written
+    /// before exit conditions existed, where success satisfies and failure blocks).
+    #[serde(default)]
+    pub(crate) dependency_action: Option<openbatch_api::models::DependencyAction>,
 }
 
 impl Task {
     pub(crate) fn required_slots(&self) -> u32 {
         self.spec.required_slots.unwrap_or(1).max(1) as u32
+    }
+
+    /// Whether tasks that depend on this one may count it as done: it is completed, and its
+    /// exit conditions (or their defaults: success satisfies, failure blocks) say `satisfy`.
+    pub(crate) fn satisfies_dependents(&self) -> bool {
+        use openbatch_api::models::{DependencyAction, ExecutionResult};
+        self.state == TaskState::Completed
+            && match self.dependency_action {
+                Some(action) => action == DependencyAction::Satisfy,
+                None => self.exec.result == Some(ExecutionResult::Success),
+            }
     }
 }
 
@@ -291,6 +310,9 @@ impl Core {
                     .insert(*run, (jk.clone(), tk.clone(), node.id.clone()));
             }
         }
+        for job in self.jobs.values_mut() {
+            job.rebuild_deps();
+        }
         let waiting: Vec<(String, String)> = self
             .jobs
             .iter()
@@ -358,7 +380,7 @@ impl Core {
                 id,
                 update,
                 replace,
-            } => (self.update_job(&id, *update, replace, now)?, true),
+            } => (self.update_job(&id, *update, replace, now, &mut fx)?, true),
             Input::DisableJob { id, option } => {
                 (self.disable_job(&id, option, now, &mut fx)?, true)
             }
@@ -425,7 +447,11 @@ impl Core {
                 self.task_completed(&node, run, result, now, &mut fx),
             ),
             Input::ServerRestarted => (Reply::Done, self.server_restarted(now)),
-            Input::Tick => (Reply::Done, self.tick(now, &mut fx)),
+            Input::Tick => {
+                let nodes = self.tick(now, &mut fx);
+                let jobs = self.expire_jobs(now, &mut fx);
+                (Reply::Done, nodes || jobs)
+            }
         };
         let placed = self.schedule_dirty(now, &mut fx);
         Ok(Applied {

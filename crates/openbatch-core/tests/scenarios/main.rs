@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod dependencies;
 mod jobs;
 mod nodes;
 mod pools;
