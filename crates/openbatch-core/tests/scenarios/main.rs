@@ -9,6 +9,8 @@
 mod common;
 
 mod dependencies;
+mod exit_conditions;
+mod job_rules;
 mod jobs;
 mod nodes;
 mod pools;
