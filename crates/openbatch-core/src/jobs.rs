@@ -222,9 +222,7 @@ impl Core {
             _ => {}
         }
     }
-}
 
-impl Core {
     /// `onAllTasksComplete` was just changed to `terminatejob` (job update, which Azure allows
     /// for this very use: add the tasks, then switch it on). The rule holds from now on, so a
     /// job whose tasks are all completed ends at once. That includes a job with no task: "if a
