@@ -242,7 +242,6 @@ def test_features_not_yet_supported_are_refused_not_ignored(client):
     for extra in (
         {"output_files": [out]},
         {"resource_files": [m.ResourceFile(storage_container_url="http://127.0.0.1:9/c?sig=x")]},
-        {"exit_conditions": m.ExitConditions(default=m.ExitOptions(job_action="terminate"))},
     ):
         with pytest.raises(HttpResponseError) as e:
             client.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="/bin/true", **extra))

@@ -150,6 +150,9 @@ pub mod codes {
     pub const RESOURCE_NOT_FOUND: &str = "ResourceNotFound";
     pub const SERVER_BUSY: &str = "ServerBusy";
     pub const TASK_COMPLETED: &str = "TaskCompleted";
+    pub const TASK_DEPENDENCIES_NOT_SPECIFIED_ON_JOB: &str = "TaskDependenciesNotSpecifiedOnJob";
+    pub const TASK_DEPENDENCY_LIST_TOO_LONG: &str = "TaskDependencyListTooLong";
+    pub const TASK_DEPENDENCY_RANGES_TOO_LONG: &str = "TaskDependencyRangesTooLong";
     pub const TASK_EXISTS: &str = "TaskExists";
     pub const TASK_NOT_FOUND: &str = "TaskNotFound";
     pub const TOO_MANY_REQUESTS: &str = "TooManyRequests";

@@ -44,6 +44,15 @@ pub enum CoreError {
     ConditionNotMet,
     #[error("{0}")]
     Unsupported(String),
+    /// A task has `dependsOn`, but its job was not created with `usesTaskDependencies`.
+    #[error("job '{0}' does not use task dependencies")]
+    DependenciesNotOnJob(String),
+    /// `dependsOn.taskIds` is longer in total than Azure stores (characters).
+    #[error("dependsOn.taskIds has {0} characters in total")]
+    DependencyListTooLong(usize),
+    /// `dependsOn.taskIdRanges` has more ranges than are stored.
+    #[error("dependsOn.taskIdRanges has {0} ranges")]
+    DependencyRangesTooLong(usize),
 }
 
 impl CoreError {
@@ -117,6 +126,21 @@ impl From<CoreError> for ApiError {
                 format!("The node '{n}' is not in a state that allows this operation (it is booting, restarting or not connected)."),
             ),
             CoreError::Unsupported(m) => ApiError::new(400, codes::UNSUPPORTED_OPERATION, m),
+            CoreError::DependenciesNotOnJob(job) => ApiError::new(
+                400,
+                codes::TASK_DEPENDENCIES_NOT_SPECIFIED_ON_JOB,
+                format!("The task depends on other tasks, but job '{job}' does not use task dependencies: create the job with usesTaskDependencies set to true."),
+            ),
+            CoreError::DependencyListTooLong(len) => ApiError::new(
+                400,
+                codes::TASK_DEPENDENCY_LIST_TOO_LONG,
+                format!("dependsOn.taskIds has {len} characters in total; at most {} are stored. Depend on a range of task ids (taskIdRanges) instead.", crate::deps::MAX_TASK_IDS_CHARS),
+            ),
+            CoreError::DependencyRangesTooLong(n) => ApiError::new(
+                400,
+                codes::TASK_DEPENDENCY_RANGES_TOO_LONG,
+                format!("dependsOn.taskIdRanges has {n} ranges; at most {} are stored. Merge adjacent ranges, or number the tasks so fewer ranges cover them.", crate::deps::MAX_ID_RANGES),
+            ),
         }
     }
 }

@@ -159,7 +159,7 @@ pub enum Input {
     },
     /// The server restarted: every node is disconnected until its agent dials in again.
     ServerRestarted,
-    /// Time passed: connection timeouts, deferred deletions.
+    /// Time passed: connection timeouts, deferred deletions, job wall-clock limits.
     Tick,
 }
 

@@ -70,6 +70,7 @@ impl Core {
                 counts: TaskCounts::default(),
                 slot_counts: TaskCounts::default(),
                 next_task_seq: 1,
+                deps: Default::default(),
             },
         );
         Ok(Reply::Created {
@@ -147,7 +148,13 @@ impl Core {
     }
 
     /// terminating -> completed once no run of the job is left.
-    fn end_job(&mut self, key: &str, reason: String, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+    pub(crate) fn end_job(
+        &mut self,
+        key: &str,
+        reason: String,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) {
         let running = self.stop_job_tasks(key, fx);
         if let Some(job) = self.jobs.get_mut(key) {
             job.terminate_reason = Some(reason);
@@ -214,6 +221,63 @@ impl Core {
             }
             _ => {}
         }
+    }
+
+    /// `onAllTasksComplete` was just changed to `terminatejob` (job update, which Azure allows
+    /// for this very use: add the tasks, then switch it on). The rule holds from now on, so a
+    /// job whose tasks are all completed ends at once. That includes a job with no task: "if a
+    /// Job contains no Tasks, then all Tasks are considered complete". (A job *created* with
+    /// `terminatejob` and no task is not ended at creation: that would race with the tasks its
+    /// creator adds next. It ends when its last task completes.)
+    pub(crate) fn terminate_job_when_all_complete(
+        &mut self,
+        key: &str,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(job) = self.jobs.get(key) else {
+            return;
+        };
+        if job.state == JobState::Active
+            && job.spec.on_all_tasks_complete == Some(OnAllTasksComplete::TerminateJob)
+            && job.counts.active == 0
+            && job.counts.running == 0
+        {
+            self.end_job(key, "AllTasksComplete".into(), now, fx);
+        }
+    }
+
+    /// Time-driven: a job that outlived its `constraints.maxWallClockTime`, counted from its
+    /// creation, is terminated with `MaxWallClockTimeExpiry`, its running tasks killed (Azure:
+    /// "If the Job does not complete within the time limit, the Batch service terminates it
+    /// and any Tasks that are still running"). Returns whether any job expired.
+    pub(crate) fn expire_jobs(&mut self, now: DateTime<Utc>, fx: &mut Vec<Effect>) -> bool {
+        let expired: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| {
+                matches!(
+                    j.state,
+                    JobState::Active
+                        | JobState::Disabling
+                        | JobState::Disabled
+                        | JobState::Enabling
+                )
+            })
+            .filter(|(_, j)| {
+                j.spec
+                    .constraints
+                    .and_then(|c| c.max_wall_clock_time)
+                    .and_then(|d| d.as_duration())
+                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                    .is_some_and(|limit| now - j.created >= limit)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &expired {
+            self.end_job(key, "MaxWallClockTimeExpiry".into(), now, fx);
+        }
+        !expired.is_empty()
     }
 }
 

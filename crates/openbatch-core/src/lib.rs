@@ -15,7 +15,9 @@
 //! user's specification and renders back in views.
 
 mod cond;
+mod deps;
 mod error;
+mod exits;
 mod input;
 mod jobs;
 mod nodes;

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use openbatch_api::models::{
     AllocationState, DisableJobOption, DisableSchedulingOption, JobState, JobUpdate,
-    NodeDeallocationOption, NodeState, PoolReplace, PoolState, PoolUpdate, SchedulingState,
-    TaskConstraints, TaskExecutionInfo, TaskState,
+    NodeDeallocationOption, NodeState, OnAllTasksComplete, PoolReplace, PoolState, PoolUpdate,
+    SchedulingState, TaskConstraints, TaskExecutionInfo, TaskState,
 };
 
 use crate::input::{Effect, Reply};
@@ -212,6 +212,7 @@ impl Core {
         u: JobUpdate,
         replace: bool,
         now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
     ) -> Result<Reply, CoreError> {
         let key = id_key(id);
         let job = self
@@ -252,6 +253,8 @@ impl Core {
         }
         let version = self.version();
         let job = self.jobs.get_mut(&key).expect("checked");
+        let was_terminatejob =
+            job.spec.on_all_tasks_complete == Some(OnAllTasksComplete::TerminateJob);
         let s = &mut job.spec;
         if replace {
             // PUT: what is not given goes back to its default.
@@ -291,6 +294,9 @@ impl Core {
         job.last_modified = now;
         for tk in &waiting {
             self.enqueue(&key, tk);
+        }
+        if !was_terminatejob {
+            self.terminate_job_when_all_complete(&key, now, fx);
         }
         Ok(Reply::Done)
     }

@@ -172,6 +172,9 @@ pub(crate) struct Job {
     pub(crate) counts: TaskCounts,
     pub(crate) slot_counts: TaskCounts,
     pub(crate) next_task_seq: u64,
+    /// Who waits for whom among the job's tasks (`dependsOn`). Derived; rebuilt on load.
+    #[serde(skip)]
+    pub(crate) deps: crate::deps::DepIndex,
 }
 
 impl Job {
@@ -200,11 +203,27 @@ pub(crate) struct Task {
     pub(crate) current_run: Option<RunId>,
     /// A terminate was requested while the attempt ran: its end completes the task, no retry.
     pub(crate) terminating: bool,
+    /// What the task's completion does to the tasks that depend on it, resolved from its exit
+    /// conditions when it completed. `None` while it is not completed (and in records written
+    /// before exit conditions existed, where success satisfies and failure blocks).
+    #[serde(default)]
+    pub(crate) dependency_action: Option<openbatch_api::models::DependencyAction>,
 }
 
 impl Task {
     pub(crate) fn required_slots(&self) -> u32 {
         self.spec.required_slots.unwrap_or(1).max(1) as u32
+    }
+
+    /// Whether tasks that depend on this one may count it as done: it is completed, and its
+    /// exit conditions (or their defaults: success satisfies, failure blocks) say `satisfy`.
+    pub(crate) fn satisfies_dependents(&self) -> bool {
+        use openbatch_api::models::{DependencyAction, ExecutionResult};
+        self.state == TaskState::Completed
+            && match self.dependency_action {
+                Some(action) => action == DependencyAction::Satisfy,
+                None => self.exec.result == Some(ExecutionResult::Success),
+            }
     }
 }
 
@@ -314,6 +333,9 @@ impl Core {
                 self.runs
                     .insert(*run, (jk.clone(), tk.clone(), node.id.clone()));
             }
+        }
+        for job in self.jobs.values_mut() {
+            job.rebuild_deps();
         }
         let waiting: Vec<(String, String)> = self
             .jobs
@@ -436,7 +458,7 @@ impl Core {
                 id,
                 update,
                 replace,
-            } => (self.update_job(&id, *update, replace, now)?, true),
+            } => (self.update_job(&id, *update, replace, now, &mut fx)?, true),
             Input::DisableJob { id, option } => {
                 (self.disable_job(&id, option, now, &mut fx)?, true)
             }
@@ -524,7 +546,8 @@ impl Core {
             Input::Tick => {
                 let lost = self.tick(now, &mut fx);
                 let preempted = self.preemption_tick(now, &mut fx);
-                (Reply::Done, lost || preempted)
+                let jobs = self.expire_jobs(now, &mut fx);
+                (Reply::Done, lost || preempted || jobs)
             }
         };
         let placed = self.schedule_dirty(now, &mut fx);

@@ -332,6 +332,94 @@ async fn server_killed_mid_run_restarts_and_completes_every_task_once() {
     assert_eq!(counts.succeeded, 80);
 }
 
+/// Task dependencies survive a `kill -9` of the server: the dependency index is rebuilt from
+/// the snapshot and journal, every dependent starts only after the tasks it depends on ended,
+/// and a dependent that a failure blocked stays `active`.
+#[tokio::test(flavor = "multi_thread")]
+async fn dependencies_hold_across_a_server_kill() {
+    let mut s = Server::start();
+    let c = s.client();
+    let log = s.dir.with_extension("order");
+    std::fs::write(&log, "").unwrap();
+    c.create_pool(&pool("p", 2, 2, json!({}))).await.unwrap();
+    wait_idle(&c, "p", 2).await;
+    let mut spec = job("j", "p");
+    spec.uses_task_dependencies = Some(true);
+    c.create_job(&spec).await.unwrap();
+    let cmd = format!(
+        "/bin/sh -c \"echo start $AZ_BATCH_TASK_ID >> {0}; sleep 0.3; echo end $AZ_BATCH_TASK_ID >> {0}\"",
+        log.display()
+    );
+    let mut edges: Vec<(String, Vec<String>)> = Vec::new();
+    let mut tasks = Vec::new();
+    // Dependents first: they wait for tasks added after them.
+    let all: Vec<String> = (1..=12).map(|i| i.to_string()).collect();
+    let mut finals = vec!["m1".to_string(), "m2".into(), "m3".into()];
+    tasks.push(task(
+        "final",
+        &cmd,
+        json!({"dependsOn": {"taskIds": finals, "taskIdRanges": [{"start": 1, "end": 12}]}}),
+    ));
+    finals.extend(all.iter().cloned());
+    edges.push(("final".into(), finals));
+    for k in 1..=3i64 {
+        let (a, b) = (4 * k - 3, 4 * k);
+        tasks.push(task(
+            &format!("m{k}"),
+            &cmd,
+            json!({"dependsOn": {"taskIdRanges": [{"start": a, "end": b}]}}),
+        ));
+        edges.push((format!("m{k}"), (a..=b).map(|i| i.to_string()).collect()));
+    }
+    tasks.push(task(
+        "blocked",
+        &cmd,
+        json!({"dependsOn": {"taskIds": ["fails"]}}),
+    ));
+    tasks.push(task("fails", "/bin/sh -c 'exit 1'", json!({})));
+    tasks.extend(all.iter().map(|id| task(id, &cmd, json!({}))));
+    c.add_task_collection("j", &tasks).await.unwrap();
+    wait_until(Duration::from_secs(30), "some tasks done", || async {
+        std::fs::read_to_string(&log)
+            .map(|r| r.lines().filter(|l| l.starts_with("end")).count() >= 4)
+            .unwrap_or(false)
+    })
+    .await;
+    s.kill9();
+    s.spawn();
+    let c = s.client();
+    wait_until(Duration::from_secs(90), "final to complete", || async {
+        c.get_task("j", "final")
+            .await
+            .map(|t| t.state == TaskState::Completed)
+            .unwrap_or(false)
+    })
+    .await;
+    let counts = c.get_task_counts("j").await.unwrap().task_counts;
+    assert_eq!((counts.succeeded, counts.failed, counts.active), (16, 1, 1));
+    let blocked = c.get_task("j", "blocked").await.unwrap();
+    assert_eq!(blocked.state, TaskState::Active);
+    assert!(blocked.execution_info.start_time.is_none());
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first = |what: &str| {
+        lines
+            .iter()
+            .position(|l| *l == what)
+            .unwrap_or_else(|| panic!("no '{what}' in {lines:?}"))
+    };
+    for (dependent, on) in &edges {
+        let started = first(&format!("start {dependent}"));
+        for parent in on {
+            assert!(
+                first(&format!("end {parent}")) < started,
+                "{dependent} started before {parent} ended: {lines:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_node_agent_requeues_its_running_tasks() {
     let s = Server::start();

@@ -122,6 +122,11 @@ pub struct Sim {
     pub completed: BTreeMap<(String, String), m::TaskExecutionInfo>,
     /// Run the invariant checks after every step (on by default).
     pub checks: bool,
+    /// The task of every run ever handed out: (job id, task id) as the `RunTask` named them.
+    pub run_tasks: BTreeMap<RunId, (String, String)>,
+    /// The last result an agent reported for each task (keys lowercased), for the dependency
+    /// invariant's own reading of exit conditions.
+    pub last_results: BTreeMap<(String, String), RunResult>,
 }
 
 impl Default for Sim {
@@ -158,6 +163,8 @@ impl Sim {
             preempt_notices: Vec::new(),
             completed: BTreeMap::new(),
             checks: true,
+            run_tasks: BTreeMap::new(),
+            last_results: BTreeMap::new(),
         }
     }
 
@@ -172,7 +179,30 @@ impl Sim {
     /// Apply one input at the current time, record it and its effects, then check invariants.
     pub fn apply(&mut self, input: Input) -> Result<Applied, CoreError> {
         let logged = input.clone();
+        let reported: Vec<(RunId, RunResult)> = match &input {
+            Input::TaskCompleted { run, result, .. } => vec![(*run, result.clone())],
+            Input::NodeConnected(hello) => hello.finished.clone(),
+            _ => Vec::new(),
+        };
+        // Reactivation is the one way back from completed (Azure: failed tasks only).
+        let reactivated = match &input {
+            Input::ReactivateTask { job, task } => {
+                Some((job.to_ascii_lowercase(), task.to_ascii_lowercase()))
+            }
+            _ => None,
+        };
         let result = self.core.apply(input, self.now);
+        if result.is_ok() {
+            if let Some(key) = reactivated {
+                self.completed.remove(&key);
+            }
+            for (run, r) in reported {
+                if let Some((job, task)) = self.run_tasks.get(&run) {
+                    let key = (job.to_ascii_lowercase(), task.to_ascii_lowercase());
+                    self.last_results.insert(key, r);
+                }
+            }
+        }
         match &result {
             Ok(applied) => {
                 // The shell journals only inputs that changed something; an input that changed
@@ -263,6 +293,11 @@ impl Sim {
                         "run id {} handed out twice",
                         spec.run
                     );
+                    self.run_tasks
+                        .insert(spec.run, (spec.job_id.clone(), spec.task_id.clone()));
+                    if self.checks {
+                        self.check_dependencies_met(&spec.job_id, &spec.task_id);
+                    }
                     assert!(
                         self.connected.contains(node),
                         "run {} of task {} placed on node {node}, whose agent is not connected",

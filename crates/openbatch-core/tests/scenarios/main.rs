@@ -8,6 +8,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod dependencies;
+mod exit_conditions;
+mod job_rules;
 mod jobs;
 mod nodes;
 mod pools;
