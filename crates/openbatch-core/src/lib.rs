@@ -22,6 +22,7 @@ mod nodes;
 pub(crate) mod ops;
 mod pools;
 mod sched;
+mod schedules;
 mod state;
 mod tasks;
 mod view;

@@ -162,6 +162,9 @@ pub(crate) struct Job {
     pub(crate) counts: TaskCounts,
     pub(crate) slot_counts: TaskCounts,
     pub(crate) next_task_seq: u64,
+    /// The key of the job schedule that created this job, if one did.
+    #[serde(default)]
+    pub(crate) schedule: Option<String>,
 }
 
 impl Job {
@@ -235,6 +238,9 @@ pub struct Core {
     pub(crate) pools: BTreeMap<String, Pool>,
     pub(crate) nodes: BTreeMap<String, Node>,
     pub(crate) jobs: BTreeMap<String, Job>,
+    /// Job schedules by key.
+    #[serde(default)]
+    pub(crate) schedules: BTreeMap<String, crate::schedules::Schedule>,
     pub(crate) next_seq: u64,
     pub(crate) next_run: RunId,
     /// Incremented by every `ServerRestarted`. Run ids carry it in their high bits, so a run
@@ -261,6 +267,7 @@ impl Core {
             pools: BTreeMap::new(),
             nodes: BTreeMap::new(),
             jobs: BTreeMap::new(),
+            schedules: BTreeMap::new(),
             next_seq: 1,
             next_run: 1,
             epoch: 0,
@@ -425,7 +432,24 @@ impl Core {
                 self.task_completed(&node, run, result, now, &mut fx),
             ),
             Input::ServerRestarted => (Reply::Done, self.server_restarted(now)),
-            Input::Tick => (Reply::Done, self.tick(now, &mut fx)),
+            Input::Tick => {
+                let nodes = self.tick(now, &mut fx);
+                (Reply::Done, self.tick_schedules(now) | nodes)
+            }
+            Input::CreateJobSchedule(spec) => (self.create_job_schedule(*spec, now)?, true),
+            Input::UpdateJobSchedule {
+                id,
+                update,
+                replace,
+            } => (self.update_job_schedule(&id, *update, replace, now)?, true),
+            Input::DisableJobSchedule { id } => (self.disable_job_schedule(&id, now)?, true),
+            Input::EnableJobSchedule { id } => (self.enable_job_schedule(&id, now)?, true),
+            Input::TerminateJobSchedule { id } => {
+                (self.terminate_job_schedule(&id, now, &mut fx)?, true)
+            }
+            Input::DeleteJobSchedule { id } => {
+                (self.delete_job_schedule(&id, now, &mut fx)?, true)
+            }
         };
         let placed = self.schedule_dirty(now, &mut fx);
         Ok(Applied {
