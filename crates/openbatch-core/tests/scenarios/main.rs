@@ -12,6 +12,7 @@ mod jobs;
 mod nodes;
 mod pools;
 mod replay;
+mod schedules;
 mod scheduling;
 mod tasks;
 mod validation;
