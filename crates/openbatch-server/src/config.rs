@@ -40,6 +40,10 @@ pub struct ServerConfig {
     /// development and tests.
     #[serde(with = "secs")]
     pub autoscale_min_interval: Duration,
+    /// The shortest `recurrenceInterval` and `startWindow` of a job schedule accepted (Azure:
+    /// 1 minute). Lower it for development and tests.
+    #[serde(with = "secs")]
+    pub job_schedule_min_recurrence: Duration,
 }
 
 mod secs {
@@ -72,6 +76,7 @@ impl Default for ServerConfig {
             vm_sizes: Vec::new(),
             autoscale_sample_interval: Duration::from_secs(30),
             autoscale_min_interval: Duration::from_secs(5 * 60),
+            job_schedule_min_recurrence: Duration::from_secs(60),
         }
     }
 }
@@ -113,6 +118,10 @@ impl ServerConfig {
             (
                 "OPENBATCH_AUTOSCALE_MIN_INTERVAL",
                 &mut self.autoscale_min_interval,
+            ),
+            (
+                "OPENBATCH_JOB_SCHEDULE_MIN_RECURRENCE",
+                &mut self.job_schedule_min_recurrence,
             ),
         ] {
             if let Some(v) = get(name) {
