@@ -20,9 +20,13 @@ impl Client {
 
     /// `POST /jobschedules` (201). A schedule that is due at once has created its first job
     /// when this returns.
-    pub async fn create_job_schedule(&self, schedule: &JobScheduleCreate) -> Result<(), ClientError> {
+    pub async fn create_job_schedule(
+        &self,
+        schedule: &JobScheduleCreate,
+    ) -> Result<(), ClientError> {
         let url = self.url(&[Lit("jobschedules")], &[])?;
-        self.call_no_content(Method::POST, url, Some(schedule)).await
+        self.call_no_content(Method::POST, url, Some(schedule))
+            .await
     }
 
     /// `GET /jobschedules/{id}`.

@@ -447,9 +447,7 @@ impl Core {
             Input::TerminateJobSchedule { id } => {
                 (self.terminate_job_schedule(&id, now, &mut fx)?, true)
             }
-            Input::DeleteJobSchedule { id } => {
-                (self.delete_job_schedule(&id, now, &mut fx)?, true)
-            }
+            Input::DeleteJobSchedule { id } => (self.delete_job_schedule(&id, now, &mut fx)?, true),
         };
         let placed = self.schedule_dirty(now, &mut fx);
         Ok(Applied {

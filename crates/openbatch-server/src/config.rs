@@ -160,6 +160,19 @@ mod tests {
     }
 
     #[test]
+    fn job_schedule_minimum_from_toml_and_env() {
+        assert_eq!(
+            ServerConfig::default().job_schedule_min_recurrence,
+            Duration::from_secs(60)
+        );
+        let mut cfg: ServerConfig = toml::from_str("job_schedule_min_recurrence = 5").unwrap();
+        assert_eq!(cfg.job_schedule_min_recurrence, Duration::from_secs(5));
+        cfg.apply_env(|k| (k == "OPENBATCH_JOB_SCHEDULE_MIN_RECURRENCE").then(|| "1".into()))
+            .unwrap();
+        assert_eq!(cfg.job_schedule_min_recurrence, Duration::from_secs(1));
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<ServerConfig>("lisen = \"x\"").is_err());
     }

@@ -166,7 +166,10 @@ async fn a_schedule_survives_a_server_kill_and_the_cli_drives_it() {
 
     // A job with nothing to do stays active: ending it lets the next one in.
     client.terminate_job("tick:job-1", None).await.unwrap();
-    assert_eq!(jobs_of(&client, "tick", 2).await, ["tick:job-1", "tick:job-2"]);
+    assert_eq!(
+        jobs_of(&client, "tick", 2).await,
+        ["tick:job-1", "tick:job-2"]
+    );
 
     server.kill9();
     server.spawn();
@@ -188,15 +191,36 @@ async fn a_schedule_survives_a_server_kill_and_the_cli_drives_it() {
 
     // The rest of the CLI.
     let listed = server.cli_ok(&["jobschedule", "list"]);
-    assert!(listed.lines().any(|l| l.starts_with("tick") && l.contains("every PT1S")), "{listed}");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("tick") && l.contains("every PT1S")),
+        "{listed}"
+    );
     server.cli_ok(&["jobschedule", "disable", "tick"]);
     let shown = server.cli_ok(&["jobschedule", "show", "tick"]);
-    assert!(shown.contains("disabled") && shown.contains("tick:job-3 (active)"), "{shown}");
+    assert!(
+        shown.contains("disabled") && shown.contains("tick:job-3 (active)"),
+        "{shown}"
+    );
     server.cli_ok(&["jobschedule", "enable", "tick"]);
     server.cli_ok(&["jobschedule", "terminate", "tick"]);
     let s = client.get_job_schedule("tick").await.unwrap();
-    assert_eq!(s.state, JobScheduleState::Completed, "job-3 had nothing running");
-    let bad = server.cli(&["jobschedule", "create", "--id", "b", "--pool-id", "p", "--cron", "0 3 * *"]);
+    assert_eq!(
+        s.state,
+        JobScheduleState::Completed,
+        "job-3 had nothing running"
+    );
+    let bad = server.cli(&[
+        "jobschedule",
+        "create",
+        "--id",
+        "b",
+        "--pool-id",
+        "p",
+        "--cron",
+        "0 3 * *",
+    ]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected 5 fields"));
     server.cli_ok(&["jobschedule", "delete", "tick", "--wait", "--timeout", "20"]);

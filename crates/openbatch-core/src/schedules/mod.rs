@@ -23,8 +23,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use openbatch_api::models::{
-    JobScheduleConfiguration, JobScheduleCreate, JobScheduleState, JobScheduleUpdate, JobState,
-    JobSpecification,
+    JobScheduleConfiguration, JobScheduleCreate, JobScheduleState, JobScheduleUpdate,
+    JobSpecification, JobState,
 };
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +69,9 @@ fn check_job_specification(js: &JobSpecification) -> Result<(), CoreError> {
         ));
     }
     crate::jobs::check_job_spec(&js.to_job(String::new())).map_err(|e| match e {
-        CoreError::MissingProperty(p) => CoreError::MissingProperty(format!("jobSpecification.{p}")),
+        CoreError::MissingProperty(p) => {
+            CoreError::MissingProperty(format!("jobSpecification.{p}"))
+        }
         CoreError::InvalidProperty {
             property,
             value,
@@ -385,9 +387,10 @@ impl Core {
 
     /// A terminating schedule whose job has ended is completed.
     fn complete_schedule_if_done(&mut self, key: &str, now: DateTime<Utc>) {
-        let done = self.schedules.get(key).is_some_and(|s| {
-            s.state == JobScheduleState::Terminating && s.active_job.is_none()
-        });
+        let done = self
+            .schedules
+            .get(key)
+            .is_some_and(|s| s.state == JobScheduleState::Terminating && s.active_job.is_none());
         if done {
             self.finish_schedule(key, now);
         }
@@ -462,7 +465,10 @@ impl Core {
         let mut n = s.runs + 1;
         // Job ids with a ':' cannot be created by users, so this only skips ids of jobs a
         // deleted schedule of the same name left behind while they were being deleted.
-        while self.jobs.contains_key(&id_key(&format!("{}:job-{n}", s.spec.id))) {
+        while self
+            .jobs
+            .contains_key(&id_key(&format!("{}:job-{n}", s.spec.id)))
+        {
             n += 1;
         }
         let id = format!("{}:job-{n}", s.spec.id);

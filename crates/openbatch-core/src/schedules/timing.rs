@@ -104,7 +104,10 @@ impl Timing {
     /// A cron expression must match some date (`0 0 30 2 *` never does).
     pub(crate) fn check_matches(&self, now: DateTime<Utc>) -> Result<(), CoreError> {
         if let Recurrence::Cron { cron, tz } = &self.recurrence {
-            if cron.find_next_occurrence(&now.with_timezone(tz), true).is_err() {
+            if cron
+                .find_next_occurrence(&now.with_timezone(tz), true)
+                .is_err()
+            {
                 return Err(CoreError::invalid(
                     "schedule.cron",
                     cron.pattern.to_string(),
@@ -222,7 +225,7 @@ fn parse_cron(expr: &str) -> Result<Cron, CoreError> {
     };
     // Find the field at fault: the first that fails on its own, the others being `*`.
     for (i, (column, field)) in fields.iter().enumerate() {
-        let mut probe = vec!["*"; 5];
+        let mut probe = ["*"; 5];
         probe[i] = field;
         if let Err(e) = parser.parse(&probe.join(" ")) {
             return Err(invalid(format!(

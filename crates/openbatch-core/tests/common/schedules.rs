@@ -71,7 +71,11 @@ impl Sim {
             match s.state {
                 JobScheduleState::Completed => {
                     assert!(info.end_time.is_some(), "completed {} has no endTime", s.id);
-                    assert!(info.next_run_time.is_none(), "completed {} has a nextRunTime", s.id);
+                    assert!(
+                        info.next_run_time.is_none(),
+                        "completed {} has a nextRunTime",
+                        s.id
+                    );
                     assert!(
                         unfinished.is_empty(),
                         "schedule {} completed while its job {unfinished:?} is not",
@@ -79,7 +83,12 @@ impl Sim {
                     );
                 }
                 JobScheduleState::Active | JobScheduleState::Disabled => {
-                    assert!(info.end_time.is_none(), "{} has an endTime but is {}", s.id, s.state);
+                    assert!(
+                        info.end_time.is_none(),
+                        "{} has an endTime but is {}",
+                        s.id,
+                        s.state
+                    );
                     // Nothing left to run and nothing running is a completed schedule.
                     assert!(
                         info.next_run_time.is_some() || !unfinished.is_empty(),

@@ -258,7 +258,10 @@ fn disable_and_enable() {
     sim.ok(Input::DisableJobSchedule { id: "d".into() });
     let s = sim.schedule_view("d");
     assert_eq!(s.state, JobScheduleState::Disabled);
-    assert_eq!(s.execution_info.next_run_time, Some(start + Duration::minutes(10)));
+    assert_eq!(
+        s.execution_info.next_run_time,
+        Some(start + Duration::minutes(10))
+    );
     assert_eq!(sim.job_view("d:job-1").state, JobState::Active, "runs on");
     sim.finish_task("d:job-1", "t", 0);
 
@@ -267,7 +270,11 @@ fn disable_and_enable() {
     assert_eq!(sim.schedule_jobs("d"), ["d:job-1"], "disabled: no job");
     sim.ok(Input::EnableJobSchedule { id: "d".into() });
     assert_eq!(state(&sim, "d"), JobScheduleState::Active);
-    assert_eq!(sim.schedule_jobs("d"), ["d:job-1", "d:job-2"], "due and in window");
+    assert_eq!(
+        sim.schedule_jobs("d"),
+        ["d:job-1", "d:job-2"],
+        "due and in window"
+    );
     run_to_completion(&mut sim, "d:job-2");
 
     sim.ok(Input::DisableJobSchedule { id: "d".into() });
@@ -371,7 +378,11 @@ fn the_user_ending_the_active_job_frees_the_schedule() {
     create(&mut sim, "u", json!({"recurrenceInterval": minutes(10)}));
     sim.advance(11 * 60);
     sim.tick();
-    assert_eq!(sim.schedule_jobs("u").len(), 1, "job-1 has no tasks and stays active");
+    assert_eq!(
+        sim.schedule_jobs("u").len(),
+        1,
+        "job-1 has no tasks and stays active"
+    );
     sim.ok(Input::TerminateJob {
         id: "u:job-1".into(),
         reason: None,
@@ -397,11 +408,7 @@ fn the_user_ending_the_active_job_frees_the_schedule() {
 /// across fall-back it runs once, at the first 02:30.
 #[test]
 fn cron_in_a_named_zone_across_dst_transitions() {
-    let at = |s: &str| {
-        DateTime::parse_from_rfc3339(s)
-            .unwrap()
-            .with_timezone(&Utc)
-    };
+    let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
     for (start, expected) in [
         (
             "2025-03-28T12:00:00Z",
@@ -462,7 +469,10 @@ fn bad_schedules_are_refused_with_the_property_named() {
         other => panic!("unexpected {other:?}"),
     };
     let spec = json!({"poolInfo": {"poolId": "p"}});
-    let e = refuse(&mut sim, json!({"id": "s", "schedule": {}, "jobSpecification": {}}));
+    let e = refuse(
+        &mut sim,
+        json!({"id": "s", "schedule": {}, "jobSpecification": {}}),
+    );
     assert_eq!(property(e), "missing jobSpecification.poolInfo");
     let e = refuse(
         &mut sim,
@@ -514,13 +524,20 @@ fn bad_schedules_are_refused_with_the_property_named() {
         ),
         CoreError::JobWithSameIdExists("TAKEN".into())
     );
-    create(&mut sim, "s", json!({"doNotRunUntil": "2030-01-01T00:00:00Z"}));
+    create(
+        &mut sim,
+        "s",
+        json!({"doNotRunUntil": "2030-01-01T00:00:00Z"}),
+    );
     assert_eq!(
         sim.refused(Input::CreateJob(Box::new(simple_job("S", "p")))),
         CoreError::JobScheduleWithSameIdExists("S".into())
     );
     assert_eq!(
-        refuse(&mut sim, json!({"id": "S", "schedule": {}, "jobSpecification": spec})),
+        refuse(
+            &mut sim,
+            json!({"id": "S", "schedule": {}, "jobSpecification": spec})
+        ),
         CoreError::JobScheduleExists("S".into())
     );
 
@@ -561,7 +578,9 @@ fn update_and_replace() {
         update: Box::new(serde_json::from_value(v).unwrap()),
         replace: false,
     };
-    sim.ok(patch(json!({"jobSpecification": {"poolInfo": {"poolId": "p"}, "priority": 7}})));
+    sim.ok(patch(
+        json!({"jobSpecification": {"poolInfo": {"poolId": "p"}, "priority": 7}}),
+    ));
     let s = sim.schedule_view("s");
     assert_eq!(s.job_specification.priority, Some(7));
     assert_eq!(s.metadata.len(), 1, "PATCH keeps what it does not name");
@@ -616,7 +635,11 @@ fn update_and_replace() {
 #[test]
 fn replay_of_a_journal_with_schedules_gives_the_same_state() {
     let mut sim = sim();
-    create(&mut sim, "r", json!({"recurrenceInterval": minutes(10), "startWindow": minutes(3)}));
+    create(
+        &mut sim,
+        "r",
+        json!({"recurrenceInterval": minutes(10), "startWindow": minutes(3)}),
+    );
     create(
         &mut sim,
         "c",
@@ -630,7 +653,7 @@ fn replay_of_a_journal_with_schedules_gives_the_same_state() {
         if step % 7 == 0 {
             let runs: Vec<u64> = sim.runs.keys().copied().collect();
             for r in runs {
-                sim.finish(r, (step % 2) as i32);
+                sim.finish(r, step % 2);
             }
         }
         for s in ["c", "r"] {

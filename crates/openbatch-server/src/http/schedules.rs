@@ -82,7 +82,10 @@ fn check_intervals(cfg: Option<&JobScheduleConfiguration>, min: Duration) -> Api
 
 pub(crate) async fn create(State(st): S, ctx: Ctx, body: Bytes) -> ApiResult {
     let spec: JobScheduleCreate = parse_body(&body)?;
-    check_intervals(spec.schedule.as_ref(), st.config.job_schedule_min_recurrence)?;
+    check_intervals(
+        spec.schedule.as_ref(),
+        st.config.job_schedule_min_recurrence,
+    )?;
     let id = spec.id.clone();
     let applied = st
         .engine
@@ -142,9 +145,18 @@ pub(crate) async fn exists(State(st): S, ctx: Ctx, Path(id): Path<String>) -> Re
     }
 }
 
-async fn update(st: &crate::server::AppState, ctx: &Ctx, id: String, body: &Bytes, replace: bool) -> ApiResult {
+async fn update(
+    st: &crate::server::AppState,
+    ctx: &Ctx,
+    id: String,
+    body: &Bytes,
+    replace: bool,
+) -> ApiResult {
     let update: m::JobScheduleUpdate = parse_body(body)?;
-    check_intervals(update.schedule.as_ref(), st.config.job_schedule_min_recurrence)?;
+    check_intervals(
+        update.schedule.as_ref(),
+        st.config.job_schedule_min_recurrence,
+    )?;
     let input = ctx.guarded(
         Entity::JobSchedule(id.clone()),
         Input::UpdateJobSchedule {
@@ -157,7 +169,12 @@ async fn update(st: &crate::server::AppState, ctx: &Ctx, id: String, body: &Byte
     Ok(empty(StatusCode::OK))
 }
 
-pub(crate) async fn patch(State(st): S, ctx: Ctx, Path(id): Path<String>, body: Bytes) -> ApiResult {
+pub(crate) async fn patch(
+    State(st): S,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     update(&st, &ctx, id, &body, false).await
 }
 
@@ -166,7 +183,13 @@ pub(crate) async fn put(State(st): S, ctx: Ctx, Path(id): Path<String>, body: By
 }
 
 /// Submit a state change of a job schedule, guarded by the request's conditional headers.
-async fn act(st: &crate::server::AppState, ctx: &Ctx, id: String, input: Input, status: StatusCode) -> ApiResult {
+async fn act(
+    st: &crate::server::AppState,
+    ctx: &Ctx,
+    id: String,
+    input: Input,
+    status: StatusCode,
+) -> ApiResult {
     let input = ctx.guarded(Entity::JobSchedule(id), input)?;
     st.engine.submit(input).await?;
     Ok(empty(status))

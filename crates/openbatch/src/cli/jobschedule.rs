@@ -210,13 +210,13 @@ fn create_spec(args: &CreateArgs) -> anyhow::Result<JobScheduleCreate> {
             spec.id = id.clone();
         }
         if let Some(pool) = &args.pool_id {
-            let info = spec
-                .job_specification
-                .pool_info
-                .get_or_insert(openbatch_api::models::PoolInfo {
-                    pool_id: None,
-                    auto_pool_specification: None,
-                });
+            let info =
+                spec.job_specification
+                    .pool_info
+                    .get_or_insert(openbatch_api::models::PoolInfo {
+                        pool_id: None,
+                        auto_pool_specification: None,
+                    });
             info.pool_id = Some(pool.clone());
         }
         return Ok(spec);
@@ -323,13 +323,25 @@ mod tests {
     #[test]
     fn flags_build_the_request_body() {
         let s = create(&[
-            "--id", "nightly", "--pool-id", "p", "--cron", "0 3 * * *", "--time-zone",
-            "Europe/Berlin", "--start-window", "PT30M", "--terminate-on-completion",
+            "--id",
+            "nightly",
+            "--pool-id",
+            "p",
+            "--cron",
+            "0 3 * * *",
+            "--time-zone",
+            "Europe/Berlin",
+            "--start-window",
+            "PT30M",
+            "--terminate-on-completion",
         ]);
         let cfg = s.schedule.unwrap();
         assert_eq!(cfg.cron.as_deref(), Some("0 3 * * *"));
         assert_eq!(cfg.time_zone.as_deref(), Some("Europe/Berlin"));
-        assert_eq!(cfg.start_window.map(|d| d.to_string()).as_deref(), Some("PT30M"));
+        assert_eq!(
+            cfg.start_window.map(|d| d.to_string()).as_deref(),
+            Some("PT30M")
+        );
         assert_eq!(cfg.recurrence_interval, None);
         let js = s.job_specification;
         assert_eq!(js.pool_info.and_then(|p| p.pool_id).as_deref(), Some("p"));
@@ -342,11 +354,28 @@ mod tests {
     #[test]
     fn cron_and_recurrence_exclude_each_other() {
         let r = Cli::try_parse_from([
-            "t", "create", "--id", "x", "--pool-id", "p", "--cron", "* * * * *", "--recurrence",
+            "t",
+            "create",
+            "--id",
+            "x",
+            "--pool-id",
+            "p",
+            "--cron",
+            "* * * * *",
+            "--recurrence",
             "PT1H",
         ]);
         assert!(r.is_err());
-        let r = Cli::try_parse_from(["t", "create", "--id", "x", "--pool-id", "p", "--time-zone", "UTC"]);
+        let r = Cli::try_parse_from([
+            "t",
+            "create",
+            "--id",
+            "x",
+            "--pool-id",
+            "p",
+            "--time-zone",
+            "UTC",
+        ]);
         assert!(r.is_err(), "--time-zone needs --cron");
     }
 }
