@@ -245,6 +245,8 @@ def test_cron_extension_update_replace_and_conditions(client, pool_id):
         ({"cron": "0 3 * * *", "timeZone": "Mars/Olympus"}, "InvalidPropertyValue", "schedule.timeZone", "IANA"),
         ({"recurrenceInterval": "PT30S"}, "InvalidPropertyValue", "schedule.recurrenceInterval", "at least PT1M"),
         ({"startWindow": "PT10S"}, "InvalidPropertyValue", "schedule.startWindow", "at least PT1M"),
+        ({"recurrenceInterval": "every hour"}, "InvalidPropertyValue", "schedule.recurrenceInterval", "ISO 8601"),
+        ({"doNotRunUntil": "tomorrow"}, "InvalidPropertyValue", "schedule.doNotRunUntil", "ISO 8601"),
     ],
 )
 def test_bad_schedules_are_400_with_the_property_named(client, schedule, code, property_name, reason):

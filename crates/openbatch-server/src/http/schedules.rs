@@ -80,8 +80,51 @@ fn check_intervals(cfg: Option<&JobScheduleConfiguration>, min: Duration) -> Api
     Ok(())
 }
 
+/// The times and durations of a schedule body, each checked on its own first, so that a bad
+/// one is answered with `InvalidPropertyValue` naming it rather than with a generic
+/// `InvalidRequestBody`.
+const TIMED: &[(&str, &str, bool)] = &[
+    ("schedule", "recurrenceInterval", true),
+    ("schedule", "startWindow", true),
+    ("schedule", "doNotRunUntil", false),
+    ("schedule", "doNotRunAfter", false),
+];
+
+/// Parse a create, update or replace body (see [`TIMED`]).
+fn parse_schedule_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    let small = body.len() <= super::MAX_BODY;
+    if let Some(v) = small
+        .then(|| serde_json::from_slice::<serde_json::Value>(body).ok())
+        .flatten()
+    {
+        for (parent, name, duration) in TIMED {
+            let Some(text) = v.get(parent).and_then(|p| p.get(name)) else {
+                continue;
+            };
+            let property = format!("{parent}.{name}");
+            let ok = match (text.as_str(), duration) {
+                (Some(t), true) => openbatch_api::time::parse_duration(t).is_ok(),
+                (Some(t), false) => chrono::DateTime::parse_from_rfc3339(t).is_ok(),
+                (None, _) => text.is_null(),
+            };
+            if !ok {
+                let reason = if *duration {
+                    "not an ISO 8601 duration such as PT1H, PT15M or P1D"
+                } else {
+                    "not an ISO 8601 UTC time such as 2025-06-01T03:00:00Z"
+                };
+                let shown = text
+                    .as_str()
+                    .map_or_else(|| text.to_string(), str::to_string);
+                return Err(ApiError::invalid_property(&property, &shown, reason).into());
+            }
+        }
+    }
+    parse_body(body)
+}
+
 pub(crate) async fn create(State(st): S, ctx: Ctx, body: Bytes) -> ApiResult {
-    let spec: JobScheduleCreate = parse_body(&body)?;
+    let spec: JobScheduleCreate = parse_schedule_body(&body)?;
     check_intervals(
         spec.schedule.as_ref(),
         st.config.job_schedule_min_recurrence,
@@ -152,7 +195,7 @@ async fn update(
     body: &Bytes,
     replace: bool,
 ) -> ApiResult {
-    let update: m::JobScheduleUpdate = parse_body(body)?;
+    let update: m::JobScheduleUpdate = parse_schedule_body(body)?;
     check_intervals(
         update.schedule.as_ref(),
         st.config.job_schedule_min_recurrence,
