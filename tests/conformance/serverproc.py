@@ -153,17 +153,25 @@ def _stop_server(process: subprocess.Popen, data_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def running_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Start an openbatch server for the session; stop it (and its node agents) afterwards."""
+def running_server(
+    tmp_path_factory: pytest.TempPathFactory, env: Optional[dict] = None
+) -> Iterator[Server]:
+    """Start an openbatch server for the session; stop it (and its node agents) afterwards.
+
+    `env` adds environment variables for the server (development settings such as
+    `OPENBATCH_JOB_SCHEDULE_MIN_RECURRENCE`).
+    """
     binary = server_binary()
     data_dir = tmp_path_factory.mktemp("openbatch-data")
-    log_path = data_dir.parent / "openbatch-server.log"
+    # One log per server: a test module may start a second one beside the session's.
+    log_path = data_dir.parent / f"{data_dir.name}-server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [str(binary), "server", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0"],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     try:
         creds_path = data_dir / "credentials.json"

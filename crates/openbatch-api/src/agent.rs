@@ -21,6 +21,17 @@ pub const TOKEN_HEADER: &str = "x-openbatch-join-token";
 /// One attempt of a task on a node, unique for the life of the service.
 pub type RunId = u64;
 
+/// A task's directory relative to the node root, as Azure Batch lays it out:
+/// `workitems/<job>/job-1/<task>`, and for a job that a job schedule created (`<schedule>:job-<n>`)
+/// `workitems/<schedule>/job-<n>/<task>`. The core (for the task file API) and the agent agree
+/// through this one function.
+pub fn task_dir(job_id: &str, task_id: &str) -> String {
+    match job_id.split_once(':') {
+        Some((schedule, run)) => format!("workitems/{schedule}/{run}/{task_id}"),
+        None => format!("workitems/{job_id}/job-1/{task_id}"),
+    }
+}
+
 /// The outcome of one process run on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunResult {
@@ -211,4 +222,15 @@ pub fn decode_chunk(frame: &[u8]) -> Option<(u64, bool, &[u8])> {
     let mut id = [0u8; 8];
     id.copy_from_slice(&frame[..8]);
     Some((u64::from_be_bytes(id), frame[8] == 1, &frame[9..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_dirs_follow_azure_layout() {
+        assert_eq!(task_dir("j", "t"), "workitems/j/job-1/t");
+        assert_eq!(task_dir("nightly:job-7", "t"), "workitems/nightly/job-7/t");
+    }
 }

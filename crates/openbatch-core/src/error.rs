@@ -17,6 +17,22 @@ pub enum CoreError {
     JobBeingDeleted(String),
     #[error("job '{0}' is completed")]
     JobCompleted(String),
+    #[error("job schedule '{0}' does not exist")]
+    JobScheduleNotFound(String),
+    #[error("job schedule '{0}' already exists")]
+    JobScheduleExists(String),
+    #[error("job schedule '{0}' is being deleted")]
+    JobScheduleBeingDeleted(String),
+    #[error("job schedule '{0}' is being terminated")]
+    JobScheduleBeingTerminated(String),
+    #[error("job schedule '{0}' is completed")]
+    JobScheduleCompleted(String),
+    /// A job cannot take the id of a job schedule.
+    #[error("a job schedule with id '{0}' exists")]
+    JobScheduleWithSameIdExists(String),
+    /// A job schedule cannot take the id of a job.
+    #[error("a job with id '{0}' exists")]
+    JobWithSameIdExists(String),
     #[error("task '{1}' of job '{0}' does not exist")]
     TaskNotFound(String, String),
     #[error("task '{1}' already exists in job '{0}'")]
@@ -92,6 +108,39 @@ impl From<CoreError> for ApiError {
                 409,
                 codes::JOB_COMPLETED,
                 "The specified job is already in a completed state.",
+            ),
+            CoreError::JobScheduleNotFound(_) => {
+                ApiError::not_found(codes::JOB_SCHEDULE_NOT_FOUND, "job schedule")
+            }
+            CoreError::JobScheduleExists(_) => ApiError::new(
+                409,
+                codes::JOB_SCHEDULE_EXISTS,
+                "The specified job schedule already exists.",
+            ),
+            CoreError::JobScheduleBeingDeleted(_) => ApiError::new(
+                409,
+                codes::JOB_SCHEDULE_BEING_DELETED,
+                "The specified job schedule has been marked for deletion and is being deleted.",
+            ),
+            CoreError::JobScheduleBeingTerminated(_) => ApiError::new(
+                409,
+                codes::JOB_SCHEDULE_BEING_TERMINATED,
+                "The specified job schedule is being terminated.",
+            ),
+            CoreError::JobScheduleCompleted(_) => ApiError::new(
+                409,
+                codes::JOB_SCHEDULE_COMPLETED,
+                "The specified job schedule is already in a completed state.",
+            ),
+            CoreError::JobScheduleWithSameIdExists(id) => ApiError::new(
+                409,
+                codes::JOB_SCHEDULE_WITH_SAME_ID_EXISTS,
+                format!("A job schedule with the id '{id}' exists; a job and a job schedule cannot have the same id."),
+            ),
+            CoreError::JobWithSameIdExists(id) => ApiError::new(
+                409,
+                codes::JOB_WITH_SAME_ID_EXISTS,
+                format!("A job with the id '{id}' exists; a job and a job schedule cannot have the same id."),
             ),
             CoreError::TaskNotFound(_, _) => ApiError::not_found(codes::TASK_NOT_FOUND, "task"),
             CoreError::TaskExists(_, _) => ApiError::new(

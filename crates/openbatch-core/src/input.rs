@@ -157,9 +157,31 @@ pub enum Input {
         grace: std::time::Duration,
         recovery: std::time::Duration,
     },
+    /// `POST /jobschedules`. The shell checked the intervals against its configured minimum.
+    CreateJobSchedule(Box<openbatch_api::models::JobScheduleCreate>),
+    /// PATCH (`replace: false`) or PUT (`replace: true`) of a job schedule.
+    UpdateJobSchedule {
+        id: String,
+        update: Box<openbatch_api::models::JobScheduleUpdate>,
+        replace: bool,
+    },
+    DisableJobSchedule {
+        id: String,
+    },
+    EnableJobSchedule {
+        id: String,
+    },
+    /// Terminate a job schedule, and its active job with it.
+    TerminateJobSchedule {
+        id: String,
+    },
+    /// Delete a job schedule and every job it created.
+    DeleteJobSchedule {
+        id: String,
+    },
     /// The server restarted: every node is disconnected until its agent dials in again.
     ServerRestarted,
-    /// Time passed: connection timeouts, deferred deletions, job wall-clock limits.
+    /// Time passed: connection timeouts, deferred deletions, job wall-clock limits, job schedules that are due.
     Tick,
 }
 

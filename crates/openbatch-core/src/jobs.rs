@@ -30,27 +30,26 @@ impl Core {
                 CoreError::JobExists(spec.id)
             });
         }
-        match (&spec.pool_info.pool_id, &spec.pool_info.auto_pool_specification) {
-            (Some(p), _) if !p.is_empty() => {}
-            (_, Some(_)) => {
-                return Err(CoreError::Unsupported(
-                    "Auto pools (poolInfo.autoPoolSpecification) are not supported yet by this openbatch server; create a pool and set poolInfo.poolId.".into(),
-                ))
-            }
-            _ => return Err(CoreError::MissingProperty("poolInfo.poolId".into())),
+        if self.schedules.contains_key(&key) {
+            return Err(CoreError::JobScheduleWithSameIdExists(spec.id));
         }
-        check_job_limits(spec.priority, spec.max_parallel_tasks)?;
-        for (name, present) in [
-            ("jobManagerTask", spec.job_manager_task.is_some()),
-            ("jobPreparationTask", spec.job_preparation_task.is_some()),
-            ("jobReleaseTask", spec.job_release_task.is_some()),
-        ] {
-            if present {
-                return Err(CoreError::Unsupported(format!(
-                    "{name} is not supported yet by this openbatch server."
-                )));
-            }
-        }
+        check_job_spec(&spec)?;
+        let version = self.insert_job(spec, None, now);
+        Ok(Reply::Created {
+            etag: etag(version),
+            last_modified: now,
+        })
+    }
+
+    /// Record a new, validated job (`schedule`: the key of the job schedule that created it).
+    /// Returns its version.
+    pub(crate) fn insert_job(
+        &mut self,
+        spec: JobCreate,
+        schedule: Option<String>,
+        now: DateTime<Utc>,
+    ) -> u64 {
+        let key = id_key(&spec.id);
         let seq = self.seq();
         let version = self.version();
         self.jobs.insert(
@@ -71,12 +70,10 @@ impl Core {
                 slot_counts: TaskCounts::default(),
                 next_task_seq: 1,
                 deps: Default::default(),
+                schedule,
             },
         );
-        Ok(Reply::Created {
-            etag: etag(version),
-            last_modified: now,
-        })
+        version
     }
 
     pub(crate) fn set_job_state(&mut self, key: &str, state: JobState, now: DateTime<Utc>) {
@@ -170,6 +167,14 @@ impl Core {
         if let Some(job) = self.jobs.get_mut(key) {
             job.end_time = Some(now);
         }
+        self.scheduled_job_ended(key, now);
+    }
+
+    /// Forget a deleted job whose runs are all gone; its job schedule, if any, learns of it.
+    fn remove_job(&mut self, key: &str, now: DateTime<Utc>) {
+        if let Some(schedule) = self.jobs.remove(key).and_then(|j| j.schedule) {
+            self.scheduled_job_removed(&schedule, key, now);
+        }
     }
 
     pub(crate) fn delete_job(
@@ -189,7 +194,7 @@ impl Core {
         let running = self.stop_job_tasks(&key, fx);
         self.set_job_state(&key, JobState::Deleting, now);
         if running == 0 {
-            self.jobs.remove(&key);
+            self.remove_job(&key, now);
         }
         Ok(Reply::Done)
     }
@@ -207,9 +212,7 @@ impl Core {
         };
         let in_flight = job.counts.running;
         match job.state {
-            JobState::Deleting if in_flight == 0 => {
-                self.jobs.remove(key);
-            }
+            JobState::Deleting if in_flight == 0 => self.remove_job(key, now),
             JobState::Terminating if in_flight == 0 => self.finish_job(key, now),
             JobState::Active
                 if job.spec.on_all_tasks_complete == Some(OnAllTasksComplete::TerminateJob)
@@ -303,6 +306,33 @@ pub(crate) fn check_job_limits(
                 m,
                 "must be -1 (unlimited) or greater than 0",
             ));
+        }
+    }
+    Ok(())
+}
+
+/// What a job's specification must satisfy, whether it comes from `POST /jobs` or from a job
+/// schedule's `jobSpecification`.
+pub(crate) fn check_job_spec(spec: &JobCreate) -> Result<(), CoreError> {
+    match (&spec.pool_info.pool_id, &spec.pool_info.auto_pool_specification) {
+        (Some(p), _) if !p.is_empty() => {}
+        (_, Some(_)) => {
+            return Err(CoreError::Unsupported(
+                "Auto pools (poolInfo.autoPoolSpecification) are not supported yet by this openbatch server; create a pool and set poolInfo.poolId.".into(),
+            ))
+        }
+        _ => return Err(CoreError::MissingProperty("poolInfo.poolId".into())),
+    }
+    check_job_limits(spec.priority, spec.max_parallel_tasks)?;
+    for (name, present) in [
+        ("jobManagerTask", spec.job_manager_task.is_some()),
+        ("jobPreparationTask", spec.job_preparation_task.is_some()),
+        ("jobReleaseTask", spec.job_release_task.is_some()),
+    ] {
+        if present {
+            return Err(CoreError::Unsupported(format!(
+                "{name} is not supported yet by this openbatch server."
+            )));
         }
     }
     Ok(())

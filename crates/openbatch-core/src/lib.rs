@@ -25,6 +25,7 @@ pub(crate) mod ops;
 mod pools;
 mod preempt;
 mod sched;
+mod schedules;
 mod state;
 mod tasks;
 mod view;

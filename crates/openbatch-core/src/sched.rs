@@ -163,7 +163,7 @@ impl Core {
             .and_then(|n| self.pools.get(&n.pool))
             .map(|p| p.spec.id.clone())
             .unwrap_or_default();
-        let task_dir = format!("workitems/{}/job-1/{}", job.spec.id, task.spec.id);
+        let task_dir = openbatch_api::agent::task_dir(&job.spec.id, &task.spec.id);
         let task = self
             .jobs
             .get_mut(jk)

@@ -175,6 +175,9 @@ pub(crate) struct Job {
     /// Who waits for whom among the job's tasks (`dependsOn`). Derived; rebuilt on load.
     #[serde(skip)]
     pub(crate) deps: crate::deps::DepIndex,
+    /// The key of the job schedule that created this job, if one did.
+    #[serde(default)]
+    pub(crate) schedule: Option<String>,
 }
 
 impl Job {
@@ -264,6 +267,9 @@ pub struct Core {
     pub(crate) pools: BTreeMap<String, Pool>,
     pub(crate) nodes: BTreeMap<String, Node>,
     pub(crate) jobs: BTreeMap<String, Job>,
+    /// Job schedules by key.
+    #[serde(default)]
+    pub(crate) schedules: BTreeMap<String, crate::schedules::Schedule>,
     pub(crate) next_seq: u64,
     pub(crate) next_run: RunId,
     /// Incremented by every `ServerRestarted`. Run ids carry it in their high bits, so a run
@@ -295,6 +301,7 @@ impl Core {
             pools: BTreeMap::new(),
             nodes: BTreeMap::new(),
             jobs: BTreeMap::new(),
+            schedules: BTreeMap::new(),
             next_seq: 1,
             next_run: 1,
             epoch: 0,
@@ -547,8 +554,21 @@ impl Core {
                 let lost = self.tick(now, &mut fx);
                 let preempted = self.preemption_tick(now, &mut fx);
                 let jobs = self.expire_jobs(now, &mut fx);
-                (Reply::Done, lost || preempted || jobs)
+                let schedules = self.tick_schedules(now);
+                (Reply::Done, lost || preempted || jobs || schedules)
             }
+            Input::CreateJobSchedule(spec) => (self.create_job_schedule(*spec, now)?, true),
+            Input::UpdateJobSchedule {
+                id,
+                update,
+                replace,
+            } => (self.update_job_schedule(&id, *update, replace, now)?, true),
+            Input::DisableJobSchedule { id } => (self.disable_job_schedule(&id, now)?, true),
+            Input::EnableJobSchedule { id } => (self.enable_job_schedule(&id, now)?, true),
+            Input::TerminateJobSchedule { id } => {
+                (self.terminate_job_schedule(&id, now, &mut fx)?, true)
+            }
+            Input::DeleteJobSchedule { id } => (self.delete_job_schedule(&id, now, &mut fx)?, true),
         };
         let placed = self.schedule_dirty(now, &mut fx);
         Ok(Applied {

@@ -515,11 +515,7 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
     if lock(state).running.contains_key(&run) {
         return;
     }
-    let task_dir = root
-        .join("workitems")
-        .join(&spec.job_id)
-        .join("job-1")
-        .join(&spec.task_id);
+    let task_dir = root.join(openbatch_api::agent::task_dir(&spec.job_id, &spec.task_id));
     let files = match resource_files(&spec.resource_files) {
         Ok(f) => f,
         Err(m) => return finish_task(state, run, unsupported_result(m)),

@@ -50,6 +50,10 @@ pub struct ServerConfig {
     /// For testing spot workloads: the chance per hour that each low-priority local node is
     /// preempted (0, the default, never; 60 about once a minute).
     pub preemption_rate: f64,
+    /// The shortest `recurrenceInterval` and `startWindow` of a job schedule accepted (Azure:
+    /// 1 minute). Lower it for development and tests.
+    #[serde(with = "secs")]
+    pub job_schedule_min_recurrence: Duration,
 }
 
 mod secs {
@@ -85,6 +89,7 @@ impl Default for ServerConfig {
             preemption_grace: Duration::from_secs(30),
             preemption_recovery: Duration::from_secs(60),
             preemption_rate: 0.0,
+            job_schedule_min_recurrence: Duration::from_secs(60),
         }
     }
 }
@@ -126,6 +131,10 @@ impl ServerConfig {
             (
                 "OPENBATCH_AUTOSCALE_MIN_INTERVAL",
                 &mut self.autoscale_min_interval,
+            ),
+            (
+                "OPENBATCH_JOB_SCHEDULE_MIN_RECURRENCE",
+                &mut self.job_schedule_min_recurrence,
             ),
         ] {
             if let Some(v) = get(name) {
@@ -192,6 +201,19 @@ mod tests {
         cfg.apply_env(|k| (k == "OPENBATCH_LISTEN").then(|| "0.0.0.0:1".to_string()))
             .unwrap();
         assert_eq!(cfg.listen, "0.0.0.0:1");
+    }
+
+    #[test]
+    fn job_schedule_minimum_from_toml_and_env() {
+        assert_eq!(
+            ServerConfig::default().job_schedule_min_recurrence,
+            Duration::from_secs(60)
+        );
+        let mut cfg: ServerConfig = toml::from_str("job_schedule_min_recurrence = 5").unwrap();
+        assert_eq!(cfg.job_schedule_min_recurrence, Duration::from_secs(5));
+        cfg.apply_env(|k| (k == "OPENBATCH_JOB_SCHEDULE_MIN_RECURRENCE").then(|| "1".into()))
+            .unwrap();
+        assert_eq!(cfg.job_schedule_min_recurrence, Duration::from_secs(1));
     }
 
     #[test]

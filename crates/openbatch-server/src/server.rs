@@ -17,7 +17,7 @@ use crate::engine::{EffectRx, Engine};
 use crate::provider::LocalProvider;
 use crate::tokens::Tokens;
 
-/// How often time-driven transitions are checked (lost nodes).
+/// How often time-driven transitions are checked (lost nodes, job schedules that are due).
 const TICK: Duration = Duration::from_millis(500);
 
 /// Everything request handlers and background tasks share.

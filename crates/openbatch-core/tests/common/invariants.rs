@@ -123,6 +123,7 @@ impl Sim {
         }
         self.completed.retain(|k, _| seen.contains(k));
         self.check_runs();
+        self.check_schedules();
         // No task executes twice at once on the agents (killed runs are on their way out).
         let mut live: BTreeMap<(String, String), RunId> = BTreeMap::new();
         for (id, r) in self.runs.iter().filter(|(_, r)| !r.killed) {

@@ -16,8 +16,10 @@ use serde_json::{json, Value};
 
 mod invariants;
 mod journal;
+mod schedules;
 
 pub use journal::{render_all, replay_into, snapshot, Entry};
+pub use schedules::job_schedule;
 
 // ---------------------------------------------------------------------------------------------
 // Builders: the API bodies as the wire writes them, so a test reads like a request.

@@ -16,6 +16,7 @@ mod nodes;
 mod pools;
 mod preemption;
 mod replay;
+mod schedules;
 mod scheduling;
 mod tasks;
 mod validation;

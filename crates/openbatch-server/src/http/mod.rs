@@ -8,6 +8,7 @@ mod nodes;
 mod odata;
 mod ops;
 mod pools;
+mod schedules;
 mod tasks;
 mod tokens;
 
@@ -126,6 +127,22 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 .head(files::head_task_file)
                 .delete(files::delete_task_file),
         )
+        .route(
+            "/jobschedules",
+            post(schedules::create).get(schedules::list),
+        )
+        .route(
+            "/jobschedules/{id}",
+            get(schedules::get)
+                .head(schedules::exists)
+                .delete(schedules::delete)
+                .patch(schedules::patch)
+                .put(schedules::put),
+        )
+        .route("/jobschedules/{id}/disable", post(schedules::disable))
+        .route("/jobschedules/{id}/enable", post(schedules::enable))
+        .route("/jobschedules/{id}/terminate", post(schedules::terminate))
+        .route("/jobschedules/{id}/jobs", get(schedules::list_jobs))
         .route(
             "/openbatch/jointokens",
             post(tokens::create).get(tokens::list),
