@@ -6,6 +6,7 @@
 //! - no node's slots are over-committed;
 //! - no task runs twice at once, and no run starts for a task that is not runnable;
 //! - every accepted task ends exactly once (completed is terminal; a completed task never runs);
+//! - no task starts before every task it depends on (`dependsOn` ids and ranges) completed;
 //! - the state restored from a snapshot and the journal equals the live state.
 //!
 //! The checks are incremental (a shadow of the nodes' slots and of the runs, kept from the
@@ -68,6 +69,8 @@ struct World {
     completed: HashSet<(String, String)>,
     /// Tasks accepted by the core, per job.
     accepted: HashMap<String, usize>,
+    /// What each task with dependencies waits for (task ids of the same job).
+    depends: HashMap<(String, String), Vec<String>>,
     placements: u64,
     steps: u64,
 }
@@ -86,18 +89,41 @@ impl World {
             running: HashSet::new(),
             completed: HashSet::new(),
             accepted: HashMap::new(),
+            depends: HashMap::new(),
             placements: 0,
             steps: 0,
         }
     }
 
     fn apply(&mut self, input: Input) -> openbatch_core::Applied {
+        self.apply_completing(input, None)
+    }
+
+    /// Apply an input; `completing` is the task whose run just ended: whether it is completed
+    /// now is recorded before the input's effects (which may start its dependents) are checked.
+    fn apply_completing(
+        &mut self,
+        input: Input,
+        completing: Option<(String, String)>,
+    ) -> openbatch_core::Applied {
         self.steps += 1;
         let logged = input.clone();
         let applied = self
             .core
             .apply(input, self.now)
             .unwrap_or_else(|e| panic!("refused at step {}: {e}", self.steps));
+        if let Some(key) = completing {
+            let t = self
+                .core
+                .task(&key.0, &key.1, &urls())
+                .expect("task exists");
+            if t.state == TaskState::Completed {
+                assert!(
+                    self.completed.insert(key.clone()),
+                    "{key:?} completed twice"
+                );
+            }
+        }
         if applied.changed {
             self.journal.push((logged, self.now));
         } else {
@@ -131,6 +157,14 @@ impl World {
                         !self.completed.contains(&key),
                         "completed task {key:?} ran again"
                     );
+                    // Dependency order: everything a task waits for has completed (failures
+                    // satisfy their dependents here, by their exit conditions).
+                    for d in self.depends.get(&key).into_iter().flatten() {
+                        assert!(
+                            self.completed.contains(&(key.0.clone(), d.clone())),
+                            "{key:?} started before its dependency {d} completed"
+                        );
+                    }
                     assert!(
                         self.running.insert(key.clone()),
                         "task {key:?} runs twice at once"
@@ -211,21 +245,14 @@ impl World {
             pre_processing_error: false,
             file_upload_error: false,
         };
-        self.apply(Input::TaskCompleted {
-            node: r.node,
-            run,
-            result,
-        });
-        let t = self
-            .core
-            .task(&key.0, &key.1, &urls())
-            .expect("task exists");
-        if t.state == TaskState::Completed {
-            assert!(
-                self.completed.insert(key.clone()),
-                "{key:?} completed twice"
-            );
-        }
+        self.apply_completing(
+            Input::TaskCompleted {
+                node: r.node,
+                run,
+                result,
+            },
+            Some(key),
+        );
     }
 
     /// Every job's counters against a recount of its tasks, and against the shadow.
@@ -305,6 +332,7 @@ fn two_thousand_nodes_two_hundred_thousand_tasks() {
             "id": format!("job{j}"), "poolInfo": {"poolId": "sim"},
             "priority": (j as i32 % 5) * 100 - 200,
             "constraints": {"maxTaskRetryCount": 2},
+            "usesTaskDependencies": j % 2 == 0,
         }))
         .unwrap();
         w.apply(Input::CreateJob(Box::new(job)));
@@ -323,20 +351,53 @@ fn two_thousand_nodes_two_hundred_thousand_tasks() {
             let job = format!("job{j}");
             let n = 100.min(p.tasks - submitted);
             let base = w.accepted[&job];
+            let with_deps = j % 2 == 0;
             let tasks: Vec<m::TaskCreate> = (0..n)
                 .map(|i| {
+                    let id = base + i;
                     let slots = match w.rng.gen_range(0..10) {
                         0 => 4,
                         1 | 2 => 2,
                         _ => 1,
                     };
-                    serde_json::from_value(json!({
-                        "id": format!("t{}", base + i), "commandLine": "/bin/true",
+                    // Numeric ids, so that dependency ranges can name them.
+                    let mut t = json!({
+                        "id": id.to_string(), "commandLine": "/bin/true",
                         "requiredSlots": slots,
-                    }))
-                    .unwrap()
+                    });
+                    // In jobs with dependencies, one task in five waits for up to three
+                    // earlier ones (by id, or a range).
+                    if with_deps && id > 0 && w.rng.gen_bool(0.2) {
+                        let mut ids: Vec<String> = Vec::new();
+                        let mut ranges = Vec::new();
+                        for _ in 0..w.rng.gen_range(1..=3) {
+                            let d = w.rng.gen_range(id.saturating_sub(500)..id);
+                            if w.rng.gen_bool(0.8) {
+                                ids.push(d.to_string());
+                            } else {
+                                let end = (d + 3).min(id - 1);
+                                ranges.push(json!({"start": d, "end": end}));
+                            }
+                        }
+                        t["dependsOn"] = json!({"taskIds": ids, "taskIdRanges": ranges});
+                    }
+                    if with_deps {
+                        // A task's own exit conditions decide what its failure means for the
+                        // tasks that wait for it: here, satisfied.
+                        t["exitConditions"] = json!({"default": {"dependencyAction": "satisfy"}});
+                    }
+                    serde_json::from_value(t).unwrap()
                 })
                 .collect();
+            for t in &tasks {
+                if let Some(d) = &t.depends_on {
+                    let mut all: Vec<String> = d.task_ids.clone();
+                    for r in &d.task_id_ranges {
+                        all.extend((r.start..=r.end).map(|x| x.to_string()));
+                    }
+                    w.depends.insert((job.clone(), t.id.clone()), all);
+                }
+            }
             let applied = w.apply(Input::AddTasks {
                 job: job.clone(),
                 tasks,
