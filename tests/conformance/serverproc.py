@@ -158,11 +158,13 @@ def running_server(
 ) -> Iterator[Server]:
     """Start an openbatch server for the session; stop it (and its node agents) afterwards.
 
-    `env` adds environment variables (`OPENBATCH_STORAGE_*` to point its auto-storage
+    `env` adds environment variables for the server (development settings such as
+    `OPENBATCH_JOB_SCHEDULE_MIN_RECURRENCE`, or `OPENBATCH_STORAGE_*` to point its auto-storage
     elsewhere); `name` keeps the data directories and logs of several servers apart.
     """
     binary = server_binary()
     data_dir = tmp_path_factory.mktemp(f"{name}-data")
+    # One log per server: a test module may start a second one beside the session's.
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

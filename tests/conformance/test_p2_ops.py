@@ -236,7 +236,7 @@ def test_features_not_yet_supported_are_refused_not_ignored(client):
     client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=unique_id("nopool"))))
     # Output files and container resource files are supported now: see test_storage.py.
     for extra in (
-        {"exit_conditions": m.ExitConditions(default=m.ExitOptions(job_action="terminate"))},
+        {"multi_instance_settings": m.MultiInstanceSettings(number_of_instances=2, coordination_command_line="/bin/true")},
     ):
         with pytest.raises(HttpResponseError) as e:
             client.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="/bin/true", **extra))

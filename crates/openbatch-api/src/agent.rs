@@ -13,13 +13,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::{EnvironmentSetting, FailureInfo, OutputFile, ResourceFile, StartTask};
 
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The header that carries the join token on the WebSocket upgrade request.
 pub const TOKEN_HEADER: &str = "x-openbatch-join-token";
 
 /// One attempt of a task on a node, unique for the life of the service.
 pub type RunId = u64;
+
+/// A task's directory relative to the node root, as Azure Batch lays it out:
+/// `workitems/<job>/job-1/<task>`, and for a job that a job schedule created (`<schedule>:job-<n>`)
+/// `workitems/<schedule>/job-<n>/<task>`. The core (for the task file API) and the agent agree
+/// through this one function.
+pub fn task_dir(job_id: &str, task_id: &str) -> String {
+    match job_id.split_once(':') {
+        Some((schedule, run)) => format!("workitems/{schedule}/{run}/{task_id}"),
+        None => format!("workitems/{job_id}/job-1/{task_id}"),
+    }
+}
 
 /// The outcome of one process run on a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +84,26 @@ pub enum FileError {
     Io(String),
 }
 
+/// A node's resource use, reported with every heartbeat (for autoscale formulas). Traffic
+/// counters cover the `interval_secs` since the previous report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeMetrics {
+    pub interval_secs: f64,
+    /// CPU busy over the interval, 0 to 100.
+    pub cpu_percent: f64,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    /// On the file system of the node root.
+    pub disk_used_bytes: u64,
+    pub disk_total_bytes: u64,
+    pub disk_read_bytes: u64,
+    pub disk_write_bytes: u64,
+    pub disk_read_ops: u64,
+    pub disk_write_ops: u64,
+    pub network_in_bytes: u64,
+    pub network_out_bytes: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AgentMsg {
     Hello {
@@ -89,6 +120,8 @@ pub enum AgentMsg {
         start_task: Option<RunResult>,
     },
     Heartbeat,
+    /// A heartbeat that carries the node's resource use.
+    Metrics(NodeMetrics),
     TaskFinished {
         run: RunId,
         result: RunResult,
@@ -155,6 +188,14 @@ pub enum ServerMsg {
         path: String,
         recursive: bool,
     },
+    /// The node is being preempted: send SIGTERM to every run, SIGKILL what is left after
+    /// `grace`, write the notice file each task was told of (`AZ_BATCH_TASK_PREEMPTION_NOTICE`),
+    /// and report the runs' ends as usual. The server stops the agent afterwards.
+    Preempt {
+        grace: Duration,
+        /// When the grace period ends (for the notice file).
+        deadline: DateTime<Utc>,
+    },
     /// Leave the pool: stop running tasks and exit.
     Shutdown,
     /// Reboot: stop every task, forget the start task's outcome, and connect again as a fresh
@@ -181,4 +222,15 @@ pub fn decode_chunk(frame: &[u8]) -> Option<(u64, bool, &[u8])> {
     let mut id = [0u8; 8];
     id.copy_from_slice(&frame[..8]);
     Some((u64::from_be_bytes(id), frame[8] == 1, &frame[9..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_dirs_follow_azure_layout() {
+        assert_eq!(task_dir("j", "t"), "workitems/j/job-1/t");
+        assert_eq!(task_dir("nightly:job-7", "t"), "workitems/nightly/job-7/t");
+    }
 }

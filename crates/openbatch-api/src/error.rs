@@ -136,6 +136,13 @@ pub mod codes {
     pub const JOB_COMPLETED: &str = "JobCompleted";
     pub const JOB_EXISTS: &str = "JobExists";
     pub const JOB_NOT_FOUND: &str = "JobNotFound";
+    pub const JOB_SCHEDULE_BEING_DELETED: &str = "JobScheduleBeingDeleted";
+    pub const JOB_SCHEDULE_BEING_TERMINATED: &str = "JobScheduleBeingTerminated";
+    pub const JOB_SCHEDULE_COMPLETED: &str = "JobScheduleCompleted";
+    pub const JOB_SCHEDULE_EXISTS: &str = "JobScheduleExists";
+    pub const JOB_SCHEDULE_NOT_FOUND: &str = "JobScheduleNotFound";
+    pub const JOB_SCHEDULE_WITH_SAME_ID_EXISTS: &str = "JobScheduleWithSameIdExists";
+    pub const JOB_WITH_SAME_ID_EXISTS: &str = "JobWithSameIdExists";
     pub const MISSING_REQUIRED_PROPERTY: &str = "MissingRequiredProperty";
     pub const MISSING_REQUIRED_QUERY_PARAMETER: &str = "MissingRequiredQueryParameter";
     pub const NODE_NOT_FOUND: &str = "NodeNotFound";
@@ -150,6 +157,9 @@ pub mod codes {
     pub const RESOURCE_NOT_FOUND: &str = "ResourceNotFound";
     pub const SERVER_BUSY: &str = "ServerBusy";
     pub const TASK_COMPLETED: &str = "TaskCompleted";
+    pub const TASK_DEPENDENCIES_NOT_SPECIFIED_ON_JOB: &str = "TaskDependenciesNotSpecifiedOnJob";
+    pub const TASK_DEPENDENCY_LIST_TOO_LONG: &str = "TaskDependencyListTooLong";
+    pub const TASK_DEPENDENCY_RANGES_TOO_LONG: &str = "TaskDependencyRangesTooLong";
     pub const TASK_EXISTS: &str = "TaskExists";
     pub const TASK_NOT_FOUND: &str = "TaskNotFound";
     pub const TOO_MANY_REQUESTS: &str = "TooManyRequests";

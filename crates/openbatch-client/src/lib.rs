@@ -22,6 +22,7 @@ mod error;
 mod files;
 mod request;
 mod resources;
+mod schedules;
 mod storage;
 mod tokens;
 

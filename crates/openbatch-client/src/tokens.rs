@@ -110,6 +110,31 @@ impl Client {
         self.call_json(Method::POST, url, Some(&body)).await
     }
 
+    /// `POST /openbatch/pools/{pool}/nodes/{node}/preempt` (202): preempt a low-priority node
+    /// after a notice and `grace` for its tasks (the server's configured grace if `None`).
+    pub async fn preempt_node(
+        &self,
+        pool_id: &str,
+        node_id: &str,
+        grace: Option<std::time::Duration>,
+    ) -> Result<(), ClientError> {
+        let url = self.url(
+            &[
+                Lit("openbatch"),
+                Lit("pools"),
+                Val("pool id", pool_id),
+                Lit("nodes"),
+                Val("node id", node_id),
+                Lit("preempt"),
+            ],
+            &[],
+        )?;
+        let body = serde_json::json!({
+            "gracePeriod": grace.map(|g| openbatch_api::time::format_duration(openbatch_api::time::IsoDuration::from_duration(g))),
+        });
+        self.call_no_content(Method::POST, url, Some(&body)).await
+    }
+
     /// `GET /openbatch/pools/{id}/autoscalehistory`: the pool's last evaluations, newest first.
     pub async fn autoscale_history(
         &self,

@@ -1,5 +1,5 @@
 //! Conditional requests: `If-Match`, `If-None-Match`, `If-Modified-Since` and
-//! `If-Unmodified-Since` on pools, jobs and tasks. A mutation carries its precondition into the
+//! `If-Unmodified-Since` on pools, jobs, tasks and job schedules. A mutation carries its precondition into the
 //! core so that the check and the change happen under the same lock, with nothing in between.
 
 use chrono::{DateTime, Utc};
@@ -14,6 +14,7 @@ pub enum Target {
     Pool(String),
     Job(String),
     Task(String, String),
+    JobSchedule(String),
 }
 
 /// The request's conditional headers.
@@ -105,6 +106,11 @@ impl Core {
                 .get(&id_key(id))
                 .map(|j| (etag(j.version), j.last_modified))
                 .ok_or_else(|| CoreError::JobNotFound(id.clone())),
+            Target::JobSchedule(id) => self
+                .schedules
+                .get(&id_key(id))
+                .map(|s| (etag(s.version), s.last_modified))
+                .ok_or_else(|| CoreError::JobScheduleNotFound(id.clone())),
             Target::Task(job, task) => {
                 let (jk, tk) = self.find_task(job, task)?;
                 let t = &self.jobs[&jk].tasks[&tk];

@@ -17,6 +17,22 @@ pub enum CoreError {
     JobBeingDeleted(String),
     #[error("job '{0}' is completed")]
     JobCompleted(String),
+    #[error("job schedule '{0}' does not exist")]
+    JobScheduleNotFound(String),
+    #[error("job schedule '{0}' already exists")]
+    JobScheduleExists(String),
+    #[error("job schedule '{0}' is being deleted")]
+    JobScheduleBeingDeleted(String),
+    #[error("job schedule '{0}' is being terminated")]
+    JobScheduleBeingTerminated(String),
+    #[error("job schedule '{0}' is completed")]
+    JobScheduleCompleted(String),
+    /// A job cannot take the id of a job schedule.
+    #[error("a job schedule with id '{0}' exists")]
+    JobScheduleWithSameIdExists(String),
+    /// A job schedule cannot take the id of a job.
+    #[error("a job with id '{0}' exists")]
+    JobWithSameIdExists(String),
     #[error("task '{1}' of job '{0}' does not exist")]
     TaskNotFound(String, String),
     #[error("task '{1}' already exists in job '{0}'")]
@@ -44,6 +60,15 @@ pub enum CoreError {
     ConditionNotMet,
     #[error("{0}")]
     Unsupported(String),
+    /// A task has `dependsOn`, but its job was not created with `usesTaskDependencies`.
+    #[error("job '{0}' does not use task dependencies")]
+    DependenciesNotOnJob(String),
+    /// `dependsOn.taskIds` is longer in total than Azure stores (characters).
+    #[error("dependsOn.taskIds has {0} characters in total")]
+    DependencyListTooLong(usize),
+    /// `dependsOn.taskIdRanges` has more ranges than are stored.
+    #[error("dependsOn.taskIdRanges has {0} ranges")]
+    DependencyRangesTooLong(usize),
 }
 
 impl CoreError {
@@ -84,6 +109,39 @@ impl From<CoreError> for ApiError {
                 codes::JOB_COMPLETED,
                 "The specified job is already in a completed state.",
             ),
+            CoreError::JobScheduleNotFound(_) => {
+                ApiError::not_found(codes::JOB_SCHEDULE_NOT_FOUND, "job schedule")
+            }
+            CoreError::JobScheduleExists(_) => ApiError::new(
+                409,
+                codes::JOB_SCHEDULE_EXISTS,
+                "The specified job schedule already exists.",
+            ),
+            CoreError::JobScheduleBeingDeleted(_) => ApiError::new(
+                409,
+                codes::JOB_SCHEDULE_BEING_DELETED,
+                "The specified job schedule has been marked for deletion and is being deleted.",
+            ),
+            CoreError::JobScheduleBeingTerminated(_) => ApiError::new(
+                409,
+                codes::JOB_SCHEDULE_BEING_TERMINATED,
+                "The specified job schedule is being terminated.",
+            ),
+            CoreError::JobScheduleCompleted(_) => ApiError::new(
+                409,
+                codes::JOB_SCHEDULE_COMPLETED,
+                "The specified job schedule is already in a completed state.",
+            ),
+            CoreError::JobScheduleWithSameIdExists(id) => ApiError::new(
+                409,
+                codes::JOB_SCHEDULE_WITH_SAME_ID_EXISTS,
+                format!("A job schedule with the id '{id}' exists; a job and a job schedule cannot have the same id."),
+            ),
+            CoreError::JobWithSameIdExists(id) => ApiError::new(
+                409,
+                codes::JOB_WITH_SAME_ID_EXISTS,
+                format!("A job with the id '{id}' exists; a job and a job schedule cannot have the same id."),
+            ),
             CoreError::TaskNotFound(_, _) => ApiError::not_found(codes::TASK_NOT_FOUND, "task"),
             CoreError::TaskExists(_, _) => ApiError::new(
                 409,
@@ -117,6 +175,21 @@ impl From<CoreError> for ApiError {
                 format!("The node '{n}' is not in a state that allows this operation (it is booting, restarting or not connected)."),
             ),
             CoreError::Unsupported(m) => ApiError::new(400, codes::UNSUPPORTED_OPERATION, m),
+            CoreError::DependenciesNotOnJob(job) => ApiError::new(
+                400,
+                codes::TASK_DEPENDENCIES_NOT_SPECIFIED_ON_JOB,
+                format!("The task depends on other tasks, but job '{job}' does not use task dependencies: create the job with usesTaskDependencies set to true."),
+            ),
+            CoreError::DependencyListTooLong(len) => ApiError::new(
+                400,
+                codes::TASK_DEPENDENCY_LIST_TOO_LONG,
+                format!("dependsOn.taskIds has {len} characters in total; at most {} are stored. Depend on a range of task ids (taskIdRanges) instead.", crate::deps::MAX_TASK_IDS_CHARS),
+            ),
+            CoreError::DependencyRangesTooLong(n) => ApiError::new(
+                400,
+                codes::TASK_DEPENDENCY_RANGES_TOO_LONG,
+                format!("dependsOn.taskIdRanges has {n} ranges; at most {} are stored. Merge adjacent ranges, or number the tasks so fewer ranges cover them.", crate::deps::MAX_ID_RANGES),
+            ),
         }
     }
 }

@@ -148,9 +148,40 @@ pub enum Input {
         run: RunId,
         result: RunResult,
     },
+    /// Take a low-priority node's capacity back (an operator's command or the provider's
+    /// random preemption): its runs get `grace` to end (SIGTERM and a notice file), their tasks
+    /// are requeued, and after `recovery` the node boots again as a fresh machine.
+    PreemptNode {
+        pool: String,
+        node: String,
+        grace: std::time::Duration,
+        recovery: std::time::Duration,
+    },
+    /// `POST /jobschedules`. The shell checked the intervals against its configured minimum.
+    CreateJobSchedule(Box<openbatch_api::models::JobScheduleCreate>),
+    /// PATCH (`replace: false`) or PUT (`replace: true`) of a job schedule.
+    UpdateJobSchedule {
+        id: String,
+        update: Box<openbatch_api::models::JobScheduleUpdate>,
+        replace: bool,
+    },
+    DisableJobSchedule {
+        id: String,
+    },
+    EnableJobSchedule {
+        id: String,
+    },
+    /// Terminate a job schedule, and its active job with it.
+    TerminateJobSchedule {
+        id: String,
+    },
+    /// Delete a job schedule and every job it created.
+    DeleteJobSchedule {
+        id: String,
+    },
     /// The server restarted: every node is disconnected until its agent dials in again.
     ServerRestarted,
-    /// Time passed: connection timeouts, deferred deletions.
+    /// Time passed: connection timeouts, deferred deletions, job wall-clock limits, job schedules that are due.
     Tick,
 }
 
@@ -189,6 +220,12 @@ pub enum Effect {
     RemoveNode { node: String },
     /// Restart the node's agent (a reboot; with `wipe`, a reimage that empties the node root).
     RestartNode { node: String, wipe: bool },
+    /// Tell the node it is being preempted: SIGTERM to its runs, SIGKILL after `grace`, and a
+    /// notice file in each task's directory. The runs' reports follow as usual.
+    PreemptNode {
+        node: String,
+        grace: std::time::Duration,
+    },
 }
 
 impl Effect {

@@ -30,27 +30,26 @@ impl Core {
                 CoreError::JobExists(spec.id)
             });
         }
-        match (&spec.pool_info.pool_id, &spec.pool_info.auto_pool_specification) {
-            (Some(p), _) if !p.is_empty() => {}
-            (_, Some(_)) => {
-                return Err(CoreError::Unsupported(
-                    "Auto pools (poolInfo.autoPoolSpecification) are not supported yet by this openbatch server; create a pool and set poolInfo.poolId.".into(),
-                ))
-            }
-            _ => return Err(CoreError::MissingProperty("poolInfo.poolId".into())),
+        if self.schedules.contains_key(&key) {
+            return Err(CoreError::JobScheduleWithSameIdExists(spec.id));
         }
-        check_job_limits(spec.priority, spec.max_parallel_tasks)?;
-        for (name, present) in [
-            ("jobManagerTask", spec.job_manager_task.is_some()),
-            ("jobPreparationTask", spec.job_preparation_task.is_some()),
-            ("jobReleaseTask", spec.job_release_task.is_some()),
-        ] {
-            if present {
-                return Err(CoreError::Unsupported(format!(
-                    "{name} is not supported yet by this openbatch server."
-                )));
-            }
-        }
+        check_job_spec(&spec)?;
+        let version = self.insert_job(spec, None, now);
+        Ok(Reply::Created {
+            etag: etag(version),
+            last_modified: now,
+        })
+    }
+
+    /// Record a new, validated job (`schedule`: the key of the job schedule that created it).
+    /// Returns its version.
+    pub(crate) fn insert_job(
+        &mut self,
+        spec: JobCreate,
+        schedule: Option<String>,
+        now: DateTime<Utc>,
+    ) -> u64 {
+        let key = id_key(&spec.id);
         let seq = self.seq();
         let version = self.version();
         self.jobs.insert(
@@ -70,12 +69,11 @@ impl Core {
                 counts: TaskCounts::default(),
                 slot_counts: TaskCounts::default(),
                 next_task_seq: 1,
+                deps: Default::default(),
+                schedule,
             },
         );
-        Ok(Reply::Created {
-            etag: etag(version),
-            last_modified: now,
-        })
+        version
     }
 
     pub(crate) fn set_job_state(&mut self, key: &str, state: JobState, now: DateTime<Utc>) {
@@ -147,7 +145,13 @@ impl Core {
     }
 
     /// terminating -> completed once no run of the job is left.
-    fn end_job(&mut self, key: &str, reason: String, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+    pub(crate) fn end_job(
+        &mut self,
+        key: &str,
+        reason: String,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) {
         let running = self.stop_job_tasks(key, fx);
         if let Some(job) = self.jobs.get_mut(key) {
             job.terminate_reason = Some(reason);
@@ -162,6 +166,14 @@ impl Core {
         self.set_job_state(key, JobState::Completed, now);
         if let Some(job) = self.jobs.get_mut(key) {
             job.end_time = Some(now);
+        }
+        self.scheduled_job_ended(key, now);
+    }
+
+    /// Forget a deleted job whose runs are all gone; its job schedule, if any, learns of it.
+    fn remove_job(&mut self, key: &str, now: DateTime<Utc>) {
+        if let Some(schedule) = self.jobs.remove(key).and_then(|j| j.schedule) {
+            self.scheduled_job_removed(&schedule, key, now);
         }
     }
 
@@ -182,7 +194,7 @@ impl Core {
         let running = self.stop_job_tasks(&key, fx);
         self.set_job_state(&key, JobState::Deleting, now);
         if running == 0 {
-            self.jobs.remove(&key);
+            self.remove_job(&key, now);
         }
         Ok(Reply::Done)
     }
@@ -200,9 +212,7 @@ impl Core {
         };
         let in_flight = job.counts.running;
         match job.state {
-            JobState::Deleting if in_flight == 0 => {
-                self.jobs.remove(key);
-            }
+            JobState::Deleting if in_flight == 0 => self.remove_job(key, now),
             JobState::Terminating if in_flight == 0 => self.finish_job(key, now),
             JobState::Active
                 if job.spec.on_all_tasks_complete == Some(OnAllTasksComplete::TerminateJob)
@@ -214,6 +224,63 @@ impl Core {
             }
             _ => {}
         }
+    }
+
+    /// `onAllTasksComplete` was just changed to `terminatejob` (job update, which Azure allows
+    /// for this very use: add the tasks, then switch it on). The rule holds from now on, so a
+    /// job whose tasks are all completed ends at once. That includes a job with no task: "if a
+    /// Job contains no Tasks, then all Tasks are considered complete". (A job *created* with
+    /// `terminatejob` and no task is not ended at creation: that would race with the tasks its
+    /// creator adds next. It ends when its last task completes.)
+    pub(crate) fn terminate_job_when_all_complete(
+        &mut self,
+        key: &str,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(job) = self.jobs.get(key) else {
+            return;
+        };
+        if job.state == JobState::Active
+            && job.spec.on_all_tasks_complete == Some(OnAllTasksComplete::TerminateJob)
+            && job.counts.active == 0
+            && job.counts.running == 0
+        {
+            self.end_job(key, "AllTasksComplete".into(), now, fx);
+        }
+    }
+
+    /// Time-driven: a job that outlived its `constraints.maxWallClockTime`, counted from its
+    /// creation, is terminated with `MaxWallClockTimeExpiry`, its running tasks killed (Azure:
+    /// "If the Job does not complete within the time limit, the Batch service terminates it
+    /// and any Tasks that are still running"). Returns whether any job expired.
+    pub(crate) fn expire_jobs(&mut self, now: DateTime<Utc>, fx: &mut Vec<Effect>) -> bool {
+        let expired: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| {
+                matches!(
+                    j.state,
+                    JobState::Active
+                        | JobState::Disabling
+                        | JobState::Disabled
+                        | JobState::Enabling
+                )
+            })
+            .filter(|(_, j)| {
+                j.spec
+                    .constraints
+                    .and_then(|c| c.max_wall_clock_time)
+                    .and_then(|d| d.as_duration())
+                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                    .is_some_and(|limit| now - j.created >= limit)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &expired {
+            self.end_job(key, "MaxWallClockTimeExpiry".into(), now, fx);
+        }
+        !expired.is_empty()
     }
 }
 
@@ -239,6 +306,33 @@ pub(crate) fn check_job_limits(
                 m,
                 "must be -1 (unlimited) or greater than 0",
             ));
+        }
+    }
+    Ok(())
+}
+
+/// What a job's specification must satisfy, whether it comes from `POST /jobs` or from a job
+/// schedule's `jobSpecification`.
+pub(crate) fn check_job_spec(spec: &JobCreate) -> Result<(), CoreError> {
+    match (&spec.pool_info.pool_id, &spec.pool_info.auto_pool_specification) {
+        (Some(p), _) if !p.is_empty() => {}
+        (_, Some(_)) => {
+            return Err(CoreError::Unsupported(
+                "Auto pools (poolInfo.autoPoolSpecification) are not supported yet by this openbatch server; create a pool and set poolInfo.poolId.".into(),
+            ))
+        }
+        _ => return Err(CoreError::MissingProperty("poolInfo.poolId".into())),
+    }
+    check_job_limits(spec.priority, spec.max_parallel_tasks)?;
+    for (name, present) in [
+        ("jobManagerTask", spec.job_manager_task.is_some()),
+        ("jobPreparationTask", spec.job_preparation_task.is_some()),
+        ("jobReleaseTask", spec.job_release_task.is_some()),
+    ] {
+        if present {
+            return Err(CoreError::Unsupported(format!(
+                "{name} is not supported yet by this openbatch server."
+            )));
         }
     }
     Ok(())

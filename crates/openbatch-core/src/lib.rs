@@ -15,13 +15,17 @@
 //! user's specification and renders back in views.
 
 mod cond;
+mod deps;
 mod error;
+mod exits;
 mod input;
 mod jobs;
 mod nodes;
 pub(crate) mod ops;
 mod pools;
+mod preempt;
 mod sched;
+mod schedules;
 mod state;
 mod tasks;
 mod view;

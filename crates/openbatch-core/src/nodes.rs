@@ -43,6 +43,7 @@ impl Core {
                 n.state_time = now;
             }
         }
+        self.refresh_capacity(node);
     }
 
     /// The state a connected node is in, from what it runs and how its start task went: what a
@@ -53,6 +54,13 @@ impl Core {
         };
         if node.leaving.is_some() {
             return NodeState::LeavingPool;
+        }
+        if node
+            .preemption
+            .as_ref()
+            .is_some_and(|p| p.recover_at.is_some())
+        {
+            return NodeState::Preempted;
         }
         let wait = self
             .pools
@@ -161,7 +169,7 @@ impl Core {
         // Results that arrived while we were apart, then anything we believe runs there but
         // the agent does not know about is lost: back to the queue.
         for (run, result) in hello.finished {
-            self.task_completed(&node_id, run, result, now, fx);
+            self.run_ended(&node_id, run, result, now, fx);
         }
         let still: std::collections::BTreeSet<u64> = hello.running.iter().copied().collect();
         let ours: Vec<u64> = self
@@ -187,6 +195,22 @@ impl Core {
         };
         if node.leaving.is_some() {
             self.remove_if_drained(&node_id, fx);
+            return true;
+        }
+        if node.preemption.is_some() {
+            // Preempted, or drained by the runs the agent no longer had: it goes.
+            if self.in_preemption_notice(&node_id)
+                && self
+                    .nodes
+                    .get(&node_id)
+                    .is_some_and(|n| n.running.is_empty())
+            {
+                self.finish_notice(&node_id, now, fx);
+            } else if !self.in_preemption_notice(&node_id) {
+                fx.push(Effect::RemoveNode {
+                    node: node_id.clone(),
+                });
+            }
             return true;
         }
         if first_time
@@ -235,6 +259,7 @@ impl Core {
             let state = self.settled_state(&node_id);
             self.set_node_state(&node_id, state, now);
         }
+        self.refresh_capacity(&node_id);
         self.update_allocation_state(&pool_key, now);
         self.dirty_pools.insert(pool_key);
         true
@@ -249,8 +274,16 @@ impl Core {
         }
         node.connected = false;
         node.disconnected_since = Some(now);
-        // A node that is booting or restarting was expected to drop its connection.
+        self.refresh_capacity(node_id);
+        let Some(node) = self.nodes.get(node_id) else {
+            return true;
+        };
+        // A node that is booting, restarting or preempted was expected to drop its connection.
         if node.leaving.is_none()
+            && node
+                .preemption
+                .as_ref()
+                .is_none_or(|p| p.recover_at.is_none())
             && !matches!(
                 node.state,
                 NodeState::Creating | NodeState::Rebooting | NodeState::Reimaging
@@ -292,6 +325,9 @@ impl Core {
         now: DateTime<Utc>,
         fx: &mut Vec<Effect>,
     ) -> bool {
+        if self.preempted_node_stopped(node_id) {
+            return true;
+        }
         let Some(node) = self.nodes.get(node_id) else {
             return false;
         };
@@ -305,6 +341,7 @@ impl Core {
 
     /// Forget a node and let its pool catch up with its target.
     fn drop_node(&mut self, node_id: &str, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+        self.unindex_node(node_id);
         let Some(node) = self.nodes.remove(node_id) else {
             return;
         };
@@ -423,7 +460,13 @@ impl Core {
                 } else {
                     limit
                 };
+                // A preempted node is away on purpose until its capacity comes back.
+                let preempted = n
+                    .preemption
+                    .as_ref()
+                    .is_some_and(|p| p.recover_at.is_some());
                 !n.connected
+                    && !preempted
                     && n.disconnected_since
                         .is_some_and(|since| now - since >= limit)
             })

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use openbatch_api::models::{
     AllocationState, DisableJobOption, DisableSchedulingOption, JobState, JobUpdate,
-    NodeDeallocationOption, NodeState, PoolReplace, PoolState, PoolUpdate, SchedulingState,
-    TaskConstraints, TaskExecutionInfo, TaskState,
+    NodeDeallocationOption, NodeState, OnAllTasksComplete, PoolReplace, PoolState, PoolUpdate,
+    SchedulingState, TaskConstraints, TaskExecutionInfo, TaskState,
 };
 
 use crate::input::{Effect, Reply};
@@ -212,6 +212,7 @@ impl Core {
         u: JobUpdate,
         replace: bool,
         now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
     ) -> Result<Reply, CoreError> {
         let key = id_key(id);
         let job = self
@@ -252,6 +253,8 @@ impl Core {
         }
         let version = self.version();
         let job = self.jobs.get_mut(&key).expect("checked");
+        let was_terminatejob =
+            job.spec.on_all_tasks_complete == Some(OnAllTasksComplete::TerminateJob);
         let s = &mut job.spec;
         if replace {
             // PUT: what is not given goes back to its default.
@@ -291,6 +294,9 @@ impl Core {
         job.last_modified = now;
         for tk in &waiting {
             self.enqueue(&key, tk);
+        }
+        if !was_terminatejob {
+            self.terminate_job_when_all_complete(&key, now, fx);
         }
         Ok(Reply::Done)
     }
@@ -445,7 +451,7 @@ impl Core {
         Ok(Reply::Done)
     }
 
-    fn pool_node(&self, pool: &str, node: &str) -> Result<String, CoreError> {
+    pub(crate) fn pool_node(&self, pool: &str, node: &str) -> Result<String, CoreError> {
         let key = id_key(pool);
         let p = self
             .pools
@@ -474,6 +480,7 @@ impl Core {
             SchedulingState::Disabled
         };
         let pool_key = n.pool.clone();
+        self.refresh_capacity(&id);
         if !enabled {
             let fate = match option.unwrap_or(DisableSchedulingOption::Requeue) {
                 DisableSchedulingOption::Requeue => RunFate::Requeue,
@@ -524,6 +531,7 @@ impl Core {
             let n = self.nodes.get_mut(&id).expect("checked");
             n.pending_restart = Some(reimage);
             n.scheduling = SchedulingState::Disabled;
+            self.refresh_capacity(&id);
             return Ok(Reply::Done);
         }
         self.dispose_runs(&id, fate, now, fx);

@@ -208,9 +208,16 @@ impl Core {
                 .collect();
             let have_count = have.len() as u32;
             if have_count > target {
-                // Prefer nodes doing nothing, then the least busy, then the youngest.
+                // Prefer preempted nodes, then nodes doing nothing, then the least busy, then
+                // the youngest.
                 let mut order: Vec<&Node> = have;
-                order.sort_by_key(|n| (n.used_slots, std::cmp::Reverse(n.seq)));
+                order.sort_by_key(|n| {
+                    (
+                        n.preemption.is_none(),
+                        n.used_slots,
+                        std::cmp::Reverse(n.seq),
+                    )
+                });
                 let doomed: Vec<String> = order
                     .iter()
                     .take((have_count - target) as usize)

@@ -41,14 +41,6 @@ impl Core {
             .task_scheduling_policy
             .map(|p| p.node_fill_type)
             .unwrap_or(NodeFillType::Spread);
-        // Free capacity of schedulable nodes: (node id, free slots).
-        let mut free: Vec<(String, u32)> = pool
-            .nodes
-            .iter()
-            .filter_map(|n| self.nodes.get(n))
-            .filter(|n| n.schedulable() && n.free_slots() > 0)
-            .map(|n| (n.id.clone(), n.free_slots()))
-            .collect();
         let mut placed = false;
         let orders: Vec<JobOrder> = match self.queues.get(pool_key) {
             Some(q) => q.keys().copied().collect(),
@@ -58,7 +50,7 @@ impl Core {
         // space. A job that cannot use the free capacity (not active, at its parallel limit,
         // only tasks too large) is passed over as a whole.
         for order in orders {
-            if free.is_empty() {
+            if self.largest_free(pool_key) == 0 {
                 break;
             }
             let Some(jq) = self.queues.get(pool_key).and_then(|q| q.get(&order)) else {
@@ -77,8 +69,11 @@ impl Core {
             } else {
                 i64::MAX
             };
-            while allowance > 0 && !free.is_empty() {
-                let largest = free.iter().map(|(_, f)| *f).max().unwrap_or(0);
+            while allowance > 0 {
+                let largest = self.largest_free(pool_key);
+                if largest == 0 {
+                    break;
+                }
                 let Some(jq) = self.queues.get(pool_key).and_then(|q| q.get(&order)) else {
                     break;
                 };
@@ -93,24 +88,9 @@ impl Core {
                     })
                     .min();
                 let Some((_, need, tk)) = pick else { break };
-                let choice = match fill {
-                    NodeFillType::Spread => free
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, (_, f))| *f >= need)
-                        .max_by_key(|(i, (_, f))| (*f, std::cmp::Reverse(*i))),
-                    NodeFillType::Pack => free
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, (_, f))| *f >= need)
-                        .min_by_key(|(i, (_, f))| (*f, *i)),
+                let Some(node) = self.choose_node(pool_key, need, fill) else {
+                    break;
                 };
-                let Some((idx, _)) = choice else { break };
-                free[idx].1 -= need;
-                let node = free[idx].0.clone();
-                if free[idx].1 == 0 {
-                    free.swap_remove(idx);
-                }
                 self.dequeue(&jk, &tk);
                 self.start_run(&jk, &tk, &node, need, now, fx);
                 placed = true;
@@ -118,6 +98,30 @@ impl Core {
             }
         }
         placed
+    }
+
+    /// The most free slots any schedulable node of the pool has.
+    fn largest_free(&self, pool_key: &str) -> u32 {
+        self.capacity
+            .get(pool_key)
+            .and_then(|s| s.last())
+            .map_or(0, |(free, _, _)| *free)
+    }
+
+    /// A node with at least `need` free slots: `spread` takes the one with the most free slots,
+    /// `pack` the one with the fewest that still fit; among equals, the oldest node.
+    fn choose_node(&self, pool_key: &str, need: u32, fill: NodeFillType) -> Option<String> {
+        let set = self.capacity.get(pool_key)?;
+        let free = match fill {
+            NodeFillType::Spread => set.last()?.0,
+            NodeFillType::Pack => set.range((need, 0, String::new())..).next()?.0,
+        };
+        if free < need {
+            return None;
+        }
+        set.range((free, 0, String::new())..)
+            .next()
+            .map(|(_, _, id)| id.clone())
     }
 
     fn start_run(
@@ -159,7 +163,7 @@ impl Core {
             .and_then(|n| self.pools.get(&n.pool))
             .map(|p| p.spec.id.clone())
             .unwrap_or_default();
-        let task_dir = format!("workitems/{}/job-1/{}", job.spec.id, task.spec.id);
+        let task_dir = openbatch_api::agent::task_dir(&job.spec.id, &task.spec.id);
         let task = self
             .jobs
             .get_mut(jk)

@@ -94,6 +94,13 @@ pub(crate) struct Node {
     #[serde(default)]
     pub(crate) pending_restart: Option<bool>,
     pub(crate) recent_tasks: VecDeque<TaskInfo>,
+    /// A preemption of this low-priority node in progress (see `preempt.rs`).
+    #[serde(default)]
+    pub(crate) preemption: Option<crate::preempt::Preemption>,
+    /// The free slots this node is filed under in its pool's capacity index, if it is there.
+    /// Derived; rebuilt on load.
+    #[serde(skip)]
+    pub(crate) indexed_free: Option<u32>,
 }
 
 impl Node {
@@ -131,6 +138,8 @@ impl Node {
             leaving: None,
             pending_restart: None,
             recent_tasks: VecDeque::new(),
+            preemption: None,
+            indexed_free: None,
         }
     }
 
@@ -138,6 +147,7 @@ impl Node {
     pub(crate) fn schedulable(&self) -> bool {
         self.connected
             && self.leaving.is_none()
+            && self.preemption.is_none()
             && self.scheduling == SchedulingState::Enabled
             && matches!(self.state, NodeState::Idle | NodeState::Running)
     }
@@ -162,6 +172,12 @@ pub(crate) struct Job {
     pub(crate) counts: TaskCounts,
     pub(crate) slot_counts: TaskCounts,
     pub(crate) next_task_seq: u64,
+    /// Who waits for whom among the job's tasks (`dependsOn`). Derived; rebuilt on load.
+    #[serde(skip)]
+    pub(crate) deps: crate::deps::DepIndex,
+    /// The key of the job schedule that created this job, if one did.
+    #[serde(default)]
+    pub(crate) schedule: Option<String>,
 }
 
 impl Job {
@@ -190,11 +206,27 @@ pub(crate) struct Task {
     pub(crate) current_run: Option<RunId>,
     /// A terminate was requested while the attempt ran: its end completes the task, no retry.
     pub(crate) terminating: bool,
+    /// What the task's completion does to the tasks that depend on it, resolved from its exit
+    /// conditions when it completed. `None` while it is not completed (and in records written
+    /// before exit conditions existed, where success satisfies and failure blocks).
+    #[serde(default)]
+    pub(crate) dependency_action: Option<openbatch_api::models::DependencyAction>,
 }
 
 impl Task {
     pub(crate) fn required_slots(&self) -> u32 {
         self.spec.required_slots.unwrap_or(1).max(1) as u32
+    }
+
+    /// Whether tasks that depend on this one may count it as done: it is completed, and its
+    /// exit conditions (or their defaults: success satisfies, failure blocks) say `satisfy`.
+    pub(crate) fn satisfies_dependents(&self) -> bool {
+        use openbatch_api::models::{DependencyAction, ExecutionResult};
+        self.state == TaskState::Completed
+            && match self.dependency_action {
+                Some(action) => action == DependencyAction::Satisfy,
+                None => self.exec.result == Some(ExecutionResult::Success),
+            }
     }
 }
 
@@ -235,6 +267,9 @@ pub struct Core {
     pub(crate) pools: BTreeMap<String, Pool>,
     pub(crate) nodes: BTreeMap<String, Node>,
     pub(crate) jobs: BTreeMap<String, Job>,
+    /// Job schedules by key.
+    #[serde(default)]
+    pub(crate) schedules: BTreeMap<String, crate::schedules::Schedule>,
     pub(crate) next_seq: u64,
     pub(crate) next_run: RunId,
     /// Incremented by every `ServerRestarted`. Run ids carry it in their high bits, so a run
@@ -252,6 +287,11 @@ pub struct Core {
     /// Pools whose placement may have changed during this input.
     #[serde(skip)]
     pub(crate) dirty_pools: BTreeSet<String>,
+    /// Schedulable nodes with free slots, per pool key, ordered by (free slots, node seq): the
+    /// scheduler finds a node for a task in O(log nodes). Derived; rebuilt on load; kept by
+    /// [`Core::refresh_capacity`] wherever a node's slots or schedulability change.
+    #[serde(skip)]
+    pub(crate) capacity: BTreeMap<String, BTreeSet<(u32, u64, String)>>,
 }
 
 impl Core {
@@ -261,6 +301,7 @@ impl Core {
             pools: BTreeMap::new(),
             nodes: BTreeMap::new(),
             jobs: BTreeMap::new(),
+            schedules: BTreeMap::new(),
             next_seq: 1,
             next_run: 1,
             epoch: 0,
@@ -268,6 +309,7 @@ impl Core {
             queues: BTreeMap::new(),
             runs: BTreeMap::new(),
             dirty_pools: BTreeSet::new(),
+            capacity: BTreeMap::new(),
         }
     }
 
@@ -284,12 +326,23 @@ impl Core {
     pub fn rebuild_indexes(&mut self) {
         self.queues.clear();
         self.runs.clear();
+        self.capacity.clear();
+        let ids: Vec<String> = self.nodes.keys().cloned().collect();
+        for n in &ids {
+            if let Some(node) = self.nodes.get_mut(n) {
+                node.indexed_free = None;
+            }
+            self.refresh_capacity(n);
+        }
         // Runs in flight are what the nodes hold, including runs of tasks deleted since.
         for node in self.nodes.values() {
             for (run, (jk, tk, _)) in &node.running {
                 self.runs
                     .insert(*run, (jk.clone(), tk.clone(), node.id.clone()));
             }
+        }
+        for job in self.jobs.values_mut() {
+            job.rebuild_deps();
         }
         let waiting: Vec<(String, String)> = self
             .jobs
@@ -305,6 +358,60 @@ impl Core {
             self.enqueue(&jk, &tk);
         }
         self.dirty_pools.clear();
+    }
+
+    /// File a node in its pool's capacity index as it is now (schedulable with free slots, or
+    /// not at all). Cheap when nothing changed.
+    pub(crate) fn refresh_capacity(&mut self, node_id: &str) {
+        let Some(n) = self.nodes.get_mut(node_id) else {
+            return;
+        };
+        let free = n.free_slots();
+        let want = (n.schedulable() && free > 0).then_some(free);
+        if n.indexed_free == want {
+            return;
+        }
+        let set = self.capacity.entry(n.pool.clone()).or_default();
+        if let Some(old) = n.indexed_free {
+            set.remove(&(old, n.seq, n.id.clone()));
+        }
+        if let Some(f) = want {
+            set.insert((f, n.seq, n.id.clone()));
+        }
+        n.indexed_free = want;
+    }
+
+    /// Forget a node in the capacity index (it is being removed).
+    pub(crate) fn unindex_node(&mut self, node_id: &str) {
+        if let Some(n) = self.nodes.get_mut(node_id) {
+            if let Some(old) = n.indexed_free.take() {
+                if let Some(set) = self.capacity.get_mut(&n.pool) {
+                    set.remove(&(old, n.seq, n.id.clone()));
+                }
+            }
+        }
+    }
+
+    /// For tests: panics if a derived index disagrees with the records it is derived from.
+    #[doc(hidden)]
+    pub fn check_indexes(&self) {
+        let mut want: BTreeMap<String, BTreeSet<(u32, u64, String)>> = BTreeMap::new();
+        for n in self.nodes.values() {
+            if n.schedulable() && n.free_slots() > 0 {
+                want.entry(n.pool.clone()).or_default().insert((
+                    n.free_slots(),
+                    n.seq,
+                    n.id.clone(),
+                ));
+            }
+        }
+        let have: BTreeMap<String, BTreeSet<(u32, u64, String)>> = self
+            .capacity
+            .iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        assert_eq!(have, want, "the capacity index disagrees with the nodes");
     }
 
     pub(crate) fn seq(&mut self) -> u64 {
@@ -358,7 +465,7 @@ impl Core {
                 id,
                 update,
                 replace,
-            } => (self.update_job(&id, *update, replace, now)?, true),
+            } => (self.update_job(&id, *update, replace, now, &mut fx)?, true),
             Input::DisableJob { id, option } => {
                 (self.disable_job(&id, option, now, &mut fx)?, true)
             }
@@ -416,16 +523,52 @@ impl Core {
                 (Reply::Done, self.node_lost(&node, &reason, now, &mut fx))
             }
             Input::NodeRemoved { node } => (Reply::Done, self.node_removed(&node, now, &mut fx)),
+            // A start task that ends while its node is being preempted decides nothing.
+            Input::StartTaskCompleted { node, .. }
+                if self
+                    .nodes
+                    .get(&node)
+                    .is_some_and(|n| n.preemption.is_some()) =>
+            {
+                (Reply::Done, false)
+            }
             Input::StartTaskCompleted { node, result } => (
                 Reply::Done,
                 self.start_task_completed(&node, result, now, &mut fx),
             ),
             Input::TaskCompleted { node, run, result } => (
                 Reply::Done,
-                self.task_completed(&node, run, result, now, &mut fx),
+                self.run_ended(&node, run, result, now, &mut fx),
+            ),
+            Input::PreemptNode {
+                pool,
+                node,
+                grace,
+                recovery,
+            } => (
+                self.preempt_node(&pool, &node, grace, recovery, now, &mut fx)?,
+                true,
             ),
             Input::ServerRestarted => (Reply::Done, self.server_restarted(now)),
-            Input::Tick => (Reply::Done, self.tick(now, &mut fx)),
+            Input::Tick => {
+                let lost = self.tick(now, &mut fx);
+                let preempted = self.preemption_tick(now, &mut fx);
+                let jobs = self.expire_jobs(now, &mut fx);
+                let schedules = self.tick_schedules(now);
+                (Reply::Done, lost || preempted || jobs || schedules)
+            }
+            Input::CreateJobSchedule(spec) => (self.create_job_schedule(*spec, now)?, true),
+            Input::UpdateJobSchedule {
+                id,
+                update,
+                replace,
+            } => (self.update_job_schedule(&id, *update, replace, now)?, true),
+            Input::DisableJobSchedule { id } => (self.disable_job_schedule(&id, now)?, true),
+            Input::EnableJobSchedule { id } => (self.enable_job_schedule(&id, now)?, true),
+            Input::TerminateJobSchedule { id } => {
+                (self.terminate_job_schedule(&id, now, &mut fx)?, true)
+            }
+            Input::DeleteJobSchedule { id } => (self.delete_job_schedule(&id, now, &mut fx)?, true),
         };
         let placed = self.schedule_dirty(now, &mut fx);
         Ok(Applied {

@@ -7,6 +7,7 @@ use openbatch_api::models::{
     TaskCreate, TaskExecutionInfo, TaskInfo, TaskState,
 };
 
+use crate::exits::Ending;
 use crate::input::{Effect, Reply, RunResult};
 use crate::state::{etag, Core, Task};
 use crate::{id_key, valid_id, CoreError};
@@ -126,11 +127,6 @@ impl Core {
                 "Multi-instance tasks are not supported yet by this openbatch server.".into(),
             ));
         }
-        if spec.exit_conditions.is_some() {
-            return Err(CoreError::Unsupported(
-                "exitConditions are not supported yet by this openbatch server.".into(),
-            ));
-        }
         check_resource_files("resourceFiles", &spec.resource_files)?;
         check_output_files(&spec.output_files)?;
         let tk = id_key(&spec.id);
@@ -138,17 +134,14 @@ impl Core {
         if job.tasks.contains_key(&tk) {
             return Err(CoreError::TaskExists(job.spec.id.clone(), spec.id));
         }
-        if spec.depends_on.is_some() && job.spec.uses_task_dependencies != Some(true) {
-            return Err(CoreError::invalid(
-                "dependsOn",
-                "",
-                "the job does not use task dependencies (set usesTaskDependencies on the job)",
-            ));
+        if let Some(conditions) = &spec.exit_conditions {
+            crate::exits::check(conditions, job.spec.on_task_failure)?;
         }
-        if spec.depends_on.is_some() {
-            return Err(CoreError::Unsupported(
-                "Task dependencies are not supported yet by this openbatch server.".into(),
-            ));
+        if let Some(deps) = &spec.depends_on {
+            if !job.uses_dependencies() {
+                return Err(CoreError::DependenciesNotOnJob(job.spec.id.clone()));
+            }
+            crate::deps::check(&spec.id, deps)?;
         }
         let version = self.version();
         let job = self.jobs.get_mut(jk).expect("caller checked");
@@ -167,16 +160,18 @@ impl Core {
             location: None,
             current_run: None,
             terminating: false,
+            dependency_action: None,
         };
         let slots = task.required_slots() as i64;
         job.counts.active += 1;
         job.slot_counts.active += slots;
         job.tasks.insert(tk.clone(), task);
+        self.deps_task_added(jk, &tk);
         self.enqueue(jk, &tk);
         Ok(version)
     }
 
-    /// Put an active task in its pool's run queue.
+    /// Put an active task in its pool's run queue, unless it waits for a dependency.
     pub(crate) fn enqueue(&mut self, jk: &str, tk: &str) {
         let Some(job) = self.jobs.get(jk) else { return };
         if job.state != JobState::Active {
@@ -185,6 +180,10 @@ impl Core {
         let Some(task) = job.tasks.get(tk) else {
             return;
         };
+        if task.state != TaskState::Active || task.current_run.is_some() || job.deps.is_blocked(tk)
+        {
+            return;
+        }
         let pool = job.pool_key();
         let jq = self
             .queues
@@ -241,20 +240,27 @@ impl Core {
         };
         let slots = task.required_slots() as i64;
         let old = (task.state, task.exec.result);
+        let was_done = task.state == TaskState::Completed;
+        let was_satisfying = task.satisfies_dependents();
         task.previous_state = Some((task.state, task.state_time));
         task.state = state;
         task.state_time = now;
         task.version = version;
+        if state != TaskState::Completed {
+            task.dependency_action = None;
+        }
         let new = (task.state, task.exec.result);
         adjust(&mut job.counts, old, -1);
         adjust(&mut job.slot_counts, old, -slots);
         adjust(&mut job.counts, new, 1);
         adjust(&mut job.slot_counts, new, slots);
+        self.deps_task_changed(jk, tk, was_done, was_satisfying);
     }
 
     /// Remove a task's record, keeping the job's counts exact.
     fn remove_task(&mut self, jk: &str, tk: &str) {
         self.dequeue(jk, tk);
+        self.deps_task_removed(jk, tk);
         let Some(job) = self.jobs.get_mut(jk) else {
             return;
         };
@@ -316,8 +322,8 @@ impl Core {
                     t.exec.end_time = Some(now);
                     t.exec.failure_info = Some(terminated_failure());
                 }
-                self.set_task_state(&jk, &tk, TaskState::Completed, now);
-                self.maybe_complete_job(&jk, now, fx);
+                let ending = self.jobs[&jk].tasks[&tk].requested_ending();
+                self.complete_task(&jk, &tk, ending, now, fx);
                 Ok(Reply::Done)
             }
         }
@@ -357,6 +363,7 @@ impl Core {
             }
             self.dirty_pools.insert(node.pool.clone());
         }
+        self.refresh_capacity(&node_id);
         Some((jk, tk, node_id))
     }
 
@@ -394,8 +401,8 @@ impl Core {
             task.exec.result = Some(ExecutionResult::Failure);
             task.exec.end_time = Some(now);
             task.exec.failure_info = Some(terminated_failure());
-            self.set_task_state(&jk, &tk, TaskState::Completed, now);
-            self.maybe_complete_job(&jk, now, &mut noop);
+            let ending = task.requested_ending();
+            self.complete_task(&jk, &tk, ending, now, &mut noop);
             return;
         }
         self.set_task_state(&jk, &tk, TaskState::Active, now);
@@ -417,6 +424,7 @@ impl Core {
                 if let Some((_, _, slots)) = node.running.remove(&run) {
                     node.used_slots = node.used_slots.saturating_sub(slots);
                     let pool = node.pool.clone();
+                    self.refresh_capacity(node_id);
                     self.dirty_pools.insert(pool);
                     self.node_became_free(node_id, now, fx);
                     return true;
@@ -500,8 +508,18 @@ impl Core {
             self.set_task_state(&jk, &tk, TaskState::Active, now);
             self.enqueue(&jk, &tk);
         } else {
-            self.set_task_state(&jk, &tk, TaskState::Completed, now);
-            self.maybe_complete_job(&jk, now, fx);
+            let ending = if terminated {
+                task.requested_ending()
+            } else {
+                Ending {
+                    exit_code: result.exit_code,
+                    success: !failed,
+                    pre_processing_error: result.pre_processing_error,
+                    file_upload_error: result.file_upload_error,
+                    requested: false,
+                }
+            };
+            self.complete_task(&jk, &tk, ending, now, fx);
         }
         true
     }

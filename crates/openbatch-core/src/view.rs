@@ -58,7 +58,7 @@ pub struct ListPage<T> {
 }
 
 /// Walk a key-ordered map after `after`, keep what `keep` accepts, stop at `limit`.
-fn page<'a, V: 'a, T>(
+pub(crate) fn page<'a, V: 'a, T>(
     iter: impl Iterator<Item = (&'a String, &'a V)>,
     limit: usize,
     mut render: impl FnMut(&V) -> Option<T>,
@@ -81,7 +81,7 @@ fn page<'a, V: 'a, T>(
     ListPage { items, next }
 }
 
-fn after<'a, V>(
+pub(crate) fn after<'a, V>(
     map: &'a std::collections::BTreeMap<String, V>,
     after: Option<&str>,
 ) -> Box<dyn Iterator<Item = (&'a String, &'a V)> + 'a> {
@@ -165,7 +165,7 @@ impl Core {
         })
     }
 
-    fn render_job(&self, j: &Job, urls: &Urls) -> m::Job {
+    pub(crate) fn render_job(&self, j: &Job, urls: &Urls) -> m::Job {
         let s = &j.spec;
         m::Job {
             id: s.id.clone(),
@@ -554,6 +554,25 @@ impl Core {
         self.nodes
             .values()
             .map(|n| (n.id.clone(), n.pool.clone()))
+            .collect()
+    }
+
+    /// Low-priority nodes that could be preempted now: (pool id, node id).
+    pub fn preemptible_nodes(&self) -> Vec<(String, String)> {
+        self.nodes
+            .values()
+            .filter(|n| {
+                !n.dedicated
+                    && n.connected
+                    && n.preemption.is_none()
+                    && n.leaving.is_none()
+                    && matches!(
+                        n.state,
+                        openbatch_api::models::NodeState::Idle
+                            | openbatch_api::models::NodeState::Running
+                    )
+            })
+            .filter_map(|n| Some((self.pools.get(&n.pool)?.spec.id.clone(), n.id.clone())))
             .collect()
     }
 

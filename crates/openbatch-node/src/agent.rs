@@ -59,6 +59,8 @@ struct Identity {
 struct Shared {
     identity: Identity,
     running: HashMap<RunId, RunKiller>,
+    /// Where each running task finds its preemption notice (`AZ_BATCH_TASK_PREEMPTION_NOTICE`).
+    notice_files: HashMap<RunId, PathBuf>,
     /// Finished runs the server has not acknowledged yet, in finishing order.
     unacked: BTreeMap<u64, (RunId, RunResult)>,
     next_order: u64,
@@ -293,9 +295,10 @@ async fn connect_once(
         }
     });
     let mut ticker = tokio::time::interval(heartbeat.max(Duration::from_millis(100)));
+    let mut metrics = crate::metrics::Sampler::new(root);
     let outcome = loop {
         tokio::select! {
-            _ = ticker.tick() => send(state, &AgentMsg::Heartbeat),
+            _ = ticker.tick() => send(state, &AgentMsg::Metrics(metrics.sample())),
             msg = stream.next() => {
                 let msg = match msg {
                     Some(Ok(Message::Text(t))) => t,
@@ -329,6 +332,7 @@ fn handle(msg: ServerMsg, root: &Path, state: &State) {
                 k.kill(KillReason::Terminated);
             }
         }
+        ServerMsg::Preempt { grace, deadline } => preempt(state, grace, deadline),
         ServerMsg::Ack { runs, start_task } => {
             let mut s = lock(state);
             s.unacked.retain(|_, (r, _)| !runs.contains(r));
@@ -506,9 +510,42 @@ fn unsupported_result(message: String) -> RunResult {
     }
 }
 
+/// The notice file of a task, in its task directory (`AZ_BATCH_TASK_PREEMPTION_NOTICE`).
+const NOTICE_FILE: &str = "preemption-notice.json";
+
+/// The node is being preempted: tell every running task (a notice file, then SIGTERM) and
+/// SIGKILL what is left when the grace period ends. Their ends are reported as usual; the
+/// server requeues them.
+fn preempt(state: &State, grace: Duration, deadline: chrono::DateTime<chrono::Utc>) {
+    let s = lock(state);
+    tracing::warn!(
+        runs = s.running.len(),
+        grace_secs = grace.as_secs(),
+        "this node is being preempted; its tasks get SIGTERM and the grace period"
+    );
+    let notice = serde_json::json!({
+        "nodeId": s.identity.node_id,
+        "poolId": s.identity.pool_id,
+        "noticeTime": chrono::Utc::now(),
+        "deadline": deadline,
+        "gracePeriodSeconds": grace.as_secs_f64(),
+    })
+    .to_string();
+    for (run, killer) in &s.running {
+        if let Some(path) = s.notice_files.get(run) {
+            // Written before the signal, so a SIGTERM handler finds it.
+            if let Err(e) = std::fs::write(path, &notice) {
+                tracing::warn!(run, error = %e, "could not write a preemption notice");
+            }
+        }
+        killer.kill(KillReason::Preempted { grace });
+    }
+}
+
 fn finish_task(state: &State, run: RunId, result: RunResult) {
     let mut s = lock(state);
     s.running.remove(&run);
+    s.notice_files.remove(&run);
     let order = s.next_order;
     s.next_order += 1;
     s.unacked.insert(order, (run, result.clone()));
@@ -524,11 +561,7 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
     if lock(state).running.contains_key(&run) {
         return;
     }
-    let task_dir = root
-        .join("workitems")
-        .join(&spec.job_id)
-        .join("job-1")
-        .join(&spec.task_id);
+    let task_dir = root.join(openbatch_api::agent::task_dir(&spec.job_id, &spec.task_id));
     let files = match resource_files(&spec.resource_files) {
         Ok(f) => f,
         Err(m) => return finish_task(state, run, unsupported_result(m)),
@@ -542,7 +575,14 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
             "AZ_BATCH_TASK_WORKING_DIR".into(),
             task_dir.join("wd").display().to_string(),
         ),
+        (
+            "AZ_BATCH_TASK_PREEMPTION_NOTICE".into(),
+            task_dir.join(NOTICE_FILE).display().to_string(),
+        ),
     ]);
+    let notice = task_dir.join(NOTICE_FILE);
+    // A notice left by an earlier attempt of this task on this node is stale.
+    let _ = std::fs::remove_file(&notice);
     env.extend(
         spec.environment
             .iter()
@@ -559,7 +599,11 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
         output_files: output_files(&spec.output_files),
         max_wall_clock: spec.max_wall_clock,
     });
-    lock(state).running.insert(run, handle.killer());
+    {
+        let mut s = lock(state);
+        s.running.insert(run, handle.killer());
+        s.notice_files.insert(run, notice);
+    }
     let state = state.clone();
     tokio::spawn(async move {
         let outcome = handle.wait().await;

@@ -7,6 +7,7 @@
 
 pub mod agent;
 mod files;
+mod metrics;
 pub mod runner;
 
 pub use agent::{run_agent, AgentOptions, AGENT_VERSION};

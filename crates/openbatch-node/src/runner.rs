@@ -135,6 +135,19 @@ pub enum KillReason {
     /// The node is leaving the pool, rebooting or reimaging and the server will put the task back
     /// to `active`; the outcome is for the record only.
     Requeued,
+    /// The node is being preempted: SIGTERM now, SIGKILL after `grace` (not [`KILL_GRACE`]).
+    /// The server requeues the task however the process ends.
+    Preempted { grace: Duration },
+}
+
+impl KillReason {
+    /// How long the process group gets between SIGTERM and SIGKILL.
+    pub fn grace(self) -> Duration {
+        match self {
+            KillReason::Preempted { grace } => grace,
+            _ => KILL_GRACE,
+        }
+    }
 }
 
 /// How a run ended: the node-side half of Azure's `TaskExecutionInformation`.

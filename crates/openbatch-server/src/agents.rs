@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use openbatch_api::agent::{
-    decode_chunk, AgentMsg, FileEntry, FileError, ServerMsg, PROTOCOL_VERSION,
+    decode_chunk, AgentMsg, FileEntry, FileError, NodeMetrics, ServerMsg, PROTOCOL_VERSION,
 };
 use openbatch_core::{Input, NodeHello, Reply};
 use tokio::sync::{mpsc, oneshot};
@@ -40,6 +40,8 @@ struct Conn {
 
 pub(crate) struct Agents {
     conns: Mutex<HashMap<String, Conn>>,
+    /// The latest resource metrics of each connected node (for autoscale formulas).
+    metrics: Mutex<HashMap<String, NodeMetrics>>,
     pending: Mutex<HashMap<u64, (String, PendingReq)>>,
     next: AtomicU64,
 }
@@ -56,6 +58,7 @@ impl Agents {
     pub(crate) fn new() -> Self {
         Self {
             conns: Mutex::new(HashMap::new()),
+            metrics: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
         }
@@ -63,6 +66,22 @@ impl Agents {
 
     fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<String, Conn>> {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn metrics(&self) -> std::sync::MutexGuard<'_, HashMap<String, NodeMetrics>> {
+        self.metrics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The latest metrics of those of `nodes` that are connected and have reported.
+    pub(crate) fn latest_metrics<'a>(
+        &self,
+        nodes: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<NodeMetrics> {
+        let m = self.metrics();
+        nodes
+            .into_iter()
+            .filter_map(|n| m.get(n).cloned())
+            .collect()
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (String, PendingReq)>> {
@@ -394,6 +413,9 @@ pub(crate) async fn serve_agent(
                 };
                 match m {
                     AgentMsg::Heartbeat => {}
+                    AgentMsg::Metrics(m) => {
+                        state.agents.metrics().insert(node_id.clone(), m);
+                    }
                     AgentMsg::TaskFinished { run, result } => {
                         let pending = state.engine.submit_nowait(Input::TaskCompleted {
                             node: node_id.clone(),
@@ -424,6 +446,7 @@ pub(crate) async fn serve_agent(
         match conns.get(&node_id) {
             Some(c) if c.id == conn_id => {
                 conns.remove(&node_id);
+                state.agents.metrics().remove(&node_id);
                 true
             }
             _ => false,

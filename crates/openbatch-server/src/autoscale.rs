@@ -17,6 +17,7 @@ use openbatch_autoscale::{MetricHistory, Metrics, Outcome, PoolState, Sample};
 use openbatch_core::{Input, PoolSample};
 use tokio::sync::watch;
 
+use crate::agents::Agents;
 use crate::engine::Engine;
 
 /// Evaluations kept per pool for `openbatch autoscale history`.
@@ -50,6 +51,8 @@ type History = BTreeMap<String, VecDeque<(DateTime<Utc>, f64)>>;
 
 pub(crate) struct Autoscaler {
     engine: Arc<Engine>,
+    /// Where the nodes' resource metrics arrive.
+    agents: Arc<Agents>,
     history: Mutex<BTreeMap<String, History>>,
     runs: Mutex<BTreeMap<String, VecDeque<HistoryEntry>>>,
     /// Whether each pool had work waiting at its last evaluation (for event triggers).
@@ -61,11 +64,13 @@ pub(crate) struct Autoscaler {
 impl Autoscaler {
     pub(crate) fn new(
         engine: Arc<Engine>,
+        agents: Arc<Agents>,
         sample_interval: Duration,
         min_interval: Duration,
     ) -> Self {
         Self {
             engine,
+            agents,
             history: Mutex::new(BTreeMap::new()),
             runs: Mutex::new(BTreeMap::new()),
             had_work: Mutex::new(BTreeMap::new()),
@@ -118,11 +123,17 @@ impl Autoscaler {
     }
 
     fn record(&self, samples: Vec<(String, PoolSample)>, now: DateTime<Utc>) {
+        let node_ids = self.engine.read().node_ids();
         let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
         for (pool, s) in samples {
+            let nodes = node_ids
+                .iter()
+                .filter(|(_, p)| *p == pool)
+                .map(|(n, _)| n.as_str());
+            let resources = resource_samples(&self.agents.latest_metrics(nodes));
             let h = history.entry(pool).or_default();
             let pending = (s.active_tasks + s.running_tasks) as f64;
-            for (name, value) in [
+            for (name, value) in resources.into_iter().chain([
                 ("$ActiveTasks", s.active_tasks as f64),
                 ("$RunningTasks", s.running_tasks as f64),
                 ("$PendingTasks", pending),
@@ -134,7 +145,7 @@ impl Autoscaler {
                 ),
                 ("$UsableNodeCount", f64::from(s.usable_nodes)),
                 ("$PreemptedNodeCount", f64::from(s.preempted_nodes)),
-            ] {
+            ]) {
                 let series = h.entry(name.to_string()).or_default();
                 series.push_back((now, value));
                 while series.len() > MAX_SAMPLES
@@ -333,5 +344,72 @@ pub(crate) fn to_run(outcome: &Outcome, now: DateTime<Utc>) -> AutoScaleRun {
                 })
                 .collect(),
         }),
+    }
+}
+/// The resource metrics of a pool's nodes as formulas read them: `$CPUPercent` (the mean over
+/// the nodes), `$MemoryBytes` (mean megabytes in use) and `$DiskBytes` (mean gigabytes in use),
+/// as the Azure documentation defines them, and the disk and network traffic since the nodes'
+/// previous reports, summed over the nodes. None when no node has reported: formulas then see
+/// no samples, as on Azure since these metrics were retired.
+fn resource_samples(nodes: &[openbatch_api::agent::NodeMetrics]) -> Vec<(&'static str, f64)> {
+    if nodes.is_empty() {
+        return Vec::new();
+    }
+    let n = nodes.len() as f64;
+    let mean = |f: &dyn Fn(&openbatch_api::agent::NodeMetrics) -> f64| {
+        nodes.iter().map(f).sum::<f64>() / n
+    };
+    let sum = |f: &dyn Fn(&openbatch_api::agent::NodeMetrics) -> u64| {
+        nodes.iter().map(f).sum::<u64>() as f64
+    };
+    vec![
+        ("$CPUPercent", mean(&|m| m.cpu_percent)),
+        (
+            "$MemoryBytes",
+            mean(&|m| m.memory_used_bytes as f64 / (1024.0 * 1024.0)),
+        ),
+        (
+            "$DiskBytes",
+            mean(&|m| m.disk_used_bytes as f64 / (1024.0 * 1024.0 * 1024.0)),
+        ),
+        ("$DiskReadBytes", sum(&|m| m.disk_read_bytes)),
+        ("$DiskWriteBytes", sum(&|m| m.disk_write_bytes)),
+        ("$DiskReadOps", sum(&|m| m.disk_read_ops)),
+        ("$DiskWriteOps", sum(&|m| m.disk_write_ops)),
+        ("$NetworkInBytes", sum(&|m| m.network_in_bytes)),
+        ("$NetworkOutBytes", sum(&|m| m.network_out_bytes)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openbatch_api::agent::NodeMetrics;
+
+    #[test]
+    fn resource_metrics_average_gauges_and_sum_traffic() {
+        assert!(resource_samples(&[]).is_empty());
+        let a = NodeMetrics {
+            cpu_percent: 20.0,
+            memory_used_bytes: 1024 * 1024 * 100,
+            disk_used_bytes: 1024 * 1024 * 1024 * 4,
+            network_in_bytes: 10,
+            disk_write_ops: 3,
+            ..Default::default()
+        };
+        let b = NodeMetrics {
+            cpu_percent: 60.0,
+            memory_used_bytes: 1024 * 1024 * 300,
+            disk_used_bytes: 1024 * 1024 * 1024 * 2,
+            network_in_bytes: 5,
+            disk_write_ops: 4,
+            ..Default::default()
+        };
+        let s: BTreeMap<&str, f64> = resource_samples(&[a, b]).into_iter().collect();
+        assert_eq!(s["$CPUPercent"], 40.0);
+        assert_eq!(s["$MemoryBytes"], 200.0);
+        assert_eq!(s["$DiskBytes"], 3.0);
+        assert_eq!(s["$NetworkInBytes"], 15.0);
+        assert_eq!(s["$DiskWriteOps"], 7.0);
     }
 }

@@ -40,6 +40,20 @@ pub struct ServerConfig {
     /// development and tests.
     #[serde(with = "secs")]
     pub autoscale_min_interval: Duration,
+    /// How long the tasks of a low-priority node that is being preempted get between SIGTERM
+    /// and SIGKILL (an operator's preemption may ask for another value).
+    #[serde(with = "secs")]
+    pub preemption_grace: Duration,
+    /// How long a preempted node's capacity stays away before it boots again.
+    #[serde(with = "secs")]
+    pub preemption_recovery: Duration,
+    /// For testing spot workloads: the chance per hour that each low-priority local node is
+    /// preempted (0, the default, never; 60 about once a minute).
+    pub preemption_rate: f64,
+    /// The shortest `recurrenceInterval` and `startWindow` of a job schedule accepted (Azure:
+    /// 1 minute). Lower it for development and tests.
+    #[serde(with = "secs")]
+    pub job_schedule_min_recurrence: Duration,
     /// The account's auto-storage (`[storage]`): a local directory by default.
     pub storage: openbatch_storage::StorageConfig,
 }
@@ -74,6 +88,10 @@ impl Default for ServerConfig {
             vm_sizes: Vec::new(),
             autoscale_sample_interval: Duration::from_secs(30),
             autoscale_min_interval: Duration::from_secs(5 * 60),
+            preemption_grace: Duration::from_secs(30),
+            preemption_recovery: Duration::from_secs(60),
+            preemption_rate: 0.0,
+            job_schedule_min_recurrence: Duration::from_secs(60),
             storage: openbatch_storage::StorageConfig::default(),
         }
     }
@@ -117,6 +135,10 @@ impl ServerConfig {
                 "OPENBATCH_AUTOSCALE_MIN_INTERVAL",
                 &mut self.autoscale_min_interval,
             ),
+            (
+                "OPENBATCH_JOB_SCHEDULE_MIN_RECURRENCE",
+                &mut self.job_schedule_min_recurrence,
+            ),
         ] {
             if let Some(v) = get(name) {
                 let secs: f64 = v
@@ -124,6 +146,37 @@ impl ServerConfig {
                     .with_context(|| format!("{name}={v} is not a number of seconds"))?;
                 *field = Duration::from_secs_f64(secs.max(0.05));
             }
+        }
+        for (name, field) in [
+            ("OPENBATCH_PREEMPTION_GRACE", &mut self.preemption_grace),
+            (
+                "OPENBATCH_PREEMPTION_RECOVERY",
+                &mut self.preemption_recovery,
+            ),
+        ] {
+            if let Some(v) = get(name) {
+                let secs: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                    .with_context(|| format!("{name}={v} is not a number of seconds"))?;
+                *field = Duration::from_secs_f64(secs);
+            }
+        }
+        if let Some(v) = get("OPENBATCH_PREEMPTION_RATE") {
+            self.preemption_rate = v
+                .parse()
+                .ok()
+                .filter(|r: &f64| r.is_finite() && *r >= 0.0)
+                .with_context(|| {
+                    format!("OPENBATCH_PREEMPTION_RATE={v} is not a rate per hour >= 0")
+                })?;
+        }
+        if !self.preemption_rate.is_finite() || self.preemption_rate < 0.0 {
+            anyhow::bail!(
+                "preemption_rate must be a number >= 0 (preemptions per node per hour), got {}",
+                self.preemption_rate
+            );
         }
         if let Some(v) = get("OPENBATCH_NODE_LOST_AFTER") {
             let secs: f64 = v.parse().with_context(|| {
@@ -165,6 +218,19 @@ mod tests {
             .unwrap();
         assert_eq!(cfg.storage.backend, openbatch_storage::BackendKind::Local);
         assert!(toml::from_str::<ServerConfig>("[storage]\nbackend = \"ftp\"").is_err());
+    }
+
+    #[test]
+    fn job_schedule_minimum_from_toml_and_env() {
+        assert_eq!(
+            ServerConfig::default().job_schedule_min_recurrence,
+            Duration::from_secs(60)
+        );
+        let mut cfg: ServerConfig = toml::from_str("job_schedule_min_recurrence = 5").unwrap();
+        assert_eq!(cfg.job_schedule_min_recurrence, Duration::from_secs(5));
+        cfg.apply_env(|k| (k == "OPENBATCH_JOB_SCHEDULE_MIN_RECURRENCE").then(|| "1".into()))
+            .unwrap();
+        assert_eq!(cfg.job_schedule_min_recurrence, Duration::from_secs(1));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::engine::{EffectRx, Engine};
 use crate::provider::LocalProvider;
 use crate::tokens::Tokens;
 
-/// How often time-driven transitions are checked (lost nodes).
+/// How often time-driven transitions are checked (lost nodes, job schedules that are due).
 const TICK: Duration = Duration::from_millis(500);
 
 /// Everything request handlers and background tasks share.
@@ -120,6 +120,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     ));
     let autoscaler = Arc::new(crate::autoscale::Autoscaler::new(
         engine.clone(),
+        agents.clone(),
         config.autoscale_sample_interval,
         config.autoscale_min_interval,
     ));
@@ -154,6 +155,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     }
     tokio::spawn(tick_loop(engine.clone(), stop_rx.clone()));
     tokio::spawn(autoscaler.run(stop_rx.clone()));
+    if state.config.preemption_rate > 0.0 {
+        tokio::spawn(crate::preemption::random_preemptions(
+            state.clone(),
+            stop_rx.clone(),
+        ));
+    }
 
     let app = crate::http::router(state.clone());
     let mut stop_rx2 = stop_rx.clone();
@@ -257,6 +264,14 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
             }
             Effect::RestartNode { node, wipe } => {
                 state.agents.send(&node, &ServerMsg::Restart { wipe });
+            }
+            Effect::PreemptNode { node, grace } => {
+                let deadline = chrono::Utc::now()
+                    + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::zero());
+                tracing::info!(node_id = %node, grace_secs = grace.as_secs(), "preempting a low-priority node");
+                state
+                    .agents
+                    .send(&node, &ServerMsg::Preempt { grace, deadline });
             }
             Effect::RemoveNode { node } => {
                 let st = state.clone();

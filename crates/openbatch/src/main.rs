@@ -35,6 +35,9 @@ enum Command {
     /// Jobs: create, list, show, delete, terminate.
     #[command(subcommand)]
     Job(cli::JobCommand),
+    /// Job schedules: create, list, show, delete, disable, enable, terminate.
+    #[command(subcommand)]
+    Jobschedule(cli::JobScheduleCommand),
     /// Tasks: add, list, show, delete, and their files.
     #[command(subcommand)]
     Task(cli::TaskCommand),
@@ -199,6 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Quickstart(a) => cli::quickstart::run_quickstart(a).await,
             Command::Pool(c) => cli::run_pool(c, &global).await,
             Command::Job(c) => cli::run_job(c, &global).await,
+            Command::Jobschedule(c) => cli::run_job_schedule(c, &global).await,
             Command::Task(c) => cli::run_task(c, &global).await,
             Command::Node(NodeCli::Resource(c)) => cli::run_node(c, &global).await,
             Command::Token(c) => run_token(c, &global).await,

@@ -50,6 +50,9 @@ impl Server {
             // Autoscale at test speed: sample every 200 ms, allow 1-second intervals.
             .env("OPENBATCH_AUTOSCALE_SAMPLE_INTERVAL", "0.2")
             .env("OPENBATCH_AUTOSCALE_MIN_INTERVAL", "1")
+            // Preemption at test speed: 3 s of grace, capacity back 3 s after a node drained.
+            .env("OPENBATCH_PREEMPTION_GRACE", "3")
+            .env("OPENBATCH_PREEMPTION_RECOVERY", "3")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -329,6 +332,94 @@ async fn server_killed_mid_run_restarts_and_completes_every_task_once() {
     assert_eq!(counts.succeeded, 80);
 }
 
+/// Task dependencies survive a `kill -9` of the server: the dependency index is rebuilt from
+/// the snapshot and journal, every dependent starts only after the tasks it depends on ended,
+/// and a dependent that a failure blocked stays `active`.
+#[tokio::test(flavor = "multi_thread")]
+async fn dependencies_hold_across_a_server_kill() {
+    let mut s = Server::start();
+    let c = s.client();
+    let log = s.dir.with_extension("order");
+    std::fs::write(&log, "").unwrap();
+    c.create_pool(&pool("p", 2, 2, json!({}))).await.unwrap();
+    wait_idle(&c, "p", 2).await;
+    let mut spec = job("j", "p");
+    spec.uses_task_dependencies = Some(true);
+    c.create_job(&spec).await.unwrap();
+    let cmd = format!(
+        "/bin/sh -c \"echo start $AZ_BATCH_TASK_ID >> {0}; sleep 0.3; echo end $AZ_BATCH_TASK_ID >> {0}\"",
+        log.display()
+    );
+    let mut edges: Vec<(String, Vec<String>)> = Vec::new();
+    let mut tasks = Vec::new();
+    // Dependents first: they wait for tasks added after them.
+    let all: Vec<String> = (1..=12).map(|i| i.to_string()).collect();
+    let mut finals = vec!["m1".to_string(), "m2".into(), "m3".into()];
+    tasks.push(task(
+        "final",
+        &cmd,
+        json!({"dependsOn": {"taskIds": finals, "taskIdRanges": [{"start": 1, "end": 12}]}}),
+    ));
+    finals.extend(all.iter().cloned());
+    edges.push(("final".into(), finals));
+    for k in 1..=3i64 {
+        let (a, b) = (4 * k - 3, 4 * k);
+        tasks.push(task(
+            &format!("m{k}"),
+            &cmd,
+            json!({"dependsOn": {"taskIdRanges": [{"start": a, "end": b}]}}),
+        ));
+        edges.push((format!("m{k}"), (a..=b).map(|i| i.to_string()).collect()));
+    }
+    tasks.push(task(
+        "blocked",
+        &cmd,
+        json!({"dependsOn": {"taskIds": ["fails"]}}),
+    ));
+    tasks.push(task("fails", "/bin/sh -c 'exit 1'", json!({})));
+    tasks.extend(all.iter().map(|id| task(id, &cmd, json!({}))));
+    c.add_task_collection("j", &tasks).await.unwrap();
+    wait_until(Duration::from_secs(30), "some tasks done", || async {
+        std::fs::read_to_string(&log)
+            .map(|r| r.lines().filter(|l| l.starts_with("end")).count() >= 4)
+            .unwrap_or(false)
+    })
+    .await;
+    s.kill9();
+    s.spawn();
+    let c = s.client();
+    wait_until(Duration::from_secs(90), "final to complete", || async {
+        c.get_task("j", "final")
+            .await
+            .map(|t| t.state == TaskState::Completed)
+            .unwrap_or(false)
+    })
+    .await;
+    let counts = c.get_task_counts("j").await.unwrap().task_counts;
+    assert_eq!((counts.succeeded, counts.failed, counts.active), (16, 1, 1));
+    let blocked = c.get_task("j", "blocked").await.unwrap();
+    assert_eq!(blocked.state, TaskState::Active);
+    assert!(blocked.execution_info.start_time.is_none());
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first = |what: &str| {
+        lines
+            .iter()
+            .position(|l| *l == what)
+            .unwrap_or_else(|| panic!("no '{what}' in {lines:?}"))
+    };
+    for (dependent, on) in &edges {
+        let started = first(&format!("start {dependent}"));
+        for parent in on {
+            assert!(
+                first(&format!("end {parent}")) < started,
+                "{dependent} started before {parent} ended: {lines:?}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_node_agent_requeues_its_running_tasks() {
     let s = Server::start();
@@ -572,6 +663,163 @@ async fn autoscale_reacts_to_work_on_an_empty_pool_without_waiting_for_its_inter
         .as_str()
         .unwrap()
         .starts_with("$TargetDedicatedNodes=1"));
+}
+
+/// Issue 6: a preemption during a run requeues and completes every task exactly once. The
+/// victim's tasks get SIGTERM and find the notice file named by AZ_BATCH_TASK_PREEMPTION_NOTICE;
+/// one kind exits cleanly at once, the other ignores SIGTERM and is killed at the end of the
+/// grace period: both are requeued (requeueCount, no retry), and the node comes back under its
+/// own id after `preempted`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_preemption_during_a_run_requeues_and_completes_every_task_once() {
+    let s = Server::start();
+    let c = s.client();
+    let notices = tempfile::tempdir().unwrap();
+    let nd = notices.path().display().to_string();
+    c.create_pool(&pool("spot", 0, 2, json!({"targetLowPriorityNodes": 2})))
+        .await
+        .unwrap();
+    wait_idle(&c, "spot", 2).await;
+    let nodes = c.list_nodes("spot", &ListOptions::default()).await.unwrap();
+    assert!(nodes.iter().all(|n| !n.is_dedicated));
+    c.create_job(&job("j", "spot")).await.unwrap();
+    let save = format!(r#"cp \"$AZ_BATCH_TASK_PREEMPTION_NOTICE\" {nd}/$AZ_BATCH_TASK_ID.notice"#);
+    let tasks: Vec<TaskCreate> = (0..8)
+        .map(|i| {
+            let script = if i % 2 == 0 {
+                format!("trap '{save}; exit 0' TERM; sleep 4 & wait")
+            } else {
+                format!(
+                    "trap '{save}' TERM; i=0; while [ $i -lt 20 ]; do sleep 0.2; i=$((i+1)); done"
+                )
+            };
+            task(
+                &format!("t{i}"),
+                &format!("/bin/sh -c \"{script}\""),
+                json!({}),
+            )
+        })
+        .collect();
+    c.add_task_collection("j", &tasks).await.unwrap();
+    wait_until(Duration::from_secs(20), "4 running", || async {
+        c.get_task_counts("j")
+            .await
+            .map(|t| t.task_counts.running == 4)
+            .unwrap_or(false)
+    })
+    .await;
+    let victim = nodes[0].id.clone();
+    let victims: Vec<String> = c
+        .list_tasks("j", &ListOptions::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.node_info.as_ref().and_then(|n| n.node_id.as_deref()) == Some(&victim))
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(victims.len(), 2, "two tasks run on the victim");
+    c.preempt_node("spot", &victim, None).await.unwrap();
+    // A node that is already being preempted cannot be preempted again.
+    let again = c.preempt_node("spot", &victim, None).await.unwrap_err();
+    assert!(
+        again
+            .to_string()
+            .contains("OperationInvalidForCurrentState"),
+        "{again}"
+    );
+
+    wait_until(Duration::from_secs(15), "the victim preempted", || async {
+        c.get_node("spot", &victim)
+            .await
+            .map(|n| n.state.as_str() == "preempted")
+            .unwrap_or(false)
+    })
+    .await;
+    // Preempted nodes still count in the pool's low-priority nodes, as in Azure.
+    let p = c.get_pool("spot").await.unwrap();
+    assert_eq!(p.current_low_priority_nodes, 2);
+
+    wait_completed(&c, "j", 8, Duration::from_secs(90)).await;
+    let all = c.list_tasks("j", &ListOptions::default()).await.unwrap();
+    for t in &all {
+        let e = &t.execution_info;
+        assert_eq!(e.result.map(|r| r.as_str()), Some("success"), "{}", t.id);
+        assert_eq!(e.retry_count, 0, "{}: no retry used", t.id);
+        let want = i32::from(victims.contains(&t.id));
+        assert_eq!(
+            e.requeue_count, want,
+            "{}: requeued iff it ran on the victim",
+            t.id
+        );
+    }
+    for v in &victims {
+        let notice = std::fs::read_to_string(notices.path().join(format!("{v}.notice")))
+            .unwrap_or_else(|e| panic!("task {v} found no preemption notice: {e}"));
+        let notice: serde_json::Value = serde_json::from_str(&notice).unwrap();
+        assert_eq!(notice["nodeId"], victim.as_str());
+        assert_eq!(notice["gracePeriodSeconds"], 3.0);
+        assert!(notice["deadline"].is_string());
+    }
+    // The capacity came back under the same id.
+    wait_idle(&c, "spot", 2).await;
+    let ids: Vec<String> = c
+        .list_nodes("spot", &ListOptions::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert!(ids.contains(&victim), "{ids:?}");
+}
+
+/// Issue 6: agents report their node's CPU, memory, disk and network, and formulas read them
+/// ($CPUPercent, $MemoryBytes in MB, $DiskBytes in GB, traffic counters).
+#[tokio::test(flavor = "multi_thread")]
+async fn formulas_read_the_resource_metrics_that_agents_report() {
+    let s = Server::start();
+    let c = s.client();
+    let spec: PoolCreate = serde_json::from_value(json!({
+        "id": "m", "vmSize": "Standard_D2s_v3", "enableAutoScale": true,
+        "autoScaleFormula": "$TargetDedicatedNodes = 1;", "autoScaleEvaluationInterval": "PT5M",
+    }))
+    .unwrap();
+    c.create_pool(&spec).await.unwrap();
+    wait_idle(&c, "m", 1).await;
+    let formula = "cpu = avg($CPUPercent.GetSample(1)); mem = avg($MemoryBytes.GetSample(1)); \
+                   disk = avg($DiskBytes.GetSample(1)); net = avg($NetworkInBytes.GetSample(1)); \
+                   $TargetDedicatedNodes = 1;";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let values: std::collections::HashMap<String, String> = loop {
+        let results = c
+            .evaluate_auto_scale("m", formula)
+            .await
+            .ok()
+            .filter(|run| run.error.is_none())
+            .and_then(|run| run.results);
+        if let Some(results) = results {
+            break results
+                .split(';')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for metric samples"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let num = |k: &str| -> f64 {
+        values
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} in {values:?}"))
+            .parse()
+            .unwrap()
+    };
+    assert!((0.0..=100.0).contains(&num("cpu")), "{values:?}");
+    assert!(num("mem") > 1.0, "megabytes of memory in use: {values:?}");
+    assert!(num("disk") > 0.0, "gigabytes of disk in use: {values:?}");
+    assert!(num("net") >= 0.0, "{values:?}");
 }
 
 /// The default auto-storage is a directory the server serves to its nodes over HTTP: a task

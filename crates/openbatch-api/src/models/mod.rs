@@ -11,6 +11,7 @@ mod job;
 mod node;
 mod ops;
 mod pool;
+mod schedule;
 mod task;
 
 pub use common::*;
@@ -19,6 +20,7 @@ pub use job::*;
 pub use node::*;
 pub use ops::*;
 pub use pool::*;
+pub use schedule::*;
 pub use task::*;
 
 use serde::{Deserialize, Serialize};

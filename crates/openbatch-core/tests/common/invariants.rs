@@ -10,6 +10,7 @@ use super::{urls, Sim};
 impl Sim {
     /// What must hold after every input, whatever happened.
     pub fn check(&mut self) {
+        self.core.check_indexes();
         let u = urls();
         for p in self.core.list_pools(None, usize::MAX, &u, &|_| true).items {
             let nodes = self
@@ -122,6 +123,7 @@ impl Sim {
         }
         self.completed.retain(|k, _| seen.contains(k));
         self.check_runs();
+        self.check_schedules();
         // No task executes twice at once on the agents (killed runs are on their way out).
         let mut live: BTreeMap<(String, String), RunId> = BTreeMap::new();
         for (id, r) in self.runs.iter().filter(|(_, r)| !r.killed) {
@@ -193,5 +195,109 @@ impl Sim {
                 );
             }
         }
+    }
+}
+
+/// The test's own reading of Azure's exit conditions (independent of the core's): does this
+/// task, as a client sees it, satisfy the tasks that depend on it? It must be completed, and
+/// the exit options that apply to its ending must say `satisfy` (by default: success
+/// satisfies, anything else blocks). `last` is the agent's last report for the task, which
+/// says whether a pre-processing or file upload error happened; a task ended on request
+/// (`TaskEnded`) had neither.
+pub fn satisfies_dependents(t: &m::Task, last: Option<&openbatch_core::RunResult>) -> bool {
+    use m::DependencyAction::{Block, Satisfy};
+    if t.state != TaskState::Completed {
+        return false;
+    }
+    let e = &t.execution_info;
+    let success = e.result == Some(m::ExecutionResult::Success);
+    let requested = e
+        .failure_info
+        .as_ref()
+        .is_some_and(|f| f.code.as_deref() == Some("TaskEnded"));
+    let (pre, upload) = match (requested, last) {
+        (false, Some(r)) => (r.pre_processing_error, r.file_upload_error),
+        _ => (false, false),
+    };
+    let default = if success { Satisfy } else { Block };
+    let Some(c) = &t.exit_conditions else {
+        return default == Satisfy;
+    };
+    let by_code = e.exit_code.and_then(|code| {
+        c.exit_codes
+            .iter()
+            .find(|x| x.code == code)
+            .map(|x| &x.exit_options)
+            .or_else(|| {
+                c.exit_code_ranges
+                    .iter()
+                    .find(|x| x.start <= code && code <= x.end)
+                    .map(|x| &x.exit_options)
+            })
+    });
+    let options = if pre {
+        c.pre_processing_error.as_ref().or(c.default.as_ref())
+    } else if by_code.is_some() {
+        by_code
+    } else if upload {
+        c.file_upload_error.as_ref().or(c.default.as_ref())
+    } else if success {
+        None
+    } else {
+        c.default.as_ref()
+    };
+    options.and_then(|o| o.dependency_action).unwrap_or(default) == Satisfy
+}
+
+impl Sim {
+    /// Whether every dependency of `job`/`task` is satisfied right now, read from the views
+    /// alone: each task named in `taskIds` satisfies, and for each integer of each range some
+    /// task whose id is that integer (leading zeros ignored) satisfies.
+    pub fn dependencies_met(&self, job: &str, task: &str) -> bool {
+        let t = self.task_view(job, task);
+        let Some(deps) = &t.depends_on else {
+            return true;
+        };
+        let tasks = self.tasks(job);
+        let satisfying: Vec<&m::Task> = tasks
+            .iter()
+            .filter(|x| {
+                let key = (job.to_ascii_lowercase(), x.id.to_ascii_lowercase());
+                satisfies_dependents(x, self.last_results.get(&key))
+            })
+            .collect();
+        let ids: BTreeSet<String> = satisfying
+            .iter()
+            .map(|x| x.id.to_ascii_lowercase())
+            .collect();
+        let numbers: BTreeSet<i64> = satisfying
+            .iter()
+            .filter(|x| x.id.bytes().all(|b| b.is_ascii_digit()))
+            .filter_map(|x| {
+                let digits = x.id.trim_start_matches('0');
+                if digits.is_empty() {
+                    Some(0)
+                } else {
+                    digits.parse().ok()
+                }
+            })
+            .collect();
+        deps.task_ids
+            .iter()
+            .all(|id| ids.contains(&id.to_ascii_lowercase()))
+            && deps.task_id_ranges.iter().all(|r| {
+                // A range longer than the satisfied numbers cannot be covered by them.
+                let len = (r.end - r.start).saturating_add(1);
+                len <= numbers.len() as i64 && (r.start..=r.end).all(|n| numbers.contains(&n))
+            })
+    }
+
+    /// Azure: a dependent task is scheduled only once all its dependencies are satisfied.
+    /// Checked for every run the core starts, at the moment it starts.
+    pub fn check_dependencies_met(&self, job: &str, task: &str) {
+        assert!(
+            self.dependencies_met(job, task),
+            "task {job}/{task} started before its dependencies were satisfied"
+        );
     }
 }

@@ -16,8 +16,10 @@ use serde_json::{json, Value};
 
 mod invariants;
 mod journal;
+mod schedules;
 
 pub use journal::{render_all, replay_into, snapshot, Entry};
+pub use schedules::job_schedule;
 
 // ---------------------------------------------------------------------------------------------
 // Builders: the API bodies as the wire writes them, so a test reads like a request.
@@ -114,12 +116,19 @@ pub struct Sim {
     pub runs: BTreeMap<RunId, Run>,
     /// Every run id ever handed out in a `RunTask`.
     pub run_ids: BTreeSet<RunId>,
+    /// Nodes told of a preemption (`Effect::PreemptNode`), in order.
+    pub preempt_notices: Vec<String>,
     /// `RunStartTask` effects per node.
     pub start_tasks: BTreeMap<String, u32>,
     /// Execution info of every task seen completed: completed is terminal and never changes.
     pub completed: BTreeMap<(String, String), m::TaskExecutionInfo>,
     /// Run the invariant checks after every step (on by default).
     pub checks: bool,
+    /// The task of every run ever handed out: (job id, task id) as the `RunTask` named them.
+    pub run_tasks: BTreeMap<RunId, (String, String)>,
+    /// The last result an agent reported for each task (keys lowercased), for the dependency
+    /// invariant's own reading of exit conditions.
+    pub last_results: BTreeMap<(String, String), RunResult>,
 }
 
 impl Default for Sim {
@@ -153,8 +162,11 @@ impl Sim {
             runs: BTreeMap::new(),
             run_ids: BTreeSet::new(),
             start_tasks: BTreeMap::new(),
+            preempt_notices: Vec::new(),
             completed: BTreeMap::new(),
             checks: true,
+            run_tasks: BTreeMap::new(),
+            last_results: BTreeMap::new(),
         }
     }
 
@@ -169,7 +181,30 @@ impl Sim {
     /// Apply one input at the current time, record it and its effects, then check invariants.
     pub fn apply(&mut self, input: Input) -> Result<Applied, CoreError> {
         let logged = input.clone();
+        let reported: Vec<(RunId, RunResult)> = match &input {
+            Input::TaskCompleted { run, result, .. } => vec![(*run, result.clone())],
+            Input::NodeConnected(hello) => hello.finished.clone(),
+            _ => Vec::new(),
+        };
+        // Reactivation is the one way back from completed (Azure: failed tasks only).
+        let reactivated = match &input {
+            Input::ReactivateTask { job, task } => {
+                Some((job.to_ascii_lowercase(), task.to_ascii_lowercase()))
+            }
+            _ => None,
+        };
         let result = self.core.apply(input, self.now);
+        if result.is_ok() {
+            if let Some(key) = reactivated {
+                self.completed.remove(&key);
+            }
+            for (run, r) in reported {
+                if let Some((job, task)) = self.run_tasks.get(&run) {
+                    let key = (job.to_ascii_lowercase(), task.to_ascii_lowercase());
+                    self.last_results.insert(key, r);
+                }
+            }
+        }
         match &result {
             Ok(applied) => {
                 // The shell journals only inputs that changed something; an input that changed
@@ -229,11 +264,16 @@ impl Sim {
         for fx in effects {
             match fx {
                 Effect::ProvisionNode { node, .. } => {
-                    assert!(
-                        !self.provisioned.contains(node),
-                        "node id {node} provisioned twice"
-                    );
-                    self.provisioned.push(node.clone());
+                    if self.provisioned.contains(node) {
+                        // Only a preempted node comes back under its own id, and only after
+                        // its agent was stopped.
+                        assert!(
+                            self.remove_requested.remove(node) && !self.connected.contains(node),
+                            "node id {node} provisioned twice"
+                        );
+                    } else {
+                        self.provisioned.push(node.clone());
+                    }
                 }
                 Effect::RunStartTask { node, .. } => {
                     *self.start_tasks.entry(node.clone()).or_default() += 1;
@@ -255,6 +295,11 @@ impl Sim {
                         "run id {} handed out twice",
                         spec.run
                     );
+                    self.run_tasks
+                        .insert(spec.run, (spec.job_id.clone(), spec.task_id.clone()));
+                    if self.checks {
+                        self.check_dependencies_met(&spec.job_id, &spec.task_id);
+                    }
                     assert!(
                         self.connected.contains(node),
                         "run {} of task {} placed on node {node}, whose agent is not connected",
@@ -284,6 +329,9 @@ impl Sim {
                 Effect::RestartNode { node, .. } => {
                     // The agent restarts: whatever it ran dies with it.
                     self.runs.retain(|_, r| &r.node != node);
+                }
+                Effect::PreemptNode { node, .. } => {
+                    self.preempt_notices.push(node.clone());
                 }
             }
         }
@@ -387,8 +435,10 @@ impl Sim {
         })
     }
 
-    /// The provider answers a `RemoveNode`.
+    /// The provider answers a `RemoveNode`: the agent was stopped, and its runs with it.
     pub fn removed(&mut self, node: &str) -> Applied {
+        self.connected.remove(node);
+        self.runs.retain(|_, r| r.node != node);
         self.ok(Input::NodeRemoved { node: node.into() })
     }
 

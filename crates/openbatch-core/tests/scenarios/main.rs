@@ -8,10 +8,15 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod dependencies;
+mod exit_conditions;
+mod job_rules;
 mod jobs;
 mod nodes;
 mod pools;
+mod preemption;
 mod replay;
+mod schedules;
 mod scheduling;
 mod tasks;
 mod validation;

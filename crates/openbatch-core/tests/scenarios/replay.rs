@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use openbatch_api::models::{JobState, TaskState};
 use openbatch_core::{Core, Effect, Input, Limits};
 use serde_json::json;
 
@@ -365,4 +366,118 @@ fn a_run_started_before_its_input_was_journaled_is_killed_after_a_crash() {
     );
     after.finish(again, 0);
     assert_eq!(after.counts("j").succeeded, 2);
+}
+
+/// Dependencies and exit conditions in every shape: ids and ranges (leading zeros, tasks added
+/// after their dependents), a retried parent that blocks, a deleted and a reactivated
+/// dependency, a job action, and a job switched to `terminatejob`.
+fn with_dependencies(sim: &mut Sim) {
+    sim.ok(Input::CreatePool(Box::new(simple_pool("p", 6, 1))));
+    boot_pending(sim);
+    sim.ok(Input::CreateJob(Box::new(job(json!({
+        "id": "d", "poolInfo": {"poolId": "p"}, "usesTaskDependencies": true,
+        "constraints": {"maxTaskRetryCount": 1},
+    })))));
+    sim.ok(Input::CreateJob(Box::new(job(json!({
+        "id": "e", "poolInfo": {"poolId": "p"}, "usesTaskDependencies": true,
+        "onTaskFailure": "performexitoptionsjobaction",
+    })))));
+    let dep = |id: &str, deps: serde_json::Value| {
+        task(json!({"id": id, "commandLine": "x", "dependsOn": deps}))
+    };
+    sim.ok(add(
+        "d",
+        vec![
+            dep(
+                "merge",
+                json!({"taskIdRanges": [{"start": 1, "end": 4}], "taskIds": ["prep"]}),
+            ),
+            dep("after-merge", json!({"taskIds": ["merge"]})),
+            dep("blocked", json!({"taskIds": ["bad"]})),
+            task(json!({"id": "bad", "commandLine": "x", "exitConditions": {
+                "exitCodes": [{"code": 3, "exitOptions": {"dependencyAction": "block"}}],
+                "default": {"dependencyAction": "satisfy"}}})),
+            simple_task("prep"),
+            simple_task("1"),
+            simple_task("02"),
+        ],
+    ));
+    sim.ok(add(
+        "e",
+        vec![simple_task("e1"), dep("e2", json!({"taskIds": ["e1"]}))],
+    ));
+    let step = |sim: &mut Sim, job: &str, task: &str, code: i32| {
+        sim.advance(1);
+        sim.finish_task(job, task, code);
+    };
+    step(sim, "d", "bad", 3); // retried
+    step(sim, "d", "bad", 3); // blocks `blocked`
+    step(sim, "e", "e1", 1); // terminates job e
+    for t in ["prep", "1", "02"] {
+        step(sim, "d", t, 0);
+    }
+    sim.ok(add("d", vec![simple_task("3"), simple_task("0004")]));
+    step(sim, "d", "3", 0);
+    sim.ok(Input::DeleteTask {
+        job: "d".into(),
+        task: "02".into(),
+    });
+    sim.ok(add("d", vec![simple_task("2")]));
+    step(sim, "d", "0004", 0);
+    assert_eq!(sim.task_state("d", "merge"), TaskState::Active);
+    step(sim, "d", "2", 0);
+    sim.ok(Input::ReactivateTask {
+        job: "d".into(),
+        task: "bad".into(),
+    });
+    step(sim, "d", "bad", 3);
+    step(sim, "d", "bad", 3);
+    step(sim, "d", "merge", 0);
+    step(sim, "d", "after-merge", 0);
+    sim.ok(Input::UpdateJob {
+        id: "d".into(),
+        update: Box::new(
+            serde_json::from_value(json!({"onAllTasksComplete": "terminatejob"})).unwrap(),
+        ),
+        replace: false,
+    });
+    settle(sim);
+}
+
+/// The dependency scenario replays to the same state, and a snapshot taken after any prefix
+/// (the dependency index is rebuilt from the tasks) continues exactly like the original.
+#[test]
+fn a_journal_with_dependencies_replays_and_snapshots_to_the_same_state() {
+    let mut sim = Sim::with_limits(limits());
+    with_dependencies(&mut sim);
+    assert_eq!(sim.task_state("d", "blocked"), TaskState::Active);
+    assert_eq!(sim.task_state("e", "e2"), TaskState::Active);
+    assert_eq!(sim.job_view("d").state, JobState::Active);
+    assert_eq!(sim.job_view("e").state, JobState::Completed);
+    assert_eq!(sim.counts("d").succeeded, 7);
+    let entries = sim.entries();
+    let want_views = render_all(&sim.core);
+    let want_state = serde_json::to_value(&sim.core).unwrap();
+
+    let mut replayed = Core::new(limits());
+    replay_into(&mut replayed, &entries);
+    assert_eq!(render_all(&replayed), want_views);
+    assert_eq!(serde_json::to_value(&replayed).unwrap(), want_state);
+
+    for k in 0..=entries.len() {
+        let mut core = Core::new(limits());
+        replay_into(&mut core, &entries[..k]);
+        let mut restored = snapshot(&core);
+        replay_into(&mut restored, &entries[k..]);
+        assert_eq!(
+            render_all(&restored),
+            want_views,
+            "continued from entry {k}"
+        );
+        assert_eq!(
+            serde_json::to_value(&restored).unwrap(),
+            want_state,
+            "continued from entry {k}"
+        );
+    }
 }

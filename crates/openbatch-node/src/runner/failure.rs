@@ -108,6 +108,11 @@ impl FailureInfo {
                 "The task was ended because its compute node is leaving the pool, rebooting or \
                  reimaging; it will be requeued",
             ),
+            KillReason::Preempted { .. } => Self::server(
+                codes::TASK_ENDED,
+                "The task was ended because its low-priority compute node was preempted; it will \
+                 be requeued",
+            ),
         }
     }
 

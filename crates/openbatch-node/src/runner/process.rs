@@ -205,7 +205,7 @@ async fn supervise(
         () = sleep_until(deadline) => KillReason::MaxWallClockTimeExceeded,
     };
     tracing::info!(pid = pgid, reason = ?killed_by, "killing task process group");
-    let status = kill_group(&mut child, pgid).await;
+    let status = kill_group(&mut child, pgid, killed_by.grace()).await;
     control.pid.store(0, Ordering::Release);
     Ok(Exited {
         status: status.map_err(|err| wait_failure(&err))?,
@@ -219,15 +219,16 @@ fn wait_failure(err: &io::Error) -> FailureInfo {
     ))
 }
 
-/// SIGTERM to the whole group, then SIGKILL to whatever is still there after [`KILL_GRACE`].
+/// SIGTERM to the whole group, then SIGKILL to whatever is still there after `grace` (usually
+/// [`KILL_GRACE`]).
 /// Returns the leader's exit status. Returns early once the leader is reaped and the group is
 /// empty, so a task that dies promptly on SIGTERM is not held for the whole grace period.
-async fn kill_group(child: &mut Child, pgid: u32) -> io::Result<ExitStatus> {
+async fn kill_group(child: &mut Child, pgid: u32, grace: Duration) -> io::Result<ExitStatus> {
     if let Err(err) = sys::signal_group(pgid, libc::SIGTERM) {
         // ESRCH: everything already exited between our decision and the signal.
         tracing::debug!(pid = pgid, error = %err, "SIGTERM to task process group failed");
     }
-    let grace_end = Instant::now() + KILL_GRACE;
+    let grace_end = Instant::now() + grace;
     let mut status = None;
     while Instant::now() < grace_end {
         if status.is_none() {
@@ -246,7 +247,11 @@ async fn kill_group(child: &mut Child, pgid: u32) -> io::Result<ExitStatus> {
             }
         }
     }
-    tracing::warn!(pid = pgid, grace = ?KILL_GRACE, "task process group outlived SIGTERM; sending SIGKILL");
+    tracing::warn!(
+        pid = pgid,
+        ?grace,
+        "task process group outlived SIGTERM; sending SIGKILL"
+    );
     if let Err(err) = sys::signal_group(pgid, libc::SIGKILL) {
         tracing::debug!(pid = pgid, error = %err, "SIGKILL to task process group failed");
     }

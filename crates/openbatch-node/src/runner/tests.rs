@@ -232,6 +232,33 @@ async fn sigterm_ignoring_tasks_get_sigkill_after_the_grace() {
 }
 
 #[tokio::test]
+async fn a_preemption_kill_uses_its_own_grace_period() {
+    let dir = TempDir::new().unwrap();
+    let spec = spec(
+        &dir,
+        r#"/bin/sh -c 'trap "" TERM; touch trapped; sleep 60; exit 0'"#,
+    );
+    let trapped = spec.working_dir.join("trapped");
+    let handle = start(spec);
+    assert!(
+        eventually(Duration::from_secs(10), || trapped.exists()).await,
+        "the shell never got to install its trap"
+    );
+    let grace = Duration::from_millis(1500);
+    let started = Instant::now();
+    handle.killer().kill(KillReason::Preempted { grace });
+    let outcome = finish(handle).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed >= grace - Duration::from_millis(100), "{elapsed:?}");
+    assert!(
+        elapsed < KILL_GRACE,
+        "the default grace was used: {elapsed:?}"
+    );
+    assert_eq!(outcome.exit_code, Some(128 + libc::SIGKILL));
+    assert_eq!(outcome.killed_by, Some(KillReason::Preempted { grace }));
+}
+
+#[tokio::test]
 async fn dropping_the_handle_does_not_kill_the_task() {
     let dir = TempDir::new().unwrap();
     let spec = spec(&dir, r#"/bin/sh -c 'sleep 0.5; echo done > done.txt'"#);

@@ -8,6 +8,7 @@ mod nodes;
 mod odata;
 mod ops;
 mod pools;
+mod schedules;
 mod storage;
 mod storagesas;
 mod tasks;
@@ -72,6 +73,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         )
         .route("/pools/{pool}/nodes/{node}/reboot", post(ops::reboot_node))
         .route(
+            "/openbatch/pools/{pool}/nodes/{node}/preempt",
+            post(ops::preempt_node),
+        )
+        .route(
             "/pools/{pool}/nodes/{node}/reimage",
             post(ops::reimage_node),
         )
@@ -125,6 +130,22 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
                 .delete(files::delete_task_file),
         )
         .route("/openbatch/storagesas", post(storagesas::create))
+        .route(
+            "/jobschedules",
+            post(schedules::create).get(schedules::list),
+        )
+        .route(
+            "/jobschedules/{id}",
+            get(schedules::get)
+                .head(schedules::exists)
+                .delete(schedules::delete)
+                .patch(schedules::patch)
+                .put(schedules::put),
+        )
+        .route("/jobschedules/{id}/disable", post(schedules::disable))
+        .route("/jobschedules/{id}/enable", post(schedules::enable))
+        .route("/jobschedules/{id}/terminate", post(schedules::terminate))
+        .route("/jobschedules/{id}/jobs", get(schedules::list_jobs))
         .route(
             "/openbatch/jointokens",
             post(tokens::create).get(tokens::list),

@@ -303,3 +303,31 @@ pub(crate) async fn get_application(Path(id): Path<String>) -> ApiResult {
     )
     .into())
 }
+
+/// The body of openbatch's preempt operation: `{"gracePeriod": "PT30S"}`, all optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PreemptBody {
+    grace_period: Option<openbatch_api::time::IsoDuration>,
+}
+
+/// `POST /openbatch/pools/{pool}/nodes/{node}/preempt` (an openbatch extension): take a
+/// low-priority node's capacity back as a spot eviction would, after a notice and grace period
+/// for its tasks, which are requeued.
+pub(crate) async fn preempt_node(
+    State(st): S,
+    Path((pool, node)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let b: PreemptBody = optional(&body)?;
+    let grace = match b.grace_period {
+        Some(d) => Some(d.as_duration().ok_or_else(|| {
+            ApiError::invalid_property("gracePeriod", &d.to_string(), "must be a finite duration")
+        })?),
+        None => None,
+    };
+    st.engine
+        .submit(crate::preemption::input(&st, pool, node, grace))
+        .await?;
+    Ok(empty(StatusCode::ACCEPTED))
+}

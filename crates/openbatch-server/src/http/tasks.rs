@@ -61,6 +61,9 @@ fn error_from_body(b: &openbatch_api::error::BatchError) -> ApiError {
         "JobNotFound" => (404, codes::JOB_NOT_FOUND),
         "MissingRequiredProperty" => (400, codes::MISSING_REQUIRED_PROPERTY),
         "UnsupportedOperation" => (400, codes::UNSUPPORTED_OPERATION),
+        "TaskDependenciesNotSpecifiedOnJob" => (400, codes::TASK_DEPENDENCIES_NOT_SPECIFIED_ON_JOB),
+        "TaskDependencyListTooLong" => (400, codes::TASK_DEPENDENCY_LIST_TOO_LONG),
+        "TaskDependencyRangesTooLong" => (400, codes::TASK_DEPENDENCY_RANGES_TOO_LONG),
         _ => (400, codes::INVALID_PROPERTY_VALUE),
     };
     let message = b

@@ -70,9 +70,12 @@ pub(crate) struct CreateArgs {
     /// Terminate the job once all its tasks are complete.
     #[arg(long)]
     terminate_on_completion: bool,
+    /// Let the job's tasks depend on each other (`task add --depends-on`).
+    #[arg(long)]
+    uses_task_dependencies: bool,
     /// A job specification (the JSON body of POST /jobs) instead of the flags; --id and
     /// --pool-id, if given, override it. `-` reads stdin.
-    #[arg(long, conflicts_with_all = ["priority", "max_parallel_tasks", "terminate_on_completion"])]
+    #[arg(long, conflicts_with_all = ["priority", "max_parallel_tasks", "terminate_on_completion", "uses_task_dependencies"])]
     json: Option<PathBuf>,
 }
 
@@ -185,6 +188,7 @@ fn create_spec(args: &CreateArgs) -> anyhow::Result<JobCreate> {
         "priority": args.priority,
         "maxParallelTasks": args.max_parallel_tasks,
         "onAllTasksComplete": args.terminate_on_completion.then_some("terminatejob"),
+        "usesTaskDependencies": args.uses_task_dependencies.then_some(true),
     });
     serde_json::from_value(strip_nulls(spec)).context("building the job specification")
 }
@@ -198,6 +202,8 @@ fn show(j: &Job, counts: Option<&TaskCountsResult>) -> Fields {
         .add("priority", j.priority)
         .add("max parallel tasks", j.max_parallel_tasks)
         .add("on all tasks complete", j.on_all_tasks_complete)
+        .add("on task failure", j.on_task_failure)
+        .add("uses task dependencies", j.uses_task_dependencies)
         .add("created", time(j.creation_time));
     if let Some(info) = &j.execution_info {
         f.opt("ended", info.end_time.map(time))

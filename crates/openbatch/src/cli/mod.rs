@@ -6,12 +6,14 @@
 //! `--output json`, the API objects), everything else (progress, hints) to stderr.
 //!
 //! `main.rs` flattens [`GlobalArgs`] into its top-level parser and dispatches to
-//! [`run_pool`], [`run_job`], [`run_task`], [`run_node`] and [`quickstart::run_quickstart`].
+//! [`run_pool`], [`run_job`], [`run_job_schedule`], [`run_task`], [`run_node`] and
+//! [`quickstart::run_quickstart`].
 //! [`run_autoscale`] (`openbatch autoscale evaluate`) is the exception: it works offline,
 //! on files, with no server.
 
 mod autoscale;
 mod job;
+mod jobschedule;
 mod node;
 mod output;
 mod pool;
@@ -28,6 +30,7 @@ use openbatch_client::{Client, ClientError};
 
 pub(crate) use autoscale::{run_autoscale, AutoscaleCommand};
 pub(crate) use job::{run_job, JobCommand};
+pub(crate) use jobschedule::{run_job_schedule, JobScheduleCommand};
 pub(crate) use node::{run_node, NodeCommand};
 pub(crate) use pool::{run_pool, PoolCommand};
 pub(crate) use task::{run_task, TaskCommand};

@@ -29,6 +29,19 @@ pub(crate) enum NodeCommand {
         /// The node id.
         node_id: String,
     },
+    /// Preempt a low-priority (spot) node, as a spot eviction would: its running tasks get
+    /// SIGTERM and a grace period, then are requeued; the node is `preempted` until its capacity
+    /// comes back.
+    Preempt {
+        /// The pool id.
+        pool_id: String,
+        /// The node id.
+        node_id: String,
+        /// Seconds the tasks get between SIGTERM and SIGKILL (default: the server's
+        /// `preemption_grace`, 30 s).
+        #[arg(long)]
+        grace: Option<u64>,
+    },
     /// A node's files: startup/ (the start task), shared/, workitems/ (task directories).
     #[command(subcommand)]
     File(NodeFileCommand),
@@ -96,6 +109,22 @@ pub(crate) async fn run_node(cmd: NodeCommand, g: &GlobalArgs) -> anyhow::Result
                 }
                 t.print()
             })
+        }
+        NodeCommand::Preempt {
+            pool_id,
+            node_id,
+            grace,
+        } => {
+            client
+                .preempt_node(
+                    &pool_id,
+                    &node_id,
+                    grace.map(std::time::Duration::from_secs),
+                )
+                .await
+                .map_err(api)?;
+            eprintln!("Node {node_id} of pool {pool_id} is being preempted.");
+            Ok(())
         }
         NodeCommand::Show { pool_id, node_id } => {
             let node = client.get_node(&pool_id, &node_id).await.map_err(api)?;

@@ -102,9 +102,15 @@ pub(crate) struct AddArgs {
     /// How often a failed task is retried (-1: without limit).
     #[arg(long, allow_negative_numbers = true)]
     max_task_retry_count: Option<i32>,
+    /// Run only after this task succeeded (the job needs --uses-task-dependencies). Repeatable.
+    #[arg(long = "depends-on", value_name = "TASK_ID")]
+    depends_on: Vec<String>,
+    /// Run only after every task whose id is an integer in START-END succeeded. Repeatable.
+    #[arg(long = "depends-on-range", value_name = "START-END", value_parser = parse_id_range)]
+    depends_on_ranges: Vec<(i64, i64)>,
     /// A task (the JSON body of POST /jobs/{job}/tasks) or a JSON array of tasks instead of
     /// the flags; arrays are added 100 at a time. `-` reads stdin.
-    #[arg(long, conflicts_with_all = ["task_id", "command_line", "resource_files", "env", "required_slots", "max_task_retry_count"])]
+    #[arg(long, conflicts_with_all = ["task_id", "command_line", "resource_files", "env", "required_slots", "max_task_retry_count", "depends_on", "depends_on_ranges"])]
     json: Option<PathBuf>,
     /// Wait until the tasks complete; exit non-zero if any failed.
     #[arg(long)]
@@ -125,6 +131,19 @@ fn parse_range(s: &str) -> Result<(u64, u64), String> {
     let bad = || format!("expected START-END in bytes, e.g. 0-1023, got '{s}'");
     let (a, b) = s.split_once('-').ok_or_else(bad)?;
     let (a, b): (u64, u64) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a > b {
+        return Err(format!("the range {s} starts after it ends"));
+    }
+    Ok((a, b))
+}
+
+fn parse_id_range(s: &str) -> Result<(i64, i64), String> {
+    let bad = || format!("expected START-END of task ids, e.g. 1-100, got '{s}'");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (i64, i64) = (
         a.trim().parse().map_err(|_| bad())?,
         b.trim().parse().map_err(|_| bad())?,
     );
@@ -317,6 +336,14 @@ fn spec_from_flags(args: &AddArgs) -> anyhow::Result<TaskCreate> {
         "environmentSettings": env,
         "requiredSlots": args.required_slots,
         "constraints": args.max_task_retry_count.map(|n| json!({ "maxTaskRetryCount": n })),
+        "dependsOn": (!args.depends_on.is_empty() || !args.depends_on_ranges.is_empty()).then(|| {
+            let ranges: Vec<_> = args
+                .depends_on_ranges
+                .iter()
+                .map(|(start, end)| json!({ "start": start, "end": end }))
+                .collect();
+            json!({ "taskIds": args.depends_on, "taskIdRanges": ranges })
+        }),
     });
     serde_json::from_value(strip_nulls(spec)).context("building the task specification")
 }
@@ -379,6 +406,15 @@ fn show(t: &Task) -> Fields {
             ),
         );
     }
+    if let Some(d) = &t.depends_on {
+        let mut on: Vec<String> = d.task_ids.clone();
+        on.extend(
+            d.task_id_ranges
+                .iter()
+                .map(|r| format!("{}-{}", r.start, r.end)),
+        );
+        f.add("depends on", on.join(", "));
+    }
     f.opt("started", info.start_time.map(time))
         .opt("ended", info.end_time.map(time))
         .add("retries", info.retry_count)
@@ -408,6 +444,7 @@ pub(crate) fn file_table(files: &[NodeFile]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     #[test]
     fn ranges_and_pairs_parse() {
@@ -419,5 +456,49 @@ mod tests {
             Ok(("wd/in.txt".to_owned(), "http://h/a?b=c".to_owned()))
         );
         assert!(parse_pair("=x").is_err());
+    }
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        add: AddArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<Cli, clap::Error> {
+        let base = [
+            "add",
+            "--job-id",
+            "j",
+            "--task-id",
+            "merge",
+            "--command-line",
+            "x",
+        ];
+        Cli::try_parse_from(base.iter().chain(extra))
+    }
+
+    #[test]
+    fn dependencies_come_from_flags() {
+        let cli = parse(&[
+            "--depends-on",
+            "a",
+            "--depends-on",
+            "b",
+            "--depends-on-range",
+            "1-10",
+        ])
+        .unwrap();
+        let deps = spec_from_flags(&cli.add).unwrap().depends_on.unwrap();
+        assert_eq!(deps.task_ids, ["a", "b"]);
+        assert_eq!(
+            (deps.task_id_ranges[0].start, deps.task_id_ranges[0].end),
+            (1, 10)
+        );
+        assert!(spec_from_flags(&parse(&[]).unwrap().add)
+            .unwrap()
+            .depends_on
+            .is_none());
+        assert!(parse(&["--depends-on-range", "5-1"]).is_err());
+        assert!(parse(&["--depends-on-range", "5"]).is_err());
     }
 }
