@@ -3,123 +3,13 @@
 //! client, and a `kill -9` of the server between two runs of a schedule: the jobs it created
 //! are still there after the restart, the schedule goes on, and no job id is used twice.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::*;
 use openbatch_api::models::{JobScheduleState, JobState};
 use openbatch_client::{Client, ListOptions};
-
-const BIN: &str = env!("CARGO_BIN_EXE_openbatch");
-
-struct Server {
-    child: Option<Child>,
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-    listen: String,
-}
-
-impl Server {
-    fn start() -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let mut s = Server {
-            child: None,
-            dir: tmp.path().join("data"),
-            _tmp: tmp,
-            listen: "127.0.0.1:0".into(),
-        };
-        s.spawn();
-        // Restarts reuse the port.
-        let endpoint = s.credentials()["endpoint"].as_str().unwrap().to_string();
-        s.listen = endpoint.trim_start_matches("http://").to_string();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let _ = std::fs::remove_file(self.dir.join("credentials.json"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.with_extension("log"))
-            .expect("log file");
-        let child = Command::new(BIN)
-            .args(["server", "--data-dir"])
-            .arg(&self.dir)
-            .args(["--listen", &self.listen])
-            .env("OPENBATCH_JOB_SCHEDULE_MIN_RECURRENCE", "1")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start the server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.dir.join("credentials.json").exists() {
-            assert!(Instant::now() < deadline, "the server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn credentials(&self) -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(self.dir.join("credentials.json")).unwrap())
-            .unwrap()
-    }
-
-    fn client(&self) -> Client {
-        let c = self.credentials();
-        Client::new(
-            c["endpoint"].as_str().unwrap(),
-            c["accountName"].as_str().unwrap(),
-            c["accountKey"].as_str().unwrap(),
-        )
-        .unwrap()
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Run the CLI against this server.
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .env("OPENBATCH_DATA_DIR", &self.dir)
-            .env_remove("OPENBATCH_ENDPOINT")
-            .env_remove("OPENBATCH_ACCOUNT_NAME")
-            .env_remove("OPENBATCH_ACCOUNT_KEY")
-            .output()
-            .expect("run the CLI")
-    }
-
-    fn cli_ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "openbatch {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// Ids of the schedule's jobs once there are `n` of them.
 async fn jobs_of(client: &Client, schedule: &str, n: usize) -> Vec<String> {
