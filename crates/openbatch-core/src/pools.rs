@@ -90,6 +90,7 @@ impl Core {
             deallocation: NodeDeallocationOption::Requeue,
             nodes: BTreeSet::new(),
             autoscale_run: None,
+            reservation: None,
         };
         self.pools.insert(key.clone(), pool);
         self.reconcile_pool_size(&key, now, fx);

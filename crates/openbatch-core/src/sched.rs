@@ -4,7 +4,11 @@
 //! - A node never runs more slots than it has (`taskSlotsPerNode`), counting `requiredSlots`.
 //! - Tasks start in queue order: higher job priority first, then older jobs, then older tasks.
 //!   A task that does not fit on any node right now is skipped, and smaller ones behind it may
-//!   start (backfill). Reserving capacity for large tasks comes with gang scheduling.
+//!   start (backfill), but not forever: when a job's oldest task fits nowhere, one node (the one
+//!   with the most free slots among those large enough) is held for it. Nothing new starts on
+//!   the held node, other nodes keep backfilling, and the task starts as soon as it fits. One
+//!   hold per pool at a time; it is part of the pool's state (`Pool::reservation`), so a replay
+//!   or snapshot load places exactly as the live server did.
 //! - `nodeFillType`: `spread` puts each task on the node with the most free slots, `pack`
 //!   fills the busiest node that still fits first.
 //! - A job's `maxParallelTasks` caps its runs in flight.
@@ -41,16 +45,17 @@ impl Core {
             .task_scheduling_policy
             .map(|p| p.node_fill_type)
             .unwrap_or(NodeFillType::Spread);
-        let mut placed = false;
+        let mut placed = self.place_reserved(pool_key, fill, now, fx);
         let orders: Vec<JobOrder> = match self.queues.get(pool_key) {
             Some(q) => q.keys().copied().collect(),
-            None => return false,
+            None => return placed,
         };
         // Jobs in priority order; within a job, the oldest task that fits the largest free
         // space. A job that cannot use the free capacity (not active, at its parallel limit,
         // only tasks too large) is passed over as a whole.
         for order in orders {
-            if self.largest_free(pool_key) == 0 {
+            let reserved = self.reserved_node(pool_key);
+            if self.largest_free(pool_key, reserved.as_deref()) == 0 {
                 break;
             }
             let Some(jq) = self.queues.get(pool_key).and_then(|q| q.get(&order)) else {
@@ -70,9 +75,31 @@ impl Core {
                 i64::MAX
             };
             while allowance > 0 {
-                let largest = self.largest_free(pool_key);
+                let reserved = self.reserved_node(pool_key);
+                let largest = self.largest_free(pool_key, reserved.as_deref());
                 if largest == 0 {
                     break;
+                }
+                let Some(jq) = self.queues.get(pool_key).and_then(|q| q.get(&order)) else {
+                    break;
+                };
+                // The oldest task of the job: if it fits nowhere, it gets a node held for it
+                // (when none is held yet) before smaller tasks behind it fill the pool.
+                let head = jq
+                    .by_slots
+                    .iter()
+                    .filter_map(|(slots, b)| {
+                        b.first_key_value()
+                            .map(|(seq, tk)| (*seq, *slots, tk.clone()))
+                    })
+                    .min();
+                if let Some((_, need, tk)) = &head {
+                    if *need > largest
+                        && reserved.is_none()
+                        && self.reserve(pool_key, &jk, tk, *need)
+                    {
+                        continue;
+                    }
                 }
                 let Some(jq) = self.queues.get(pool_key).and_then(|q| q.get(&order)) else {
                     break;
@@ -86,9 +113,10 @@ impl Core {
                             .first_key_value()
                             .map(|(seq, tk)| (*seq, *slots, tk.clone()))
                     })
+                    .filter(|(_, _, tk)| !self.is_reserved_task(pool_key, &jk, tk))
                     .min();
                 let Some((_, need, tk)) = pick else { break };
-                let Some(node) = self.choose_node(pool_key, need, fill) else {
+                let Some(node) = self.choose_node(pool_key, need, fill, reserved.as_deref()) else {
                     break;
                 };
                 self.dequeue(&jk, &tk);
@@ -100,27 +128,135 @@ impl Core {
         placed
     }
 
-    /// The most free slots any schedulable node of the pool has.
-    fn largest_free(&self, pool_key: &str) -> u32 {
+    /// The node held for a waiting task, if any.
+    fn reserved_node(&self, pool_key: &str) -> Option<String> {
+        self.pools
+            .get(pool_key)
+            .and_then(|p| p.reservation.as_ref())
+            .map(|r| r.node.clone())
+    }
+
+    fn is_reserved_task(&self, pool_key: &str, jk: &str, tk: &str) -> bool {
+        self.pools
+            .get(pool_key)
+            .and_then(|p| p.reservation.as_ref())
+            .is_some_and(|r| r.job == jk && r.task == tk)
+    }
+
+    /// Hold a node for `task`, which fits on no node right now: the schedulable node with the
+    /// most free slots among those large enough for it (the oldest among equals). Nothing else
+    /// is placed there until the task starts. Without such a node with a free slot now, the
+    /// next pass (when a slot frees) tries again.
+    fn reserve(&mut self, pool_key: &str, jk: &str, tk: &str, need: u32) -> bool {
+        let Some(set) = self.capacity.get(pool_key) else {
+            return false;
+        };
+        let node = set
+            .iter()
+            .rev()
+            .filter(|(_, _, id)| self.nodes.get(id).is_some_and(|n| n.slots >= need))
+            .max_by_key(|(free, seq, _)| (*free, std::cmp::Reverse(*seq)))
+            .map(|(_, _, id)| id.clone());
+        match (node, self.pools.get_mut(pool_key)) {
+            (Some(node), Some(pool)) => {
+                pool.reservation = Some(crate::state::Reservation {
+                    job: jk.to_string(),
+                    task: tk.to_string(),
+                    node,
+                });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Start the task a node is held for once it fits (on that node or any other), and drop a
+    /// reservation that no longer holds: its task was deleted, started or is no longer
+    /// runnable, its job stopped, or its node left.
+    fn place_reserved(
+        &mut self,
+        pool_key: &str,
+        fill: NodeFillType,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let Some(r) = self.pools.get(pool_key).and_then(|p| p.reservation.clone()) else {
+            return false;
+        };
+        let task = self
+            .jobs
+            .get(&r.job)
+            .filter(|j| j.state == JobState::Active)
+            .and_then(|j| j.tasks.get(&r.task))
+            .filter(|t| t.state == TaskState::Active && t.current_run.is_none());
+        let queued = task.is_some_and(|t| {
+            self.jobs.get(&r.job).is_some_and(|j| {
+                self.queues
+                    .get(pool_key)
+                    .and_then(|q| q.get(&(std::cmp::Reverse(j.priority()), j.seq)))
+                    .and_then(|jq| jq.by_slots.get(&t.required_slots()))
+                    .is_some_and(|b| b.contains_key(&t.seq))
+            })
+        });
+        let need = task.map(|t| t.required_slots()).unwrap_or(0);
+        let node_ok = self
+            .nodes
+            .get(&r.node)
+            .is_some_and(|n| n.pool == pool_key && n.schedulable() && n.slots >= need);
+        if !queued || !node_ok {
+            if let Some(p) = self.pools.get_mut(pool_key) {
+                p.reservation = None;
+            }
+            return false;
+        }
+        let Some(node) = self.choose_node(pool_key, need, fill, None) else {
+            return false;
+        };
+        if let Some(p) = self.pools.get_mut(pool_key) {
+            p.reservation = None;
+        }
+        self.dequeue(&r.job, &r.task);
+        self.start_run(&r.job, &r.task, &node, need, now, fx);
+        true
+    }
+
+    /// The most free slots any schedulable node of the pool but `exclude` has.
+    fn largest_free(&self, pool_key: &str, exclude: Option<&str>) -> u32 {
         self.capacity
             .get(pool_key)
-            .and_then(|s| s.last())
+            .and_then(|s| {
+                s.iter()
+                    .rev()
+                    .find(|(_, _, id)| Some(id.as_str()) != exclude)
+            })
             .map_or(0, |(free, _, _)| *free)
     }
 
-    /// A node with at least `need` free slots: `spread` takes the one with the most free slots,
-    /// `pack` the one with the fewest that still fit; among equals, the oldest node.
-    fn choose_node(&self, pool_key: &str, need: u32, fill: NodeFillType) -> Option<String> {
+    /// A node with at least `need` free slots, other than `exclude`: `spread` takes the one
+    /// with the most free slots, `pack` the one with the fewest that still fit; among equals,
+    /// the oldest node.
+    fn choose_node(
+        &self,
+        pool_key: &str,
+        need: u32,
+        fill: NodeFillType,
+        exclude: Option<&str>,
+    ) -> Option<String> {
         let set = self.capacity.get(pool_key)?;
+        let other = |id: &String| Some(id.as_str()) != exclude;
         let free = match fill {
-            NodeFillType::Spread => set.last()?.0,
-            NodeFillType::Pack => set.range((need, 0, String::new())..).next()?.0,
+            NodeFillType::Spread => set.iter().rev().find(|(_, _, id)| other(id))?.0,
+            NodeFillType::Pack => {
+                set.range((need, 0, String::new())..)
+                    .find(|(_, _, id)| other(id))?
+                    .0
+            }
         };
         if free < need {
             return None;
         }
         set.range((free, 0, String::new())..)
-            .next()
+            .find(|(_, _, id)| other(id))
             .map(|(_, _, id)| id.clone())
     }
 

@@ -56,6 +56,19 @@ pub(crate) struct Pool {
     /// The last autoscale evaluation, when autoscale is or was enabled.
     #[serde(default)]
     pub(crate) autoscale_run: Option<openbatch_api::models::AutoScaleRun>,
+    /// A node held for the task at the head of the queue that fits on no node yet, so that a
+    /// stream of smaller tasks cannot starve it (see `sched.rs`). Part of the state: placements
+    /// after a snapshot load must be the ones the live server made.
+    #[serde(default)]
+    pub(crate) reservation: Option<Reservation>,
+}
+
+/// See [`Pool::reservation`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Reservation {
+    pub(crate) job: String,
+    pub(crate) task: String,
+    pub(crate) node: String,
 }
 
 impl Pool {

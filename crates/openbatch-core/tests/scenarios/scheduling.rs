@@ -241,3 +241,40 @@ fn tasks_wait_for_a_pool_that_does_not_exist_yet() {
     sim.connect_all();
     assert_eq!(sim.counts("j").running, 2);
 }
+
+/// Issue 4, no starvation: a task needing every slot of a node is not delayed forever by a
+/// stream of 1-slot tasks behind it. When it reaches the head of the queue and fits nowhere, one
+/// node is held for it (nothing new starts there) while the other nodes keep taking small tasks;
+/// it starts as soon as the held node has drained.
+#[test]
+fn a_wide_task_is_not_starved_by_a_stream_of_narrow_ones() {
+    let mut sim = Sim::new();
+    sim.ok(Input::CreatePool(Box::new(simple_pool("p", 2, 4))));
+    sim.connect_all();
+    sim.ok(Input::CreateJob(Box::new(simple_job("j", "p"))));
+    sim.ok(add("j", simple_tasks("s", 8)));
+    assert_eq!(sim.runs.len(), 8, "both nodes full");
+    sim.ok(add(
+        "j",
+        vec![task(json!({"id": "wide", "commandLine": "/bin/true", "requiredSlots": 4}))],
+    ));
+    sim.ok(add("j", simple_tasks("more", 40)));
+    // Narrow tasks end one by one, oldest first; the wide one must start within the time it
+    // takes one node to drain (4 ends on it), however the ends fall across the nodes.
+    let mut ends = 0;
+    while sim.task_state("j", "wide") != TaskState::Running {
+        let oldest = *sim.runs.keys().next().expect("something runs");
+        sim.finish(oldest, 0);
+        ends += 1;
+        assert!(ends <= 8, "the wide task is still waiting after {ends} ends");
+    }
+    let node = sim.node_of("j", "wide");
+    assert_eq!(sim.node_view(&node).running_task_slots_count, 4);
+    // Meanwhile the other node kept taking narrow tasks: nothing idled but the held node.
+    let other: Vec<_> = sim
+        .nodes("p")
+        .into_iter()
+        .filter(|n| n.id != node)
+        .collect();
+    assert_eq!(other[0].running_task_slots_count, 4);
+}
