@@ -25,8 +25,8 @@
 
 use chrono::{DateTime, Utc};
 use openbatch_api::models::{
-    self as m, ErrorCategory, ExecutionResult, ExplainReason, FailureInfo, JobState,
-    NameValuePair, TaskState,
+    self as m, ErrorCategory, ExecutionResult, ExplainReason, FailureInfo, JobState, NameValuePair,
+    TaskState,
 };
 
 use crate::exits::Ending;
@@ -350,9 +350,7 @@ impl Core {
         let queue = self.queues.get(&job.pool_key())?;
         let order = (std::cmp::Reverse(job.priority()), job.seq);
         let own = queue.get(&order)?;
-        own.by_slots
-            .get(&task.required_slots())?
-            .get(&task.seq)?;
+        own.by_slots.get(&task.required_slots())?.get(&task.seq)?;
         let before: u64 = queue
             .range(..order)
             .flat_map(|(_, jq)| jq.by_slots.values())

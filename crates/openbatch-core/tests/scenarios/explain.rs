@@ -55,7 +55,11 @@ fn a_task_needing_more_slots_than_a_node_has_fails_at_once() {
 /// completes it. Exit conditions see it as a pre-processing error.
 #[test]
 fn a_never_runnable_task_fails_when_its_job_is_enabled_and_takes_its_exit_conditions() {
-    let mut sim = setup(1, 1, json!({"onTaskFailure": "performexitoptionsjobaction"}));
+    let mut sim = setup(
+        1,
+        1,
+        json!({"onTaskFailure": "performexitoptionsjobaction"}),
+    );
     sim.ok(Input::DisableJob {
         id: "j".into(),
         option: DisableJobOption::Requeue,
@@ -68,7 +72,10 @@ fn a_never_runnable_task_fails_when_its_job_is_enabled_and_takes_its_exit_condit
         }))],
     ));
     assert_eq!(sim.task_state("j", "huge"), TaskState::Active);
-    assert_eq!(explain(&sim, "j", "huge").reason, ExplainReason::JobNotActive);
+    assert_eq!(
+        explain(&sim, "j", "huge").reason,
+        ExplainReason::JobNotActive
+    );
     sim.ok(Input::EnableJob { id: "j".into() });
     assert_eq!(sim.task_state("j", "huge"), TaskState::Completed);
     // `jobAction: none` for pre-processing errors: the job stays active.

@@ -6,10 +6,7 @@ use axum::http::StatusCode;
 
 use super::{json_response, ApiResult, S};
 
-pub(crate) async fn explain(
-    State(st): S,
-    Path((job, task)): Path<(String, String)>,
-) -> ApiResult {
+pub(crate) async fn explain(State(st): S, Path((job, task)): Path<(String, String)>) -> ApiResult {
     let x = st.engine.read().explain_task(&job, &task)?;
     Ok(json_response(StatusCode::OK, &x))
 }

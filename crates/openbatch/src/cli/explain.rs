@@ -66,7 +66,10 @@ pub(crate) fn print(x: &TaskExplanation) -> anyhow::Result<()> {
                 "nodes",
                 format!("{} ({} schedulable)", p.nodes, p.schedulable_nodes),
             )
-            .add("free slots", format!("{} of {}", p.free_slots, p.total_slots))
+            .add(
+                "free slots",
+                format!("{} of {}", p.free_slots, p.total_slots),
+            )
             .add(
                 "nodes that fit",
                 format!(
