@@ -232,3 +232,20 @@ fn explain_unknown_task_is_not_found() {
     assert!(sim.core.explain_task("j", "nope").is_err());
     assert!(sim.core.explain_task("nope", "a").is_err());
 }
+
+/// A job may name a pool that does not exist yet: its tasks wait (`poolNotFound`), and when
+/// the pool is created, those that need more slots than its nodes have fail at once.
+#[test]
+fn a_pool_created_later_fails_the_tasks_it_can_never_run() {
+    let mut sim = Sim::new();
+    sim.ok(Input::CreateJob(Box::new(simple_job("j", "later"))));
+    sim.ok(add("j", vec![slots_task("big", 2), simple_task("small")]));
+    assert_eq!(
+        explain(&sim, "j", "big").reason,
+        ExplainReason::PoolNotFound
+    );
+    sim.ok(Input::CreatePool(Box::new(simple_pool("later", 0, 1))));
+    assert_eq!(sim.task_state("j", "big"), TaskState::Completed);
+    assert_eq!(sim.task_state("j", "small"), TaskState::Active);
+    assert_eq!(explain(&sim, "j", "small").reason, ExplainReason::NoNodes);
+}
