@@ -19,6 +19,7 @@
 //! ```
 
 mod error;
+mod explain;
 mod files;
 mod request;
 mod resources;

@@ -173,6 +173,11 @@ impl DepIndex {
         self.unmet.get(tk).is_some_and(|n| *n > 0)
     }
 
+    /// The first integer of a dependent's range that is not satisfied, if any (for `explain`).
+    pub(crate) fn range_first_unmet(&self, range: (i64, i64)) -> Option<i64> {
+        self.ranges.get(&range).and_then(|g| g.cursor)
+    }
+
     /// Start tracking a dependent that is not completed.
     fn register(&mut self, tk: &str, deps: &TaskDependencies, tasks: &BTreeMap<String, Task>) {
         let (ids, ranges) = wants(deps);

@@ -18,6 +18,7 @@ mod cond;
 mod deps;
 mod error;
 mod exits;
+mod explain;
 mod input;
 mod jobs;
 mod nodes;

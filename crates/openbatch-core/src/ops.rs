@@ -109,6 +109,8 @@ impl Core {
             s.upgrade_policy = patch.upgrade_policy;
         }
         self.touch_pool(&key, now);
+        // Fewer slots per node can leave queued tasks that no node will ever fit.
+        self.recheck_queue(&key);
         self.dirty_pools.insert(key);
         Ok(Reply::Done)
     }

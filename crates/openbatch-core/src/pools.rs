@@ -93,6 +93,8 @@ impl Core {
             reservation: None,
         };
         self.pools.insert(key.clone(), pool);
+        // Tasks of jobs that named this pool before it existed may be queued on it already.
+        self.recheck_queue(&key);
         self.reconcile_pool_size(&key, now, fx);
         self.dirty_pools.insert(key);
         Ok(Reply::Created {

@@ -305,6 +305,10 @@ pub struct Core {
     /// [`Core::refresh_capacity`] wherever a node's slots or schedulability change.
     #[serde(skip)]
     pub(crate) capacity: BTreeMap<String, BTreeSet<(u32, u64, String)>>,
+    /// Tasks found never runnable when they were about to be queued (see `explain.rs`); the
+    /// end of `apply` completes them. Derived; empty between inputs.
+    #[serde(skip)]
+    pub(crate) unrunnable: Vec<(String, String)>,
 }
 
 impl Core {
@@ -323,6 +327,7 @@ impl Core {
             runs: BTreeMap::new(),
             dirty_pools: BTreeSet::new(),
             capacity: BTreeMap::new(),
+            unrunnable: Vec::new(),
         }
     }
 
@@ -340,6 +345,7 @@ impl Core {
         self.queues.clear();
         self.runs.clear();
         self.capacity.clear();
+        self.unrunnable.clear();
         let ids: Vec<String> = self.nodes.keys().cloned().collect();
         for n in &ids {
             if let Some(node) = self.nodes.get_mut(n) {
@@ -583,11 +589,12 @@ impl Core {
             }
             Input::DeleteJobSchedule { id } => (self.delete_job_schedule(&id, now, &mut fx)?, true),
         };
+        let failed = self.fail_unrunnable(now, &mut fx);
         let placed = self.schedule_dirty(now, &mut fx);
         Ok(Applied {
             reply,
             effects: fx,
-            changed: changed || placed,
+            changed: changed || failed || placed,
         })
     }
 }

@@ -185,6 +185,10 @@ impl Core {
             return;
         }
         let pool = job.pool_key();
+        if self.never_fits(&pool, task.required_slots()) {
+            self.unrunnable.push((jk.to_string(), tk.to_string()));
+            return;
+        }
         let jq = self
             .queues
             .entry(pool.clone())

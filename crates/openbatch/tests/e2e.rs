@@ -730,3 +730,83 @@ async fn local_auto_storage_stages_inputs_and_receives_outputs() {
         "alpha\nbeta\n"
     );
 }
+
+/// `GET /openbatch/jobs/{job}/tasks/{task}/explain` and `openbatch task explain`: a task
+/// waiting for the only slot says so, with its place in the queue; a task that needs more slots
+/// than a node has completes at once, failed; a wrong key is refused here too.
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_says_why_a_task_waits_and_too_big_tasks_fail_fast() {
+    let s = Server::start();
+    let c = s.client();
+    c.create_pool(&pool("p", 1, 1, json!({}))).await.unwrap();
+    wait_idle(&c, "p", 1).await;
+    c.create_job(&job("j", "p")).await.unwrap();
+    c.create_task("j", &task("long", "/bin/sh -c \"sleep 60\"", json!({})))
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(20), "long running", || async {
+        c.get_task("j", "long")
+            .await
+            .is_ok_and(|t| t.state == TaskState::Running)
+    })
+    .await;
+    for id in ["w1", "w2"] {
+        c.create_task("j", &task(id, "/bin/true", json!({})))
+            .await
+            .unwrap();
+    }
+    c.create_task("j", &task("huge", "/bin/true", json!({"requiredSlots": 2})))
+        .await
+        .unwrap();
+
+    let huge = c.get_task("j", "huge").await.unwrap();
+    assert_eq!(huge.state, TaskState::Completed);
+    let f = huge.execution_info.failure_info.expect("failure info");
+    assert_eq!(f.code.as_deref(), Some("TaskRequiresMoreSlotsThanNodeHas"));
+
+    let x = c.explain_task("j", "w2").await.unwrap();
+    assert_eq!(x.reason.as_str(), "waitingForSlot");
+    assert_eq!(x.tasks_ahead, Some(1));
+    let p = x.pool.expect("pool");
+    assert_eq!((p.free_slots, p.total_slots), (0, 1));
+    let x = c.explain_task("j", "long").await.unwrap();
+    assert_eq!(x.reason.as_str(), "running");
+    let e = c.explain_task("j", "nope").await.unwrap_err();
+    assert_eq!(e.status(), Some(404));
+
+    // The CLI, as JSON and as text.
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("OPENBATCH_DATA_DIR", &s.dir)
+            .env_remove("OPENBATCH_ENDPOINT")
+            .env_remove("OPENBATCH_ACCOUNT_NAME")
+            .env_remove("OPENBATCH_ACCOUNT_KEY")
+            .output()
+            .expect("run the CLI")
+    };
+    let out = cli(&["task", "explain", "j", "w1", "--output", "json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["reason"], "waitingForSlot");
+    assert_eq!(v["tasksAhead"], 0);
+    let out = cli(&["task", "explain", "j", "huge"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("completed"), "{text}");
+    assert!(text.contains("TaskRequiresMoreSlotsThanNodeHas"), "{text}");
+
+    // Shared Key like every other operation.
+    let creds = s.credentials();
+    let bad = Client::new(
+        creds["endpoint"].as_str().unwrap(),
+        creds["accountName"].as_str().unwrap(),
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    )
+    .unwrap();
+    let e = bad.explain_task("j", "w1").await.unwrap_err();
+    assert_eq!(e.status(), Some(403));
+
+    c.terminate_task("j", "long").await.unwrap();
+    wait_completed(&c, "j", 4, Duration::from_secs(30)).await;
+}

@@ -6,6 +6,7 @@
 //! JSON values so that they round-trip unchanged.
 
 mod common;
+mod explain;
 mod file;
 mod job;
 mod node;
@@ -15,6 +16,7 @@ mod schedule;
 mod task;
 
 pub use common::*;
+pub use explain::*;
 pub use file::*;
 pub use job::*;
 pub use node::*;

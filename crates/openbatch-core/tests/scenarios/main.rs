@@ -10,6 +10,7 @@ mod common;
 
 mod dependencies;
 mod exit_conditions;
+mod explain;
 mod job_rules;
 mod jobs;
 mod nodes;

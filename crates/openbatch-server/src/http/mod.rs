@@ -2,6 +2,7 @@
 //! openbatch extensions under `/openbatch/`.
 
 mod autoscale;
+mod explain;
 mod files;
 mod jobs;
 mod nodes;
@@ -115,6 +116,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             get(tasks::get).delete(tasks::delete).put(ops::put_task),
         )
         .route("/jobs/{job}/tasks/{task}/terminate", post(tasks::terminate))
+        .route(
+            "/openbatch/jobs/{job}/tasks/{task}/explain",
+            get(explain::explain),
+        )
         .route(
             "/jobs/{job}/tasks/{task}/reactivate",
             post(ops::reactivate_task),

@@ -12,6 +12,7 @@
 //! on files, with no server.
 
 mod autoscale;
+mod explain;
 mod job;
 mod jobschedule;
 mod node;

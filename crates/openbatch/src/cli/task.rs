@@ -1,4 +1,4 @@
-//! `openbatch task add|list|show|delete|terminate` and `openbatch task file list|get`.
+//! `openbatch task add|list|show|explain|delete|terminate` and `openbatch task file list|get`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +26,13 @@ pub(crate) enum TaskCommand {
     },
     /// Show one task.
     Show {
+        /// The job id.
+        job_id: String,
+        /// The task id.
+        task_id: String,
+    },
+    /// Why a task is not running (waiting for dependencies, a slot, nodes...), or where it ran.
+    Explain {
         /// The job id.
         job_id: String,
         /// The task id.
@@ -168,6 +175,10 @@ pub(crate) async fn run_task(cmd: TaskCommand, g: &GlobalArgs) -> anyhow::Result
         TaskCommand::Show { job_id, task_id } => {
             let task = client.get_task(&job_id, &task_id).await.map_err(api)?;
             emit(g.output, &task, |t| show(t).print())
+        }
+        TaskCommand::Explain { job_id, task_id } => {
+            let x = client.explain_task(&job_id, &task_id).await.map_err(api)?;
+            emit(g.output, &x, super::explain::print)
         }
         TaskCommand::Delete { job_id, task_id } => {
             client.delete_task(&job_id, &task_id).await.map_err(api)?;
