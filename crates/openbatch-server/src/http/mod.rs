@@ -3,6 +3,7 @@
 
 mod autoscale;
 mod files;
+mod follow;
 mod jobs;
 mod nodes;
 mod odata;
