@@ -62,8 +62,7 @@ impl KeptLog {
 impl AutoStorage {
     /// The signed location a run's (or start task's) logs go to.
     pub(crate) fn log_upload(&self, prefix: String) -> Option<LogUpload> {
-        let expiry =
-            Utc::now() + chrono::Duration::from_std(LOG_URL_LIFETIME).unwrap_or_default();
+        let expiry = Utc::now() + chrono::Duration::from_std(LOG_URL_LIFETIME).unwrap_or_default();
         match self.container_url(LOGS_CONTAINER, "cw", expiry) {
             Ok(container_url) => Some(LogUpload {
                 container_url,
@@ -97,7 +96,9 @@ impl AutoStorage {
                 let (run, file) = rest.split_once('/')?;
                 let run: RunId = run.parse().ok()?;
                 let file = file.to_string();
-                KEPT_FILES.contains(&file.as_str()).then_some((run, file, b))
+                KEPT_FILES
+                    .contains(&file.as_str())
+                    .then_some((run, file, b))
             })
             .collect();
         let Some(latest) = parsed.iter().map(|(r, _, _)| *r).max() else {
@@ -143,8 +144,8 @@ mod tests {
     #[tokio::test]
     async fn the_latest_attempt_with_logs_is_served() {
         let dir = tempfile::tempdir().unwrap();
-        let st = AutoStorage::open(&StorageConfig::default(), dir.path(), b"key", "http://x/")
-            .unwrap();
+        let st =
+            AutoStorage::open(&StorageConfig::default(), dir.path(), b"key", "http://x/").unwrap();
         let c = st.storage.container(LOGS_CONTAINER).unwrap();
         let put = |name: String, data: &'static str| {
             let c = c.clone();

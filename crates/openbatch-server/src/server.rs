@@ -239,9 +239,7 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
                     continue;
                 }
                 // The start task's logs are kept in storage when it ends (`logs.rs`).
-                let log_upload = state
-                    .storage
-                    .log_upload(crate::logs::startup_prefix(&node));
+                let log_upload = state.storage.log_upload(crate::logs::startup_prefix(&node));
                 state.agents.send(
                     &node,
                     &ServerMsg::RunStartTask {

@@ -188,7 +188,10 @@ async fn logs_outlive_a_removed_node_and_a_deleted_pool() {
     assert_eq!(kept.content_length, on_node.content_length);
     assert!(kept.creation_time.is_some());
     assert!(!kept.is_directory);
-    assert!(kept.url.unwrap().ends_with("/jobs/j/tasks/t/files/stdout.txt"));
+    assert!(kept
+        .url
+        .unwrap()
+        .ends_with("/jobs/j/tasks/t/files/stdout.txt"));
     let part = c
         .get_task_file("j", "t", "stdout.txt", Some(6..=9))
         .await
@@ -247,11 +250,15 @@ async fn a_preempted_node_still_serves_the_logs_of_its_attempt() {
          if [ $n = 1 ]; then trap 'exit 0' TERM; sleep 60 & wait; fi"
     );
     add(&c, "j", task("t", &format!("/bin/sh -c \"{script}\""))).await;
-    wait_until(Duration::from_secs(30), "the first attempt printed", || async {
-        c.get_task_file("j", "t", "stdout.txt", None)
-            .await
-            .is_ok_and(|b| b == b"attempt-1\n")
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "the first attempt printed",
+        || async {
+            c.get_task_file("j", "t", "stdout.txt", None)
+                .await
+                .is_ok_and(|b| b == b"attempt-1\n")
+        },
+    )
     .await;
     c.preempt_node("spot", &node, None).await.unwrap();
     wait_until(Duration::from_secs(15), "the node preempted", || async {
@@ -308,7 +315,9 @@ async fn task_log_follow_prints_lines_as_they_are_written() {
         }
     });
     // The first line arrives while the task still runs.
-    let (_, first) = rx.recv_timeout(Duration::from_secs(20)).expect("a first line");
+    let (_, first) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a first line");
     assert_eq!(first, "line-1");
     let t = c.get_task("j", "slow").await.unwrap();
     assert_eq!(

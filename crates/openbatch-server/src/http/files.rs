@@ -106,7 +106,9 @@ fn props(e: &FileEntry) -> FileProperties {
 fn falls_back(e: &FileReqError) -> bool {
     matches!(
         e,
-        FileReqError::NotConnected | FileReqError::TimedOut | FileReqError::File(FileError::NotFound)
+        FileReqError::NotConnected
+            | FileReqError::TimedOut
+            | FileReqError::File(FileError::NotFound)
     )
 }
 
@@ -218,9 +220,7 @@ pub(super) async fn read(
         Ok(found) => found,
         Err(e) => {
             let log = match kept {
-                Some((job, task)) if falls_back(&e) => {
-                    st.storage.kept_log(job, task, path).await
-                }
+                Some((job, task)) if falls_back(&e) => st.storage.kept_log(job, task, path).await,
                 _ => None,
             };
             let Some(log) = log else {
