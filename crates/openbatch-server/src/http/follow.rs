@@ -14,12 +14,14 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use futures_util::stream;
+use openbatch_api::agent::FileError;
 use openbatch_api::models::TaskState;
 use openbatch_core::Urls;
 use tokio::sync::mpsc;
 
 use super::files::{join, parse_range, read, Root};
 use super::{encode_component, ApiResult, Ctx};
+use crate::agents::FileReqError;
 use crate::server::AppState;
 
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -48,11 +50,14 @@ pub(crate) async fn follow(
     let start = parse_range(ctx)?.map_or(0, |(s, _)| s);
     let full = join(&root.dir, &path);
     let node = root.node.clone();
-    // A finished attempt, or a file the node cannot serve now: an ordinary read.
+    // A finished attempt, or a node that cannot serve the file now: an ordinary read. A file
+    // the running task has not created yet is waited for.
     let urls = ctx.urls();
-    if attempt_over(&st, &urls, &job, &task, &node)
-        || st.agents.read_file(&node, &full, None, true).await.is_err()
-    {
+    let node_answers = match st.agents.read_file(&node, &full, None, true).await {
+        Ok(_) | Err(FileReqError::File(FileError::NotFound)) => true,
+        Err(_) => false,
+    };
+    if attempt_over(&st, &urls, &job, &task, &node) || !node_answers {
         return read(&st, ctx, root, &path, false, Some((&job, &task))).await;
     }
     let (tx, rx) = mpsc::channel::<Bytes>(16);
@@ -75,9 +80,7 @@ pub(crate) async fn follow(
                     }
                 }
                 Ok(_) => return,
-                Err(crate::agents::FileReqError::File(
-                    openbatch_api::agent::FileError::NotFound,
-                )) => {}
+                Err(FileReqError::File(FileError::NotFound)) => {}
                 // The node left; what it wrote last is in the kept copy (a plain read).
                 Err(_) => return,
             }
