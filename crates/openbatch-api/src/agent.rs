@@ -60,6 +60,19 @@ pub struct RunSpec {
     pub output_files: Vec<OutputFile>,
     pub max_wall_clock: Option<Duration>,
     pub required_slots: u32,
+    /// Where the agent keeps this attempt's `stdout.txt` and `stderr.txt` when it ends. The
+    /// core leaves it empty; the server fills it in at dispatch (the logs container of the
+    /// account's auto-storage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_upload: Option<LogUpload>,
+}
+
+/// A signed container URL (write access) and the blob name prefix under which the agent
+/// uploads a run's `stdout.txt` and `stderr.txt` (`<prefix>stdout.txt`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogUpload {
+    pub container_url: String,
+    pub prefix: String,
 }
 
 /// A file or directory under the node root, as the agent reports it.
@@ -160,6 +173,9 @@ pub enum ServerMsg {
     },
     RunStartTask {
         start_task: StartTask,
+        /// Where the start task's `stdout.txt` and `stderr.txt` are kept when it ends.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_upload: Option<LogUpload>,
     },
     RunTask {
         spec: Box<RunSpec>,

@@ -184,6 +184,33 @@ impl Client {
         self.download(owner, path, range).await
     }
 
+    /// `GET /jobs/{j}/tasks/{t}/files/{path}?follow=true` (an openbatch extension): the file
+    /// as it grows while the task runs; the body ends once the task completed and its last
+    /// bytes were sent. A completed task's file comes whole, as a plain download.
+    pub async fn follow_task_file(
+        &self,
+        job_id: &str,
+        task_id: &str,
+        path: &str,
+    ) -> Result<FileDownload, ClientError> {
+        let owner = Owner::Task {
+            job: job_id,
+            task: task_id,
+        };
+        let mut segs = owner.segments();
+        segs.push(Val("file path", path));
+        let url = self.url(&segs, &[("follow", "true".to_owned())])?;
+        let extra = [("accept", "application/octet-stream".to_owned())];
+        let resp = self
+            .execute(Method::GET, url.clone(), None, &extra, None)
+            .await?;
+        Ok(FileDownload {
+            info: FileInfo::from_headers(resp.headers()),
+            url,
+            resp,
+        })
+    }
+
     /// `HEAD /jobs/{j}/tasks/{t}/files/{path}`.
     pub async fn get_task_file_properties(
         &self,

@@ -292,6 +292,7 @@ impl Core {
             output_files: task.spec.output_files.clone(),
             max_wall_clock,
             required_slots: slots,
+            log_upload: None,
         };
         let pool_id = self
             .nodes

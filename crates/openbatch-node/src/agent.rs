@@ -326,7 +326,10 @@ async fn connect_once(
 fn handle(msg: ServerMsg, root: &Path, state: &State) {
     match msg {
         ServerMsg::RunTask { spec } => start_task(*spec, root, state),
-        ServerMsg::RunStartTask { start_task } => run_start_task(start_task, root, state),
+        ServerMsg::RunStartTask {
+            start_task,
+            log_upload,
+        } => run_start_task(start_task, log_upload, root, state),
         ServerMsg::KillTask { run } => {
             if let Some(k) = lock(state).running.get(&run) {
                 k.kill(KillReason::Terminated);
@@ -467,6 +470,13 @@ fn output_files(files: &[openbatch_api::models::OutputFile]) -> Vec<OutputFileSp
         .collect()
 }
 
+fn log_spec(l: openbatch_api::agent::LogUpload) -> runner::LogUploadSpec {
+    runner::LogUploadSpec {
+        container_url: l.container_url,
+        prefix: l.prefix,
+    }
+}
+
 fn to_result(o: RunOutcome) -> RunResult {
     RunResult {
         start_time: o.start_time,
@@ -598,6 +608,7 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
         resource_files: files,
         output_files: output_files(&spec.output_files),
         max_wall_clock: spec.max_wall_clock,
+        log_upload: spec.log_upload.map(log_spec),
     });
     {
         let mut s = lock(state);
@@ -611,7 +622,12 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
     });
 }
 
-fn run_start_task(st: StartTask, root: &Path, state: &State) {
+fn run_start_task(
+    st: StartTask,
+    log_upload: Option<openbatch_api::agent::LogUpload>,
+    root: &Path,
+    state: &State,
+) {
     {
         let mut s = lock(state);
         if s.start_task_running {
@@ -652,6 +668,7 @@ fn run_start_task(st: StartTask, root: &Path, state: &State) {
         resource_files: files,
         output_files: Vec::new(),
         max_wall_clock: None,
+        log_upload: log_upload.map(log_spec),
     });
     let state = state.clone();
     tokio::spawn(async move {

@@ -122,7 +122,21 @@ pub struct RunSpec {
     /// Azure's `constraints.maxWallClockTime`, measured from the start of the run (resource file
     /// downloads included). `None`: no limit.
     pub max_wall_clock: Option<Duration>,
+    /// Where `stdout.txt` and `stderr.txt` are kept once the run ends (see [`LogUploadSpec`]).
+    pub log_upload: Option<LogUploadSpec>,
 }
+
+/// A container URL with a SAS granting write, and the blob name prefix for the run's logs:
+/// after the process (and its output files), `stdout.txt` and `stderr.txt` of `task_dir` go to
+/// `<prefix>stdout.txt` and `<prefix>stderr.txt`, the last [`MAX_KEPT_LOG_BYTES`] of each. A
+/// failure is logged and never fails the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogUploadSpec {
+    pub container_url: String,
+    pub prefix: String,
+}
+
+pub use upload::MAX_KEPT_LOG_BYTES;
 
 /// Why a run was killed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -360,6 +374,11 @@ async fn run(
                     .push(("FileUploadError".to_owned(), failure.message)),
             }
         }
+    }
+    // The logs go up after the outputs (which may write `fileuploaderr.txt`, not the logs) and
+    // before the run is reported, requeued runs included: a preempted attempt's logs are kept.
+    if let Some(logs) = &spec.log_upload {
+        upload::upload_logs(&spec.task_dir, logs).await;
     }
     match &outcome.failure {
         None => tracing::debug!(exit_code = ?outcome.exit_code, "task run succeeded"),

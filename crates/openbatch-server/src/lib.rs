@@ -11,6 +11,7 @@ mod autoscale;
 mod config;
 mod engine;
 mod http;
+mod logs;
 mod preemption;
 mod provider;
 mod server;

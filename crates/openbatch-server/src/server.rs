@@ -238,9 +238,15 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
                     });
                     continue;
                 }
-                state
-                    .agents
-                    .send(&node, &ServerMsg::RunStartTask { start_task });
+                // The start task's logs are kept in storage when it ends (`logs.rs`).
+                let log_upload = state.storage.log_upload(crate::logs::startup_prefix(&node));
+                state.agents.send(
+                    &node,
+                    &ServerMsg::RunStartTask {
+                        start_task,
+                        log_upload,
+                    },
+                );
             }
             Effect::RunTask { node, mut spec } => {
                 if let Err(failure) = state.storage.resolve(&mut spec.resource_files).await {
@@ -255,6 +261,12 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
                     });
                     continue;
                 }
+                // The run's logs are kept in storage when it ends (`logs.rs`).
+                spec.log_upload = state.storage.log_upload(crate::logs::run_prefix(
+                    &spec.job_id,
+                    &spec.task_id,
+                    spec.run,
+                ));
                 if !state.agents.send(&node, &ServerMsg::RunTask { spec }) {
                     tracing::warn!(node_id = %node, "a task was placed on a node that is not connected; it is requeued when the node reconnects or is lost");
                 }

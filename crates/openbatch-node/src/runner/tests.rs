@@ -24,6 +24,7 @@ fn spec(dir: &TempDir, command_line: &str) -> RunSpec {
         resource_files: Vec::new(),
         output_files: Vec::new(),
         max_wall_clock: None,
+        log_upload: None,
     }
 }
 
@@ -342,6 +343,7 @@ fn agent_process_for_the_parent_death_test() {
             resource_files: Vec::new(),
             output_files: Vec::new(),
             max_wall_clock: None,
+            log_upload: None,
         });
         assert!(eventually(Duration::from_secs(10), || handle.pid().is_some()).await);
         let pid = handle.pid().expect("a pid");

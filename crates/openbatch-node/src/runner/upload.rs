@@ -54,6 +54,8 @@ struct Upload {
     container: Url,
     blob: String,
     headers: Vec<(String, String)>,
+    /// Bytes at the start of the file that are not uploaded (a log's tail is kept).
+    skip: u64,
 }
 
 impl Upload {
@@ -140,6 +142,7 @@ fn plan(spec: &RunSpec, out: &OutputFileSpec) -> Result<Vec<Upload>, FailureInfo
             container: container.clone(),
             blob: m.blob,
             headers: out.upload_headers.clone(),
+            skip: 0,
         })
         .collect())
 }
@@ -198,11 +201,12 @@ async fn upload_one(client: &reqwest::Client, u: &Upload) -> Result<u64, Attempt
     let size = tokio::fs::metadata(&u.file)
         .await
         .map_err(|e| io_error(format!("could not read '{}'", u.shown), &e))?
-        .len();
+        .len()
+        .saturating_sub(u.skip);
     let target = u.redacted_target();
     let blob_url = super::download::blob_url_of(&u.container, &u.blob);
     if size <= BLOCK_SIZE {
-        let data = tokio::fs::read(&u.file)
+        let data = read_block(&u.file, u.skip, size)
             .await
             .map_err(|e| io_error(format!("could not read '{}'", u.shown), &e))?;
         with_retries("uploading an output file", &target, || {
@@ -224,7 +228,7 @@ async fn upload_one(client: &reqwest::Client, u: &Upload) -> Result<u64, Attempt
     for i in 0..blocks {
         // Block ids of one blob must all have the same length.
         let id = base64::engine::general_purpose::STANDARD.encode(format!("block-{i:010}"));
-        let data = read_block(&u.file, i * BLOCK_SIZE, BLOCK_SIZE)
+        let data = read_block(&u.file, u.skip + i * BLOCK_SIZE, BLOCK_SIZE)
             .await
             .map_err(|e| io_error(format!("could not read '{}'", u.shown), &e))?;
         let mut url = blob_url.clone();
@@ -304,6 +308,56 @@ async fn send(req: reqwest::RequestBuilder) -> Result<(), AttemptError> {
         err.detail = format!("the storage service answered HTTP {status}");
     }
     Err(err)
+}
+
+/// The most of each log that is kept in storage: its last 64 MiB (a log that grew past this
+/// loses its start there; the node's copy stays whole).
+pub const MAX_KEPT_LOG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Uploads `stdout.txt` and `stderr.txt` of `task_dir` (those that exist) under the prefix of
+/// `logs`. Failures are logged as warnings and otherwise ignored: the file is then only on the
+/// node.
+pub(super) async fn upload_logs(task_dir: &Path, logs: &super::LogUploadSpec) {
+    let Some(container) = Url::parse(&logs.container_url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base())
+    else {
+        tracing::warn!(
+            url = %redact_url(&logs.container_url),
+            "the log container URL is not usable; the task's logs stay on the node only"
+        );
+        return;
+    };
+    let client = match client() {
+        Ok(c) => c,
+        Err(f) => {
+            tracing::warn!(error = %f.message, "no HTTP client for the log upload");
+            return;
+        }
+    };
+    for name in ["stdout.txt", "stderr.txt"] {
+        let file = task_dir.join(name);
+        let Ok(meta) = tokio::fs::metadata(&file).await else {
+            continue;
+        };
+        let u = Upload {
+            file,
+            shown: name.to_owned(),
+            container: container.clone(),
+            blob: format!("{}{name}", logs.prefix),
+            headers: vec![("Content-Type".into(), "text/plain".into())],
+            skip: meta.len().saturating_sub(MAX_KEPT_LOG_BYTES),
+        };
+        match upload_one(client, &u).await {
+            Ok(bytes) => tracing::debug!(file = name, bytes, "log kept in storage"),
+            Err(err) => tracing::warn!(
+                file = name,
+                target = %u.redacted_target(),
+                error = %scrub(&err.detail, &u.container),
+                "could not keep the task's log in storage; it is only on the node"
+            ),
+        }
+    }
 }
 
 /// `fileuploadout.txt` and `fileuploaderr.txt` in the task directory, appended to.

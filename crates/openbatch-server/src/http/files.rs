@@ -1,4 +1,6 @@
-//! Task and node files, read from the node over its agent connection and streamed out.
+//! Task and node files, read from the node over its agent connection and streamed out. A task's
+//! `stdout.txt` and `stderr.txt` (and the task's file list) fall back to the copies kept in
+//! storage (`crate::logs`) when the node is gone or no longer has them.
 //!
 //! Task file paths are relative to the task directory (`stdout.txt`, `wd/out.txt`), node file
 //! paths to the node root (`startup/stdout.txt`). The SDK sends `wd%2Fout.txt`; axum decodes
@@ -8,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
-use futures_util::stream;
+use futures_util::{stream, TryStreamExt};
 use openbatch_api::agent::{FileEntry, FileError};
 use openbatch_api::error::{codes, ApiError};
 use openbatch_api::models::{FileProperties, NodeFile};
@@ -19,10 +21,10 @@ use crate::agents::FileReqError;
 use crate::server::AppState;
 
 /// Where a file request goes: node, the directory it is rooted at, and its URL prefix.
-struct Root {
-    node: String,
-    dir: String,
-    url: String,
+pub(super) struct Root {
+    pub(super) node: String,
+    pub(super) dir: String,
+    pub(super) url: String,
 }
 
 fn task_root(st: &AppState, ctx: &Ctx, job: &str, task: &str) -> ApiResult<Root> {
@@ -51,7 +53,7 @@ fn node_root(st: &AppState, ctx: &Ctx, pool: &str, node: &str) -> ApiResult<Root
     })
 }
 
-fn join(dir: &str, path: &str) -> String {
+pub(super) fn join(dir: &str, path: &str) -> String {
     let path = path.trim_start_matches('/').replace('\\', "/");
     if dir.is_empty() {
         path
@@ -98,16 +100,39 @@ fn props(e: &FileEntry) -> FileProperties {
     }
 }
 
-async fn list(st: &AppState, ctx: &Ctx, root: Root) -> ApiResult {
+/// Whether a failed node file request may be answered from the logs kept in storage: the node
+/// is gone (or silent), or no longer has the file (preempted, reimaged, another attempt's
+/// cleanup).
+fn falls_back(e: &FileReqError) -> bool {
+    matches!(
+        e,
+        FileReqError::NotConnected
+            | FileReqError::TimedOut
+            | FileReqError::File(FileError::NotFound)
+    )
+}
+
+/// A task's job and task id, for the logs kept in storage (`crate::logs`).
+type Kept<'a> = Option<(&'a str, &'a str)>;
+
+async fn list(st: &AppState, ctx: &Ctx, root: Root, kept: Kept<'_>) -> ApiResult {
     let f = filter(ctx, FILE_PROPS)?;
     let recursive = ctx
         .q("recursive")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let entries = st
-        .agents
-        .list_files(&root.node, &root.dir, recursive)
-        .await
-        .map_err(|e| map_err(e, &root.node))?;
+    let entries = match st.agents.list_files(&root.node, &root.dir, recursive).await {
+        Ok(entries) => entries,
+        Err(e) => {
+            let logs = match kept {
+                Some((job, task)) if falls_back(&e) => st.storage.kept_logs(job, task).await,
+                _ => Vec::new(),
+            };
+            if logs.is_empty() {
+                return Err(map_err(e, &root.node).into());
+            }
+            logs.iter().map(|(name, log)| log.entry(name)).collect()
+        }
+    };
     let keep = keep(&f);
     let mut items: Vec<NodeFile> = entries
         .iter()
@@ -136,7 +161,7 @@ async fn list(st: &AppState, ctx: &Ctx, root: Root) -> ApiResult {
 }
 
 /// `ocp-range: bytes=a-b` (inclusive), or `bytes=a-`.
-fn parse_range(ctx: &Ctx) -> ApiResult<Option<(u64, Option<u64>)>> {
+pub(super) fn parse_range(ctx: &Ctx) -> ApiResult<Option<(u64, Option<u64>)>> {
     let Some(v) = ctx.headers.get("ocp-range").and_then(|v| v.to_str().ok()) else {
         return Ok(None);
     };
@@ -163,35 +188,94 @@ fn parse_range(ctx: &Ctx) -> ApiResult<Option<(u64, Option<u64>)>> {
     Ok(Some((start, end)))
 }
 
-async fn read(st: &AppState, ctx: &Ctx, root: Root, path: &str, head: bool) -> ApiResult {
+/// The length of `range` of a file (all of it without one).
+fn range_len(entry: &FileEntry, range: Option<(u64, Option<u64>)>) -> u64 {
+    if entry.is_directory {
+        return 0;
+    }
+    match range {
+        Some((start, end)) => {
+            let last = end.unwrap_or(u64::MAX).min(entry.size.saturating_sub(1));
+            if start >= entry.size {
+                0
+            } else {
+                last - start + 1
+            }
+        }
+        None => entry.size,
+    }
+}
+
+pub(super) async fn read(
+    st: &AppState,
+    ctx: &Ctx,
+    root: Root,
+    path: &str,
+    head: bool,
+    kept: Kept<'_>,
+) -> ApiResult {
     let range = parse_range(ctx)?;
     let full = join(&root.dir, path);
-    let (entry, data) = st
-        .agents
-        .read_file(&root.node, &full, range, head)
-        .await
-        .map_err(|e| map_err(e, &root.node))?;
-    let len = if entry.is_directory {
-        0
-    } else {
-        match range {
-            Some((start, end)) => {
-                let last = end.unwrap_or(u64::MAX).min(entry.size.saturating_sub(1));
-                if start >= entry.size {
-                    0
-                } else {
-                    last - start + 1
-                }
-            }
-            None => entry.size,
+    let (entry, data) = match st.agents.read_file(&root.node, &full, range, head).await {
+        Ok(found) => found,
+        Err(e) => {
+            let log = match kept {
+                Some((job, task)) if falls_back(&e) => st.storage.kept_log(job, task, path).await,
+                _ => None,
+            };
+            let Some(log) = log else {
+                return Err(map_err(e, &root.node).into());
+            };
+            return read_kept(&root, path, head, range, log).await;
         }
     };
-    let mut resp = match data {
+    let len = range_len(&entry, range);
+    let resp = match data {
         Some(rx) if !head => Response::new(Body::from_stream(stream::unfold(rx, |mut rx| async {
             rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
         }))),
         _ => empty(StatusCode::OK),
     };
+    Ok(with_file_headers(resp, &entry, len, &root, path))
+}
+
+/// A task log served from the copy kept in storage, as the node would have served it.
+async fn read_kept(
+    root: &Root,
+    path: &str,
+    head: bool,
+    range: Option<(u64, Option<u64>)>,
+    log: crate::logs::KeptLog,
+) -> ApiResult {
+    let entry = log.entry(path);
+    let len = range_len(&entry, range);
+    let resp = if head || len == 0 {
+        empty(StatusCode::OK)
+    } else {
+        let start = range.map_or(0, |(s, _)| s);
+        let (_, _, data) = log
+            .container
+            .get(&log.blob, Some(start..start + len))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    500,
+                    codes::INTERNAL_ERROR,
+                    format!("The kept copy of the file could not be read: {e}"),
+                )
+            })?;
+        Response::new(Body::from_stream(data.map_err(std::io::Error::other)))
+    };
+    Ok(with_file_headers(resp, &entry, len, root, path))
+}
+
+fn with_file_headers(
+    mut resp: Response,
+    entry: &FileEntry,
+    len: u64,
+    root: &Root,
+    path: &str,
+) -> Response {
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -215,7 +299,7 @@ async fn read(st: &AppState, ctx: &Ctx, root: Root, path: &str, head: bool) -> A
     if let Ok(v) = HeaderValue::from_str(&entry.mode) {
         h.insert("ocp-batch-file-mode", v);
     }
-    Ok(resp)
+    resp
 }
 
 async fn delete(st: &AppState, ctx: &Ctx, root: Root, path: &str) -> ApiResult {
@@ -235,7 +319,7 @@ pub(crate) async fn list_task_files(
     Path((job, task)): Path<(String, String)>,
 ) -> ApiResult {
     let root = task_root(&st, &ctx, &job, &task)?;
-    list(&st, &ctx, root).await
+    list(&st, &ctx, root, Some((&job, &task))).await
 }
 
 pub(crate) async fn get_task_file(
@@ -244,7 +328,13 @@ pub(crate) async fn get_task_file(
     Path((job, task, path)): Path<(String, String, String)>,
 ) -> ApiResult {
     let root = task_root(&st, &ctx, &job, &task)?;
-    read(&st, &ctx, root, &path, false).await
+    if ctx
+        .q("follow")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return super::follow::follow(st.clone(), &ctx, job, task, root, path).await;
+    }
+    read(&st, &ctx, root, &path, false, Some((&job, &task))).await
 }
 
 pub(crate) async fn head_task_file(
@@ -253,7 +343,7 @@ pub(crate) async fn head_task_file(
     Path((job, task, path)): Path<(String, String, String)>,
 ) -> ApiResult {
     let root = task_root(&st, &ctx, &job, &task)?;
-    read(&st, &ctx, root, &path, true).await
+    read(&st, &ctx, root, &path, true, Some((&job, &task))).await
 }
 
 pub(crate) async fn delete_task_file(
@@ -271,7 +361,7 @@ pub(crate) async fn list_node_files(
     Path((pool, node)): Path<(String, String)>,
 ) -> ApiResult {
     let root = node_root(&st, &ctx, &pool, &node)?;
-    list(&st, &ctx, root).await
+    list(&st, &ctx, root, None).await
 }
 
 pub(crate) async fn get_node_file(
@@ -280,7 +370,7 @@ pub(crate) async fn get_node_file(
     Path((pool, node, path)): Path<(String, String, String)>,
 ) -> ApiResult {
     let root = node_root(&st, &ctx, &pool, &node)?;
-    read(&st, &ctx, root, &path, false).await
+    read(&st, &ctx, root, &path, false, None).await
 }
 
 pub(crate) async fn head_node_file(
@@ -289,7 +379,7 @@ pub(crate) async fn head_node_file(
     Path((pool, node, path)): Path<(String, String, String)>,
 ) -> ApiResult {
     let root = node_root(&st, &ctx, &pool, &node)?;
-    read(&st, &ctx, root, &path, true).await
+    read(&st, &ctx, root, &path, true, None).await
 }
 
 pub(crate) async fn delete_node_file(

@@ -4,6 +4,7 @@
 mod autoscale;
 mod explain;
 mod files;
+mod follow;
 mod jobs;
 mod nodes;
 mod odata;

@@ -55,6 +55,20 @@ pub(crate) enum TaskCommand {
     /// A task's files: stdout.txt, stderr.txt and its working directory wd/.
     #[command(subcommand)]
     File(TaskFileCommand),
+    /// Print a task's stdout.txt (or stderr.txt), from its node or, once the node is gone,
+    /// from the copy the server kept.
+    Log {
+        /// The job id.
+        job_id: String,
+        /// The task id.
+        task_id: String,
+        /// stderr.txt instead of stdout.txt.
+        #[arg(long)]
+        stderr: bool,
+        /// Keep printing what the running task writes, until it completes.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -203,6 +217,22 @@ pub(crate) async fn run_task(cmd: TaskCommand, g: &GlobalArgs) -> anyhow::Result
                 .await
                 .map_err(api)?;
             emit(g.output, &files, |f| file_table(f).print())
+        }
+        TaskCommand::Log {
+            job_id,
+            task_id,
+            stderr,
+            follow,
+        } => {
+            let path = if stderr { "stderr.txt" } else { "stdout.txt" };
+            let download = if follow {
+                client.follow_task_file(&job_id, &task_id, path).await
+            } else {
+                client.download_task_file(&job_id, &task_id, path).await
+            }
+            .map_err(api)?;
+            save_download(download, None).await?;
+            Ok(())
         }
         TaskCommand::File(TaskFileCommand::Get {
             job_id,

@@ -311,3 +311,76 @@ async fn large_outputs_go_up_in_blocks() {
     assert_eq!(body.matches("<Latest>").count(), 2, "{body}");
     assert_eq!(list.header("x-ms-blob-content-type"), Some("text/plain"));
 }
+
+fn logs_to(server: &BlobServer) -> crate::runner::LogUploadSpec {
+    crate::runner::LogUploadSpec {
+        container_url: format!("http://{}/acct/openbatch-logs?sv=1&sig=SECRET", server.addr),
+        prefix: "jobs/j/t/7/".into(),
+    }
+}
+
+/// After the run (and its outputs), `stdout.txt` and `stderr.txt` go to the log prefix.
+#[tokio::test]
+async fn logs_are_kept_when_a_run_ends() {
+    let server = BlobServer::start(|_| (201, Vec::new())).await;
+    let dir = TempDir::new().unwrap();
+    let mut spec = spec(
+        &dir,
+        r#"/bin/sh -c "echo out-line; echo err-line >&2; exit 3""#,
+    );
+    spec.log_upload = Some(logs_to(&server));
+    let outcome = run_to_end(spec).await;
+    assert_eq!(outcome.exit_code, Some(3));
+    assert!(!outcome.file_upload_error);
+    let puts = server.puts();
+    let got: Vec<(&str, &[u8])> = puts.iter().map(|r| (r.path(), r.body.as_slice())).collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "/acct/openbatch-logs/jobs/j/t/7/stderr.txt",
+                b"err-line\n".as_slice()
+            ),
+            ("/acct/openbatch-logs/jobs/j/t/7/stdout.txt", b"out-line\n"),
+        ]
+    );
+}
+
+/// Storage that refuses the logs (or is down) never fails the run.
+#[tokio::test]
+async fn a_refused_log_upload_never_fails_the_run() {
+    let server = BlobServer::start(|_| (403, Vec::new())).await;
+    let dir = TempDir::new().unwrap();
+    let mut spec = spec(&dir, r#"/bin/sh -c "echo fine""#);
+    spec.log_upload = Some(logs_to(&server));
+    let outcome = run_to_end(spec).await;
+    assert!(outcome.succeeded(), "{:?}", outcome.failure);
+    assert!(!outcome.file_upload_error);
+    assert_eq!(server.puts().len(), 2, "one try each, 403 is not retried");
+}
+
+/// A log over the cap keeps its last `MAX_KEPT_LOG_BYTES`, in blocks.
+#[tokio::test]
+async fn a_large_log_keeps_its_tail() {
+    let server = BlobServer::start(|_| (201, Vec::new())).await;
+    let dir = TempDir::new().unwrap();
+    let cap = crate::runner::MAX_KEPT_LOG_BYTES;
+    let mut spec = spec(
+        &dir,
+        &format!(r#"/bin/sh -c "printf HEADER; head -c {cap} /dev/zero | tr '\0' x""#),
+    );
+    spec.log_upload = Some(logs_to(&server));
+    let outcome = run_to_end(spec).await;
+    assert!(outcome.succeeded(), "{:?}", outcome.failure);
+    let seen = server.seen.lock().unwrap().clone();
+    let blocks: Vec<&Request> = seen
+        .iter()
+        .filter(|r| r.path().ends_with("/stdout.txt") && r.target.contains("comp=block&"))
+        .collect();
+    let kept: usize = blocks.iter().map(|r| r.body.len()).sum();
+    assert_eq!(kept as u64, cap);
+    assert!(blocks.iter().all(|r| r.body.iter().all(|&b| b == b'x')));
+    assert!(seen
+        .iter()
+        .any(|r| r.path().ends_with("/stdout.txt") && r.target.contains("comp=blocklist")));
+}

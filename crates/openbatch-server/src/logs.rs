@@ -1,0 +1,173 @@
+//! Task logs kept by the server, so they outlive the node that wrote them.
+//!
+//! When a run is dispatched, the shell gives it a signed URL (create and write) of the
+//! reserved `openbatch-logs` container of the account's auto-storage. When the run ends, the
+//! agent uploads `stdout.txt` and `stderr.txt` there (their last 64 MiB) before reporting it.
+//! Layout of the container:
+//!
+//! * `jobs/<job>/<task>/<run>/stdout.txt` (and `stderr.txt`): one directory per attempt, by
+//!   run id. Run ids only grow (they carry the restart epoch), so the largest is the latest.
+//! * `nodes/<node>/startup/stdout.txt` (and `stderr.txt`): the node's start task, the last run.
+//!
+//! `http/files.rs` reads a task's `stdout.txt`/`stderr.txt` from here when its node is gone or
+//! no longer has the task directory.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use openbatch_api::agent::{FileEntry, LogUpload, RunId};
+use openbatch_storage::{BlobInfo, Container};
+
+use crate::storage::AutoStorage;
+
+/// The reserved container of the auto-storage that holds task logs.
+pub(crate) const LOGS_CONTAINER: &str = "openbatch-logs";
+
+/// The files of a task directory that are kept.
+pub(crate) const KEPT_FILES: [&str; 2] = ["stdout.txt", "stderr.txt"];
+
+/// How long an upload URL for logs stays valid: a run may take that long.
+const LOG_URL_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+pub(crate) fn run_prefix(job: &str, task: &str, run: RunId) -> String {
+    format!("jobs/{job}/{task}/{run}/")
+}
+
+pub(crate) fn startup_prefix(node: &str) -> String {
+    format!("nodes/{node}/startup/")
+}
+
+/// A kept log of a task: the blob (full name) and its properties.
+pub(crate) struct KeptLog {
+    pub(crate) container: Container,
+    pub(crate) blob: String,
+    pub(crate) info: BlobInfo,
+}
+
+impl KeptLog {
+    /// The log as the node would describe it (`name` relative to the task directory).
+    pub(crate) fn entry(&self, name: &str) -> FileEntry {
+        FileEntry {
+            name: name.to_string(),
+            is_directory: false,
+            size: self.info.size,
+            modified: self.info.last_modified,
+            // Storage knows one time; the upload happened when the run ended.
+            created: Some(self.info.last_modified),
+            mode: "100644".into(),
+        }
+    }
+}
+
+impl AutoStorage {
+    /// The signed location a run's (or start task's) logs go to.
+    pub(crate) fn log_upload(&self, prefix: String) -> Option<LogUpload> {
+        let expiry = Utc::now() + chrono::Duration::from_std(LOG_URL_LIFETIME).unwrap_or_default();
+        match self.container_url(LOGS_CONTAINER, "cw", expiry) {
+            Ok(container_url) => Some(LogUpload {
+                container_url,
+                prefix,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "no log upload URL; task logs stay on the nodes only");
+                None
+            }
+        }
+    }
+
+    /// The kept logs (`stdout.txt`, `stderr.txt`, those that exist) of the latest attempt of
+    /// `job`/`task` that has any, by file name. Empty when none are kept or storage fails.
+    pub(crate) async fn kept_logs(&self, job: &str, task: &str) -> Vec<(String, KeptLog)> {
+        let Ok(container) = self.storage.container(LOGS_CONTAINER) else {
+            return Vec::new();
+        };
+        let prefix = format!("jobs/{job}/{task}/");
+        let blobs = match container.list(&prefix).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not list kept task logs");
+                return Vec::new();
+            }
+        };
+        let parsed: Vec<(RunId, String, BlobInfo)> = blobs
+            .into_iter()
+            .filter_map(|b| {
+                let rest = b.name.strip_prefix(&prefix)?;
+                let (run, file) = rest.split_once('/')?;
+                let run: RunId = run.parse().ok()?;
+                let file = file.to_string();
+                KEPT_FILES
+                    .contains(&file.as_str())
+                    .then_some((run, file, b))
+            })
+            .collect();
+        let Some(latest) = parsed.iter().map(|(r, _, _)| *r).max() else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, KeptLog)> = parsed
+            .into_iter()
+            .filter(|(r, _, _)| *r == latest)
+            .map(|(_, file, info)| {
+                (
+                    file,
+                    KeptLog {
+                        container: container.clone(),
+                        blob: info.name.clone(),
+                        info,
+                    },
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The kept copy of one file of a task directory (`stdout.txt` or `stderr.txt`).
+    pub(crate) async fn kept_log(&self, job: &str, task: &str, path: &str) -> Option<KeptLog> {
+        let path = path.trim_start_matches('/');
+        if !KEPT_FILES.contains(&path) {
+            return None;
+        }
+        self.kept_logs(job, task)
+            .await
+            .into_iter()
+            .find(|(name, _)| name == path)
+            .map(|(_, log)| log)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openbatch_storage::StorageConfig;
+
+    #[tokio::test]
+    async fn the_latest_attempt_with_logs_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let st =
+            AutoStorage::open(&StorageConfig::default(), dir.path(), b"key", "http://x/").unwrap();
+        let c = st.storage.container(LOGS_CONTAINER).unwrap();
+        let put = |name: String, data: &'static str| {
+            let c = c.clone();
+            async move { c.put(&name, data.into()).await.unwrap() }
+        };
+        assert!(st.kept_logs("j", "t").await.is_empty());
+        put(run_prefix("j", "t", 9) + "stdout.txt", "old").await;
+        put(run_prefix("j", "t", 10) + "stdout.txt", "new").await;
+        put(run_prefix("j", "t", 10) + "stderr.txt", "err").await;
+        put(run_prefix("j", "t2", 99) + "stdout.txt", "other task").await;
+        put(run_prefix("j", "t", 10) + "wd/out.txt", "not a log").await;
+        let logs = st.kept_logs("j", "t").await;
+        let names: Vec<_> = logs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["stderr.txt", "stdout.txt"]);
+        let out = st.kept_log("j", "t", "stdout.txt").await.unwrap();
+        assert_eq!(out.blob, "jobs/j/t/10/stdout.txt");
+        assert_eq!(out.entry("stdout.txt").size, 3);
+        assert!(st.kept_log("j", "t", "wd/out.txt").await.is_none());
+        let up = st.log_upload(startup_prefix("n1")).unwrap();
+        assert!(up
+            .container_url
+            .starts_with("http://x/openbatch/storage/openbatch-logs?"));
+        assert_eq!(up.prefix, "nodes/n1/startup/");
+    }
+}
