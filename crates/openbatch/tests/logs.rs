@@ -3,99 +3,17 @@
 //! ends, served from there once the node is gone, and `openbatch task log --follow` streams a
 //! running task's output.
 
+mod common;
+
 use std::io::BufRead;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{wait_until, Server, BIN};
 
 use openbatch_api::models::{JobCreate, PoolCreate, PoolResize, TaskCreate, TaskState};
 use openbatch_client::{Client, ListOptions};
 use serde_json::json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_openbatch");
-
-struct Server {
-    child: Option<Child>,
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Self {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().join("data");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.with_extension("log"))
-            .expect("log file");
-        let child = Command::new(BIN)
-            .args(["server", "--data-dir"])
-            .arg(&dir)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("OPENBATCH_NODE_LOST_AFTER", "5")
-            // Preemption at test speed, with time to look at a preempted node before it is back.
-            .env("OPENBATCH_PREEMPTION_GRACE", "2")
-            .env("OPENBATCH_PREEMPTION_RECOVERY", "8")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start the server");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !dir.join("credentials.json").exists() {
-            assert!(Instant::now() < deadline, "the server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server {
-            child: Some(child),
-            dir,
-            _tmp: tmp,
-        }
-    }
-
-    fn client(&self) -> Client {
-        let c: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(self.dir.join("credentials.json")).unwrap(),
-        )
-        .unwrap();
-        Client::new(
-            c["endpoint"].as_str().unwrap(),
-            c["accountName"].as_str().unwrap(),
-            c["accountKey"].as_str().unwrap(),
-        )
-        .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SIGTERM lets the server stop its node agents.
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-async fn wait_until<F, Fut>(limit: Duration, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn pool(id: &str, extra: serde_json::Value) -> PoolCreate {
     let mut v = json!({"id": id, "vmSize": "Standard_D2s_v3", "taskSlotsPerNode": 1});
@@ -149,7 +67,11 @@ async fn stdout_of(c: &Client, job: &str, task: &str) -> String {
 /// ranges, properties and file list.
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_outlive_a_removed_node_and_a_deleted_pool() {
-    let s = Server::start();
+    let s = Server::start_with(&[
+        // Time to look at a preempted node before it is back.
+        ("OPENBATCH_PREEMPTION_GRACE", "2"),
+        ("OPENBATCH_PREEMPTION_RECOVERY", "8"),
+    ]);
     let c = s.client();
     c.create_pool(&pool("p", json!({"targetDedicatedNodes": 1})))
         .await
@@ -232,7 +154,11 @@ async fn logs_outlive_a_removed_node_and_a_deleted_pool() {
 /// attempt that ran there answers. The second attempt's output replaces it as the latest.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_preempted_node_still_serves_the_logs_of_its_attempt() {
-    let s = Server::start();
+    let s = Server::start_with(&[
+        // Time to look at a preempted node before it is back.
+        ("OPENBATCH_PREEMPTION_GRACE", "2"),
+        ("OPENBATCH_PREEMPTION_RECOVERY", "8"),
+    ]);
     let c = s.client();
     let marks = tempfile::tempdir().unwrap();
     let count = marks.path().join("count").display().to_string();
@@ -279,7 +205,11 @@ async fn a_preempted_node_still_serves_the_logs_of_its_attempt() {
 /// once the task completed and its last line was printed.
 #[tokio::test(flavor = "multi_thread")]
 async fn task_log_follow_prints_lines_as_they_are_written() {
-    let s = Server::start();
+    let s = Server::start_with(&[
+        // Time to look at a preempted node before it is back.
+        ("OPENBATCH_PREEMPTION_GRACE", "2"),
+        ("OPENBATCH_PREEMPTION_RECOVERY", "8"),
+    ]);
     let c = s.client();
     c.create_pool(&pool("p", json!({"targetDedicatedNodes": 1})))
         .await

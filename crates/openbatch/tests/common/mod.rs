@@ -19,10 +19,17 @@ pub struct Server {
     pub dir: PathBuf,
     _tmp: tempfile::TempDir,
     pub listen: String,
+    /// Environment set after the defaults (so it overrides them).
+    env: Vec<(String, String)>,
 }
 
 impl Server {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server with these environment variables on top of the test defaults.
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("data");
         let mut s = Server {
@@ -30,6 +37,10 @@ impl Server {
             dir,
             _tmp: tmp,
             listen: "127.0.0.1:0".into(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.spawn();
         // From now on restarts reuse the port, so agents that outlive the server find it.
@@ -58,6 +69,7 @@ impl Server {
             .env("OPENBATCH_PREEMPTION_RECOVERY", "3")
             // Job schedule recurrences down to 1 s.
             .env("OPENBATCH_JOB_SCHEDULE_MIN_RECURRENCE", "1")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
