@@ -197,18 +197,8 @@ impl Client {
             job: job_id,
             task: task_id,
         };
-        let mut segs = owner.segments();
-        segs.push(Val("file path", path));
-        let url = self.url(&segs, &[("follow", "true".to_owned())])?;
-        let extra = [("accept", "application/octet-stream".to_owned())];
-        let resp = self
-            .execute(Method::GET, url.clone(), None, &extra, None)
-            .await?;
-        Ok(FileDownload {
-            info: FileInfo::from_headers(resp.headers()),
-            url,
-            resp,
-        })
+        self.download_query(owner, path, None, &[("follow", "true".to_owned())])
+            .await
     }
 
     /// `HEAD /jobs/{j}/tasks/{t}/files/{path}`.
@@ -321,10 +311,15 @@ impl Client {
         Ok(files)
     }
 
-    fn file_url(&self, owner: Owner<'_>, path: &str) -> Result<Url, ClientError> {
+    fn file_url(
+        &self,
+        owner: Owner<'_>,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Url, ClientError> {
         let mut segs = owner.segments();
         segs.push(Val("file path", path));
-        self.url(&segs, &[])
+        self.url(&segs, query)
     }
 
     async fn download(
@@ -333,7 +328,17 @@ impl Client {
         path: &str,
         range: Option<RangeInclusive<u64>>,
     ) -> Result<FileDownload, ClientError> {
-        let url = self.file_url(owner, path)?;
+        self.download_query(owner, path, range, &[]).await
+    }
+
+    async fn download_query(
+        &self,
+        owner: Owner<'_>,
+        path: &str,
+        range: Option<RangeInclusive<u64>>,
+        query: &[(&str, String)],
+    ) -> Result<FileDownload, ClientError> {
+        let url = self.file_url(owner, path, query)?;
         let mut extra = vec![("accept", "application/octet-stream".to_owned())];
         if let Some(r) = range {
             if r.start() > r.end() {
@@ -356,7 +361,7 @@ impl Client {
     }
 
     async fn file_properties(&self, owner: Owner<'_>, path: &str) -> Result<FileInfo, ClientError> {
-        let url = self.file_url(owner, path)?;
+        let url = self.file_url(owner, path, &[])?;
         let resp = self.call(Method::HEAD, url, NO_BODY).await?;
         Ok(FileInfo::from_headers(resp.headers()))
     }

@@ -502,17 +502,10 @@ impl Core {
         Ok(Reply::Done)
     }
 
-    pub(crate) fn restart_node(
-        &mut self,
-        pool: &str,
-        node: &str,
-        option: Option<NodeDeallocationOption>,
-        reimage: bool,
-        now: DateTime<Utc>,
-        fx: &mut Vec<Effect>,
-    ) -> Result<Reply, CoreError> {
-        let id = self.pool_node(pool, node)?;
-        let n = &self.nodes[&id];
+    /// A node that is not leaving and is up (connected, not booting or restarting): what a
+    /// reboot, reimage or preemption needs. `node` is the id as the caller wrote it.
+    pub(crate) fn check_node_can_act(&self, id: &str, node: &str) -> Result<(), CoreError> {
+        let n = &self.nodes[id];
         if n.leaving.is_some() {
             return Err(CoreError::InvalidState(format!(
                 "Node '{node}' is leaving the pool."
@@ -526,6 +519,21 @@ impl Core {
         {
             return Err(CoreError::NodeNotReady(node.into()));
         }
+        Ok(())
+    }
+
+    pub(crate) fn restart_node(
+        &mut self,
+        pool: &str,
+        node: &str,
+        option: Option<NodeDeallocationOption>,
+        reimage: bool,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) -> Result<Reply, CoreError> {
+        let id = self.pool_node(pool, node)?;
+        self.check_node_can_act(&id, node)?;
+        let n = &self.nodes[&id];
         let busy = !n.running.is_empty();
         let fate = RunFate::from(option.unwrap_or(NodeDeallocationOption::Requeue));
         if fate == RunFate::Finish && busy {

@@ -67,19 +67,7 @@ impl Core {
                 "Node '{node}' is already being preempted or is preempted."
             )));
         }
-        if n.leaving.is_some() {
-            return Err(CoreError::InvalidState(format!(
-                "Node '{node}' is leaving the pool."
-            )));
-        }
-        if !n.connected
-            || matches!(
-                n.state,
-                NodeState::Creating | NodeState::Rebooting | NodeState::Reimaging
-            )
-        {
-            return Err(CoreError::NodeNotReady(node.into()));
-        }
+        self.check_node_can_act(&id, node)?;
         let grace_chrono = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::zero());
         let n = self.nodes.get_mut(&id).expect("checked above");
         n.preemption = Some(Preemption {

@@ -231,6 +231,12 @@ impl World {
 
     /// The agent reports a run's end; the task's new state is checked.
     fn finish(&mut self, run: RunId, exit_code: i32) {
+        let (input, key) = self.end_run(run, exit_code);
+        self.apply_completing(input, Some(key));
+    }
+
+    /// Take a run off its agent (slots, running set) and make its `TaskCompleted` report.
+    fn end_run(&mut self, run: RunId, exit_code: i32) -> (Input, (String, String)) {
         let r = self.runs.remove(&run).expect("the run executes");
         let key = (r.job.clone(), r.task.clone());
         self.running.remove(&key);
@@ -245,14 +251,12 @@ impl World {
             pre_processing_error: false,
             file_upload_error: false,
         };
-        self.apply_completing(
-            Input::TaskCompleted {
-                node: r.node,
-                run,
-                result,
-            },
-            Some(key),
-        );
+        let input = Input::TaskCompleted {
+            node: r.node,
+            run,
+            result,
+        };
+        (input, key)
     }
 
     /// Every job's counters against a recount of its tasks, and against the shadow.
@@ -564,24 +568,8 @@ fn bench_scheduler_scale() {
     }
     w.journal.clear();
     while let Some((&run, _)) = w.runs.iter().next() {
-        let r = w.runs.remove(&run).unwrap();
-        w.running.remove(&(r.job.clone(), r.task.clone()));
-        if let Some(u) = w.used.get_mut(&r.node) {
-            *u -= r.slots;
-        }
-        let result = RunResult {
-            start_time: r.started,
-            end_time: w.now,
-            exit_code: Some(0),
-            failure: None,
-            pre_processing_error: false,
-            file_upload_error: false,
-        };
-        w.apply(Input::TaskCompleted {
-            node: r.node,
-            run,
-            result,
-        });
+        let (input, _) = w.end_run(run, 0);
+        w.apply(input);
         if w.journal.len() > 10_000 {
             w.journal.clear();
         }
