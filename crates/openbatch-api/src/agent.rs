@@ -45,6 +45,11 @@ pub struct RunResult {
     /// The process ran, but uploading its output files failed (`exitConditions.fileUploadError`).
     #[serde(default)]
     pub file_upload_error: bool,
+    /// The logs (`stdout.txt`, `stderr.txt`) that were empty when the run ended. They are not
+    /// uploaded to the logs container (no object per empty file); the server serves them as
+    /// empty files once the node no longer has them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub empty_logs: Vec<String>,
 }
 
 /// What a node needs to run one task attempt. Built by the core so the agent stays dumb.

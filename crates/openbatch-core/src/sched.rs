@@ -317,6 +317,9 @@ impl Core {
             pool_id,
             node_id: node_id.to_string(),
             task_dir,
+            run: Some(run),
+            empty_logs: Vec::new(),
+            ended: None,
         });
         self.set_task_state(jk, tk, TaskState::Running, now);
         self.runs

@@ -250,6 +250,17 @@ pub struct TaskLocation {
     pub node_id: String,
     /// The task directory relative to the node root (`workitems/<job>/job-1/<task>`).
     pub task_dir: String,
+    /// The attempt's run: its logs are kept in storage under it. `None` in records written
+    /// before runs were noted here.
+    #[serde(default)]
+    pub run: Option<RunId>,
+    /// The attempt's logs that were empty when it ended, which are not kept in storage (they
+    /// read as empty files once the node no longer has them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub empty_logs: Vec<String>,
+    /// When the attempt ended, as the node reported it.
+    #[serde(default)]
+    pub ended: Option<DateTime<Utc>>,
 }
 
 /// Ordering key of a pool's jobs in its run queue: higher priority first, then older jobs.

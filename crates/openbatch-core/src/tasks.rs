@@ -458,6 +458,10 @@ impl Core {
             return true;
         }
         task.current_run = None;
+        if let Some(loc) = task.location.as_mut().filter(|l| l.run == Some(run)) {
+            loc.empty_logs = result.empty_logs.clone();
+            loc.ended = Some(result.end_time);
+        }
         task.exec.start_time = Some(result.start_time);
         task.exec.end_time = Some(result.end_time);
         task.exec.exit_code = result.exit_code;

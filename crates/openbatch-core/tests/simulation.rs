@@ -250,6 +250,7 @@ impl World {
             failure: None,
             pre_processing_error: false,
             file_upload_error: false,
+            empty_logs: Vec::new(),
         };
         let input = Input::TaskCompleted {
             node: r.node,

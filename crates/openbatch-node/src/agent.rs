@@ -500,6 +500,7 @@ fn to_result(o: RunOutcome) -> RunResult {
         }),
         pre_processing_error: o.pre_processing_error,
         file_upload_error: o.file_upload_error,
+        empty_logs: o.empty_logs,
     }
 }
 
@@ -517,6 +518,7 @@ fn unsupported_result(message: String) -> RunResult {
         }),
         pre_processing_error: true,
         file_upload_error: false,
+        empty_logs: Vec::new(),
     }
 }
 

@@ -30,6 +30,7 @@
 mod cmdline;
 mod download;
 mod failure;
+pub mod launcher;
 mod process;
 mod sys;
 #[cfg(test)]
@@ -182,6 +183,8 @@ pub struct RunOutcome {
     /// Uploading an output file failed (Azure's `fileUploadError`); `failure` says why unless
     /// the process had already failed.
     pub file_upload_error: bool,
+    /// The logs that were empty at the end, so not uploaded (only when logs are kept).
+    pub empty_logs: Vec<String>,
 }
 
 impl RunOutcome {
@@ -256,6 +259,7 @@ impl RunHandle {
                 pre_processing_error: false,
                 killed_by: None,
                 file_upload_error: false,
+                empty_logs: Vec::new(),
             },
         }
     }
@@ -340,6 +344,7 @@ async fn run(
                 pre_processing_error: false,
                 killed_by: exited.killed_by,
                 file_upload_error: false,
+                empty_logs: Vec::new(),
             }
         }
         Ended::KilledBeforeStart(reason) => RunOutcome {
@@ -350,6 +355,7 @@ async fn run(
             pre_processing_error: false,
             killed_by: Some(reason),
             file_upload_error: false,
+            empty_logs: Vec::new(),
         },
         Ended::NotStarted(failure) => RunOutcome {
             start_time,
@@ -359,6 +365,7 @@ async fn run(
             pre_processing_error: true,
             killed_by: None,
             file_upload_error: false,
+            empty_logs: Vec::new(),
         },
     };
     let mut outcome = outcome;
@@ -378,7 +385,7 @@ async fn run(
     // The logs go up after the outputs (which may write `fileuploaderr.txt`, not the logs) and
     // before the run is reported, requeued runs included: a preempted attempt's logs are kept.
     if let Some(logs) = &spec.log_upload {
-        upload::upload_logs(&spec.task_dir, logs).await;
+        outcome.empty_logs = upload::upload_logs(&spec.task_dir, logs).await;
     }
     match &outcome.failure {
         None => tracing::debug!(exit_code = ?outcome.exit_code, "task run succeeded"),
@@ -412,7 +419,9 @@ async fn execute(
     if let Some(reason) = *kill_rx.borrow() {
         return Ended::KilledBeforeStart(reason);
     }
-    match process::spawn_and_supervise(command, program, control, kill_rx, deadline).await {
+    match process::spawn_and_supervise(command, program, &spec.task_dir, control, kill_rx, deadline)
+        .await
+    {
         Ok(exited) => Ended::Exited(exited),
         Err(failure) => Ended::NotStarted(failure),
     }

@@ -37,7 +37,16 @@ pub(crate) fn startup_prefix(node: &str) -> String {
     format!("nodes/{node}/startup/")
 }
 
-/// A kept log of a task: the blob (full name) and its properties.
+/// What the server knows of a task's latest attempt, to find its kept logs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Attempt {
+    pub(crate) run: Option<RunId>,
+    pub(crate) empty_logs: Vec<String>,
+    pub(crate) ended: Option<chrono::DateTime<Utc>>,
+}
+
+/// A kept log of a task: the blob (full name) and its properties. An empty log has size 0 and
+/// no blob behind it.
 pub(crate) struct KeptLog {
     pub(crate) container: Container,
     pub(crate) blob: String,
@@ -75,12 +84,84 @@ impl AutoStorage {
         }
     }
 
-    /// The kept logs (`stdout.txt`, `stderr.txt`, those that exist) of the latest attempt of
-    /// `job`/`task` that has any, by file name. Empty when none are kept or storage fails.
-    pub(crate) async fn kept_logs(&self, job: &str, task: &str) -> Vec<(String, KeptLog)> {
+    /// The kept logs (`stdout.txt`, `stderr.txt`, those that exist) of the task's latest
+    /// attempt, by file name: the logs kept under its run, and those it ended with empty (which
+    /// are not stored, and read as empty files). For attempts recorded before runs were noted
+    /// (`attempt.run` is `None`), the latest attempt in storage that has any. Empty when none
+    /// are kept or storage fails.
+    pub(crate) async fn kept_logs(
+        &self,
+        job: &str,
+        task: &str,
+        attempt: &Attempt,
+    ) -> Vec<(String, KeptLog)> {
         let Ok(container) = self.storage.container(LOGS_CONTAINER) else {
             return Vec::new();
         };
+        let mut out = match attempt.run {
+            Some(run) => self.logs_of_run(&container, job, task, run).await,
+            None => self.latest_logs(&container, job, task).await,
+        };
+        for name in &attempt.empty_logs {
+            if KEPT_FILES.contains(&name.as_str()) && !out.iter().any(|(n, _)| n == name) {
+                let blob = format!("{}{name}", run_prefix(job, task, attempt.run.unwrap_or(0)));
+                out.push((
+                    name.clone(),
+                    KeptLog {
+                        container: container.clone(),
+                        info: BlobInfo {
+                            name: blob.clone(),
+                            size: 0,
+                            last_modified: attempt.ended.unwrap_or_else(Utc::now),
+                            e_tag: None,
+                        },
+                        blob,
+                    },
+                ));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    async fn logs_of_run(
+        &self,
+        container: &Container,
+        job: &str,
+        task: &str,
+        run: RunId,
+    ) -> Vec<(String, KeptLog)> {
+        let prefix = run_prefix(job, task, run);
+        match container.list(&prefix).await {
+            Ok(blobs) => blobs
+                .into_iter()
+                .filter_map(|b| {
+                    let file = b.name.strip_prefix(&prefix)?.to_string();
+                    KEPT_FILES.contains(&file.as_str()).then(|| {
+                        (
+                            file,
+                            KeptLog {
+                                container: container.clone(),
+                                blob: b.name.clone(),
+                                info: b,
+                            },
+                        )
+                    })
+                })
+                .collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not list kept task logs");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn latest_logs(
+        &self,
+        container: &Container,
+        job: &str,
+        task: &str,
+    ) -> Vec<(String, KeptLog)> {
         let prefix = format!("jobs/{job}/{task}/");
         let blobs = match container.list(&prefix).await {
             Ok(b) => b,
@@ -104,7 +185,7 @@ impl AutoStorage {
         let Some(latest) = parsed.iter().map(|(r, _, _)| *r).max() else {
             return Vec::new();
         };
-        let mut out: Vec<(String, KeptLog)> = parsed
+        parsed
             .into_iter()
             .filter(|(r, _, _)| *r == latest)
             .map(|(_, file, info)| {
@@ -117,18 +198,22 @@ impl AutoStorage {
                     },
                 )
             })
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+            .collect()
     }
 
     /// The kept copy of one file of a task directory (`stdout.txt` or `stderr.txt`).
-    pub(crate) async fn kept_log(&self, job: &str, task: &str, path: &str) -> Option<KeptLog> {
+    pub(crate) async fn kept_log(
+        &self,
+        job: &str,
+        task: &str,
+        attempt: &Attempt,
+        path: &str,
+    ) -> Option<KeptLog> {
         let path = path.trim_start_matches('/');
         if !KEPT_FILES.contains(&path) {
             return None;
         }
-        self.kept_logs(job, task)
+        self.kept_logs(job, task, attempt)
             .await
             .into_iter()
             .find(|(name, _)| name == path)
@@ -151,19 +236,44 @@ mod tests {
             let c = c.clone();
             async move { c.put(&name, data.into()).await.unwrap() }
         };
-        assert!(st.kept_logs("j", "t").await.is_empty());
+        let legacy = Attempt::default();
+        assert!(st.kept_logs("j", "t", &legacy).await.is_empty());
         put(run_prefix("j", "t", 9) + "stdout.txt", "old").await;
         put(run_prefix("j", "t", 10) + "stdout.txt", "new").await;
         put(run_prefix("j", "t", 10) + "stderr.txt", "err").await;
         put(run_prefix("j", "t2", 99) + "stdout.txt", "other task").await;
         put(run_prefix("j", "t", 10) + "wd/out.txt", "not a log").await;
-        let logs = st.kept_logs("j", "t").await;
+        let logs = st.kept_logs("j", "t", &legacy).await;
         let names: Vec<_> = logs.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["stderr.txt", "stdout.txt"]);
-        let out = st.kept_log("j", "t", "stdout.txt").await.unwrap();
+        let out = st.kept_log("j", "t", &legacy, "stdout.txt").await.unwrap();
         assert_eq!(out.blob, "jobs/j/t/10/stdout.txt");
         assert_eq!(out.entry("stdout.txt").size, 3);
-        assert!(st.kept_log("j", "t", "wd/out.txt").await.is_none());
+        assert!(st.kept_log("j", "t", &legacy, "wd/out.txt").await.is_none());
+        // A known attempt reads its own run only, plus the logs it ended with empty: never an
+        // older attempt's.
+        let ended = Utc::now();
+        let newest = Attempt {
+            run: Some(11),
+            empty_logs: vec!["stdout.txt".into(), "stderr.txt".into()],
+            ended: Some(ended),
+        };
+        let logs = st.kept_logs("j", "t", &newest).await;
+        assert_eq!(logs.len(), 2);
+        assert!(logs
+            .iter()
+            .all(|(_, l)| l.info.size == 0 && l.info.last_modified == ended));
+        let older = Attempt {
+            run: Some(9),
+            empty_logs: vec!["stderr.txt".into()],
+            ended: Some(ended),
+        };
+        let logs = st.kept_logs("j", "t", &older).await;
+        let sizes: Vec<_> = logs
+            .iter()
+            .map(|(n, l)| (n.as_str(), l.info.size))
+            .collect();
+        assert_eq!(sizes, [("stderr.txt", 0), ("stdout.txt", 3)]);
         let up = st.log_upload(startup_prefix("n1")).unwrap();
         assert!(up
             .container_url

@@ -307,5 +307,6 @@ fn staging_failed(failure: openbatch_api::models::FailureInfo) -> openbatch_api:
         failure: Some(failure),
         pre_processing_error: true,
         file_upload_error: false,
+        empty_logs: Vec::new(),
     }
 }

@@ -109,6 +109,13 @@ enum NodeCli {
     /// Run a node agent for a provisioned node (used by the local provider).
     #[command(hide = true)]
     Run(RunArgs),
+    /// The node agent's task launcher (started by the agent itself).
+    #[command(hide = true)]
+    Launcher {
+        /// The agent's process id.
+        #[arg(long)]
+        parent: u32,
+    },
 }
 
 #[derive(Args)]
@@ -179,6 +186,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Node(NodeCli::Launcher { parent }) = cli.command {
+        // No runtime: the launcher only forks and reaps (openbatch_node::runner::launcher).
+        return openbatch_node::runner::launcher::serve(parent).context("task launcher");
+    }
     // The node agent runs on one thread, the main one: it mostly waits on its tasks, and
     // forking from the thread that lives as long as the process lets the runner tie each task
     // to the agent's life (PR_SET_PDEATHSIG) without a hop to another thread.
@@ -196,6 +207,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .build()
     }
     .context("starting the async runtime")?;
+    if agent {
+        // Tasks start through a launcher process, a fresh exec of this binary (see
+        // openbatch_node::runner::launcher). /proc/self/exe is this very file even if an
+        // upgrade replaced it on disk.
+        let exe = if cfg!(target_os = "linux") {
+            Some(PathBuf::from("/proc/self/exe"))
+        } else {
+            std::env::current_exe().ok()
+        };
+        if let Some(exe) = exe {
+            openbatch_node::runner::launcher::use_task_launcher(
+                exe,
+                vec!["node".into(), "launcher".into()],
+            );
+        }
+    }
     let global = cli.global;
     rt.block_on(async move {
         match cli.command {
@@ -234,6 +261,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     give_up_after: AGENT_GIVE_UP,
                 })
                 .await
+            }
+            Command::Node(NodeCli::Launcher { .. }) => {
+                anyhow::bail!("the task launcher runs without a runtime (handled above)")
             }
             Command::Node(NodeCli::Join(a)) => {
                 openbatch_node::run_agent(openbatch_node::AgentOptions {

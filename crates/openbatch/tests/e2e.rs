@@ -266,8 +266,17 @@ async fn killed_node_agent_requeues_its_running_tasks() {
     c.create_pool(&pool("p", 2, 2, json!({}))).await.unwrap();
     wait_idle(&c, "p", 2).await;
     c.create_job(&job("j", "p")).await.unwrap();
+    // Each task notes its pid and node, so we can see the victim's processes die with it.
+    let pids = tempfile::tempdir().unwrap();
+    let pid_file = pids.path().join("pids");
     let tasks: Vec<TaskCreate> = (0..4)
-        .map(|i| task(&format!("t{i}"), "/bin/sh -c \"sleep 3\"", json!({})))
+        .map(|i| {
+            let cmd = format!(
+                "/bin/sh -c \"echo $$ $AZ_BATCH_NODE_ID >> {}; exec sleep 5\"",
+                pid_file.display()
+            );
+            task(&format!("t{i}"), &cmd, json!({}))
+        })
         .collect();
     c.add_task_collection("j", &tasks).await.unwrap();
     wait_until(Duration::from_secs(20), "4 running", || async {
@@ -275,6 +284,15 @@ async fn killed_node_agent_requeues_its_running_tasks() {
             .await
             .map(|t| t.task_counts.running == 4)
             .unwrap_or(false)
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "4 pids noted", || {
+        let pid_file = pid_file.clone();
+        async move {
+            std::fs::read_to_string(&pid_file)
+                .map(|s| s.lines().count() == 4)
+                .unwrap_or(false)
+        }
     })
     .await;
     let victim = c.list_nodes("p", &ListOptions::default()).await.unwrap()[0]
@@ -286,6 +304,33 @@ async fn killed_node_agent_requeues_its_running_tasks() {
         .status()
         .unwrap()
         .success());
+    // The tasks die with their agent (through its task launcher), long before their 5 s end.
+    let victims: Vec<i32> = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, node)| *node == victim)
+        .map(|(pid, _)| pid.parse().unwrap())
+        .collect();
+    assert_eq!(victims.len(), 2, "the victim ran two tasks");
+    wait_until(Duration::from_secs(2), "the victim's tasks to die", || {
+        let victims = victims.clone();
+        async move {
+            // Gone, or a zombie waiting for a reaper (in a container, init may never reap).
+            victims.iter().all(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|stat| {
+                        stat.rsplit(')')
+                            .next()
+                            .unwrap_or("")
+                            .trim_start()
+                            .starts_with('Z')
+                    })
+                    .unwrap_or(true)
+            })
+        }
+    })
+    .await;
     wait_completed(&c, "j", 4, Duration::from_secs(60)).await;
     let tasks = c.list_tasks("j", &ListOptions::default()).await.unwrap();
     let requeued: Vec<_> = tasks

@@ -85,6 +85,9 @@ async fn logs_outlive_a_removed_node_and_a_deleted_pool() {
     )
     .await;
     wait_task(&c, "j", "t", TaskState::Completed).await;
+    // A task that writes nothing to stderr: its empty log is not stored as an object.
+    add(&c, "j", task("quiet", r#"/bin/sh -c "echo only out""#)).await;
+    wait_task(&c, "j", "quiet", TaskState::Completed).await;
     assert_eq!(stdout_of(&c, "j", "t").await, "hello from t\n");
     let on_node = c
         .get_task_file_properties("j", "t", "stdout.txt")
@@ -127,6 +130,33 @@ async fn logs_outlive_a_removed_node_and_a_deleted_pool() {
         .map(|f| f.name)
         .collect();
     assert_eq!(names, ["stderr.txt", "stdout.txt"]);
+    let kept_quiet = s.dir.join("storage/openbatch-logs/jobs/j/quiet");
+    let blobs: Vec<String> = std::fs::read_dir(&kept_quiet)
+        .unwrap()
+        .flat_map(|run| std::fs::read_dir(run.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(blobs, ["stdout.txt"], "no object for the empty stderr.txt");
+    assert_eq!(stdout_of(&c, "j", "quiet").await, "only out\n");
+    let quiet_err = c
+        .get_task_file("j", "quiet", "stderr.txt", None)
+        .await
+        .unwrap();
+    assert!(quiet_err.is_empty());
+    let quiet_files: Vec<(String, Option<u64>)> = c
+        .list_task_files("j", "quiet", false, &ListOptions::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.name, f.properties.map(|p| p.content_length)))
+        .collect();
+    assert_eq!(
+        quiet_files,
+        [
+            ("stderr.txt".to_string(), Some(0)),
+            ("stdout.txt".to_string(), Some(9))
+        ]
+    );
     // Only the logs are kept: other files of the task are gone with the node.
     let wd = c
         .get_task_file("j", "t", "wd/nothing.txt", None)

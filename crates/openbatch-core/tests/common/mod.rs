@@ -359,6 +359,7 @@ impl Sim {
             failure: None,
             pre_processing_error: false,
             file_upload_error: false,
+            empty_logs: Vec::new(),
         }
     }
 

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::failure::{codes, FailureInfo};
-use super::{sys, Control, KillReason};
+use super::{launcher, sys, Control, KillReason};
 
 /// How long a killed task's process group gets between SIGTERM and SIGKILL: long enough for a
 /// well-behaved program to flush its output and remove its temporary files, short enough that a
@@ -52,24 +52,36 @@ impl Exited {
 /// supervises it until it exits, a kill is requested on `kill_rx`, or `deadline` passes.
 ///
 /// `program` is only used in messages.
+/// `task_dir` holds the `stdout.txt` and `stderr.txt` the command writes to.
 pub(super) async fn spawn_and_supervise(
     mut command: Command,
     program: String,
+    task_dir: &std::path::Path,
     control: Arc<Control>,
     kill_rx: watch::Receiver<Option<KillReason>>,
     deadline: Option<Instant>,
 ) -> Result<Exited, FailureInfo> {
-    sys::kill_child_when_agent_dies(&mut command);
     // On a current-thread runtime that runs on the process's main thread (the node agent's),
     // the forking thread lives exactly as long as the process, so PR_SET_PDEATHSIG means
-    // "the agent died" and the task can be forked right here, without a hop to the spawner
-    // thread. Everywhere else (tests, multi-thread runtimes) the spawner thread forks.
+    // "the agent died" and the task can be started right here, without a hop to the spawner
+    // thread: through the task launcher when the binary set one up (`launcher.rs` says why),
+    // else by forking the agent. Everywhere else (tests, multi-thread runtimes) the spawner
+    // thread forks.
     if on_main_thread_runtime() {
+        if let Some(launcher) = launcher::client() {
+            let launched = launcher
+                .launch(&command, task_dir)
+                .await
+                .map_err(|err| spawn_failure(&program, &err))?;
+            return supervise(Proc::Launched(launched), control, kill_rx, deadline).await;
+        }
+        sys::kill_child_when_parent_dies(command.as_std_mut());
         let child = command
             .spawn()
             .map_err(|err| spawn_failure(&program, &err))?;
-        return supervise(child, control, kill_rx, deadline).await;
+        return supervise(Proc::Direct(child), control, kill_rx, deadline).await;
     }
+    sys::kill_child_when_parent_dies(command.as_std_mut());
     let spawner = spawner().await.map_err(|err| {
         FailureInfo::server(
             codes::COMMAND_LAUNCH_FAILED,
@@ -81,7 +93,7 @@ pub(super) async fn spawn_and_supervise(
             let child = command
                 .spawn()
                 .map_err(|err| spawn_failure(&program, &err))?;
-            supervise(child, control, kill_rx, deadline).await
+            supervise(Proc::Direct(child), control, kill_rx, deadline).await
         }
         .instrument(tracing::Span::current()),
     );
@@ -180,8 +192,31 @@ fn spawn_failure(program: &str, err: &io::Error) -> FailureInfo {
     }
 }
 
+/// A task's process: forked here, or started by the task launcher.
+enum Proc {
+    Direct(Child),
+    Launched(launcher::Launched),
+}
+
+impl Proc {
+    fn id(&self) -> Option<u32> {
+        match self {
+            Proc::Direct(child) => child.id(),
+            Proc::Launched(l) => Some(l.pid),
+        }
+    }
+
+    /// Cancel-safe, like `Child::wait`.
+    async fn wait(&mut self) -> io::Result<ExitStatus> {
+        match self {
+            Proc::Direct(child) => child.wait().await,
+            Proc::Launched(l) => l.wait().await,
+        }
+    }
+}
+
 async fn supervise(
-    mut child: Child,
+    mut child: Proc,
     control: Arc<Control>,
     mut kill_rx: watch::Receiver<Option<KillReason>>,
     deadline: Option<Instant>,
@@ -223,7 +258,7 @@ fn wait_failure(err: &io::Error) -> FailureInfo {
 /// [`KILL_GRACE`]).
 /// Returns the leader's exit status. Returns early once the leader is reaped and the group is
 /// empty, so a task that dies promptly on SIGTERM is not held for the whole grace period.
-async fn kill_group(child: &mut Child, pgid: u32, grace: Duration) -> io::Result<ExitStatus> {
+async fn kill_group(child: &mut Proc, pgid: u32, grace: Duration) -> io::Result<ExitStatus> {
     if let Err(err) = sys::signal_group(pgid, libc::SIGTERM) {
         // ESRCH: everything already exited between our decision and the signal.
         tracing::debug!(pid = pgid, error = %err, "SIGTERM to task process group failed");

@@ -4,41 +4,59 @@
 use std::io;
 
 /// Makes the kernel SIGKILL the child when the thread that forked it dies, so that a crashed or
-/// killed agent does not leave its tasks running unsupervised (Linux only; a no-op elsewhere).
+/// killed agent (or task launcher) does not leave its tasks running unsupervised (Linux only; a
+/// no-op elsewhere).
 ///
 /// The "parent" of `PR_SET_PDEATHSIG` is the forking *thread*, not the process: see
-/// `process::spawner`, which forks every task from one thread that lives as long as the agent.
+/// `process::spawner`, which forks every task from one thread that lives as long as the agent,
+/// and `launcher`, which forks from its main thread.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-pub(super) fn kill_child_when_agent_dies(command: &mut tokio::process::Command) {
-    let agent_pid = std::process::id();
+pub(super) fn kill_child_when_parent_dies(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent_pid = std::process::id();
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
-    // operations are allowed. It makes two plain syscalls (prctl, getppid), which neither
-    // allocate nor take locks, and builds its errors from raw errno values without allocating.
+    // operations are allowed. It makes plain syscalls (prctl, getppid), which neither allocate
+    // nor take locks, and builds its errors from raw errno values without allocating.
     unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) == -1
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // If the agent died between fork and prctl the signal will never come: don't start
-            // an orphan.
-            if u32::try_from(libc::getppid()).ok() != Some(agent_pid) {
-                return Err(io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
+        command.pre_exec(move || die_with_parent(parent_pid));
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(super) fn kill_child_when_agent_dies(_command: &mut tokio::process::Command) {}
+pub(super) fn kill_child_when_parent_dies(_command: &mut std::process::Command) {}
+
+/// The calling process gets SIGKILL when the thread that started it ends; fails with `ESRCH`
+/// when its parent (expected to be `parent_pid`) is already gone, so that nothing runs orphaned.
+/// Async-signal-safe: it runs between fork and exec.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub(super) fn die_with_parent(parent_pid: u32) -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes plain integers and touches no memory of ours.
+    if unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    } == -1
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // If the parent died before prctl, the signal will never come: don't start an orphan.
+    // SAFETY: getppid takes no arguments and touches no memory.
+    if u32::try_from(unsafe { libc::getppid() }).ok() != Some(parent_pid) {
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn die_with_parent(_parent_pid: u32) -> io::Result<()> {
+    Ok(())
+}
 
 /// Sends `signal` to every process in the process group `pgid` (the task's group: its leader's
 /// pid, since tasks are spawned with `process_group(0)`). `signal` 0 only probes.

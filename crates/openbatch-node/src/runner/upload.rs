@@ -316,8 +316,11 @@ pub const MAX_KEPT_LOG_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Uploads `stdout.txt` and `stderr.txt` of `task_dir` (those that exist) under the prefix of
 /// `logs`. Failures are logged as warnings and otherwise ignored: the file is then only on the
-/// node.
-pub(super) async fn upload_logs(task_dir: &Path, logs: &super::LogUploadSpec) {
+/// node. Returns the logs that are empty: they are not uploaded (most tasks never write to
+/// `stderr.txt`, and an object per empty file costs a request and an inode or a billed PUT);
+/// the server knows them from the run's result.
+pub(super) async fn upload_logs(task_dir: &Path, logs: &super::LogUploadSpec) -> Vec<String> {
+    let mut empty = Vec::new();
     let Some(container) = Url::parse(&logs.container_url)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base())
@@ -326,13 +329,13 @@ pub(super) async fn upload_logs(task_dir: &Path, logs: &super::LogUploadSpec) {
             url = %redact_url(&logs.container_url),
             "the log container URL is not usable; the task's logs stay on the node only"
         );
-        return;
+        return empty;
     };
     let client = match client() {
         Ok(c) => c,
         Err(f) => {
             tracing::warn!(error = %f.message, "no HTTP client for the log upload");
-            return;
+            return empty;
         }
     };
     for name in ["stdout.txt", "stderr.txt"] {
@@ -340,6 +343,10 @@ pub(super) async fn upload_logs(task_dir: &Path, logs: &super::LogUploadSpec) {
         let Ok(meta) = tokio::fs::metadata(&file).await else {
             continue;
         };
+        if meta.len() == 0 {
+            empty.push(name.to_owned());
+            continue;
+        }
         let u = Upload {
             file,
             shown: name.to_owned(),
@@ -358,6 +365,7 @@ pub(super) async fn upload_logs(task_dir: &Path, logs: &super::LogUploadSpec) {
             ),
         }
     }
+    empty
 }
 
 /// `fileuploadout.txt` and `fileuploaderr.txt` in the task directory, appended to.

@@ -25,6 +25,8 @@ pub(super) struct Root {
     pub(super) node: String,
     pub(super) dir: String,
     pub(super) url: String,
+    /// For a task's files: its latest attempt, to find the logs kept in storage.
+    pub(super) attempt: crate::logs::Attempt,
 }
 
 fn task_root(st: &AppState, ctx: &Ctx, job: &str, task: &str) -> ApiResult<Root> {
@@ -41,6 +43,11 @@ fn task_root(st: &AppState, ctx: &Ctx, job: &str, task: &str) -> ApiResult<Root>
         node: loc.node_id,
         dir: loc.task_dir,
         url: format!("{}/jobs/{job}/tasks/{task}/files", ctx.base),
+        attempt: crate::logs::Attempt {
+            run: loc.run,
+            empty_logs: loc.empty_logs,
+            ended: loc.ended,
+        },
     })
 }
 
@@ -50,6 +57,7 @@ fn node_root(st: &AppState, ctx: &Ctx, pool: &str, node: &str) -> ApiResult<Root
         node: node.to_string(),
         dir: String::new(),
         url: format!("{}/pools/{pool}/nodes/{node}/files", ctx.base),
+        attempt: crate::logs::Attempt::default(),
     })
 }
 
@@ -124,7 +132,9 @@ async fn list(st: &AppState, ctx: &Ctx, root: Root, kept: Kept<'_>) -> ApiResult
         Ok(entries) => entries,
         Err(e) => {
             let logs = match kept {
-                Some((job, task)) if falls_back(&e) => st.storage.kept_logs(job, task).await,
+                Some((job, task)) if falls_back(&e) => {
+                    st.storage.kept_logs(job, task, &root.attempt).await
+                }
                 _ => Vec::new(),
             };
             if logs.is_empty() {
@@ -220,7 +230,9 @@ pub(super) async fn read(
         Ok(found) => found,
         Err(e) => {
             let log = match kept {
-                Some((job, task)) if falls_back(&e) => st.storage.kept_log(job, task, path).await,
+                Some((job, task)) if falls_back(&e) => {
+                    st.storage.kept_log(job, task, &root.attempt, path).await
+                }
                 _ => None,
             };
             let Some(log) = log else {

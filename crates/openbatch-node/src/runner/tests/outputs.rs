@@ -351,12 +351,27 @@ async fn logs_are_kept_when_a_run_ends() {
 async fn a_refused_log_upload_never_fails_the_run() {
     let server = BlobServer::start(|_| (403, Vec::new())).await;
     let dir = TempDir::new().unwrap();
-    let mut spec = spec(&dir, r#"/bin/sh -c "echo fine""#);
+    let mut spec = spec(&dir, r#"/bin/sh -c "echo fine; echo warn >&2""#);
     spec.log_upload = Some(logs_to(&server));
     let outcome = run_to_end(spec).await;
     assert!(outcome.succeeded(), "{:?}", outcome.failure);
     assert!(!outcome.file_upload_error);
     assert_eq!(server.puts().len(), 2, "one try each, 403 is not retried");
+}
+
+/// An empty log is not uploaded: the outcome names it, and the server serves it as empty.
+#[tokio::test]
+async fn empty_logs_are_named_not_uploaded() {
+    let server = BlobServer::start(|_| (201, Vec::new())).await;
+    let dir = TempDir::new().unwrap();
+    let mut spec = spec(&dir, r#"/bin/sh -c "echo only-out""#);
+    spec.log_upload = Some(logs_to(&server));
+    let outcome = run_to_end(spec).await;
+    assert!(outcome.succeeded(), "{:?}", outcome.failure);
+    assert_eq!(outcome.empty_logs, ["stderr.txt"]);
+    let puts = server.puts();
+    let paths: Vec<&str> = puts.iter().map(|r| r.path()).collect();
+    assert_eq!(paths, ["/acct/openbatch-logs/jobs/j/t/7/stdout.txt"]);
 }
 
 /// A log over the cap keeps its last `MAX_KEPT_LOG_BYTES`, in blocks.

@@ -1,0 +1,379 @@
+//! The task launcher: a small helper process that forks every task, so the agent never forks
+//! itself.
+//!
+//! Why: a task must die with the agent (`PR_SET_PDEATHSIG`, set between fork and exec), which
+//! rules out `posix_spawn`/`vfork`, so every task start is a real `fork` of the process that
+//! starts it. Forking the agent is expensive: its heap and stacks are marked copy-on-write, and
+//! every page it writes afterwards takes a fault. With thousands of short tasks that was the
+//! largest single cost of a task on a node. The launcher is a fresh exec of the same binary
+//! (`openbatch node launcher`) that does nothing but fork, so its few pages are cheap to copy.
+//!
+//! The chain of lives: the launcher dies with the agent thread that started it (the agent's
+//! main thread), and each task dies with the launcher's main thread, which forks it. Killing the
+//! agent therefore still kills every task.
+//!
+//! Protocol: one JSON object per line. The agent writes [`Request`]s to the launcher's stdin; the
+//! launcher answers each with [`Event::Spawned`] (or [`Event::Failed`]) and, when the process
+//! exits, [`Event::Exited`] with its raw wait status. The launcher's stderr is the agent's.
+//!
+//! The agent uses the launcher only when the binary configured one ([`use_task_launcher`]) and it
+//! runs on its main thread; otherwise (unit tests, embedders) it forks tasks itself as before.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+use super::sys;
+
+/// One process to start. Everything but the output files comes from the prepared `Command`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Request {
+    id: u64,
+    program: String,
+    args: Vec<String>,
+    cwd: Option<String>,
+    /// Set on top of the launcher's environment, which is the agent's.
+    env: Vec<(String, String)>,
+    /// Created (and truncated) by the agent already; the launcher opens them for writing.
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "camelCase")]
+enum Event {
+    Spawned {
+        id: u64,
+        pid: u32,
+    },
+    Failed {
+        id: u64,
+        errno: Option<i32>,
+        message: String,
+    },
+    Exited {
+        id: u64,
+        status: i32,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// The launcher process.
+
+/// Runs the launcher until its stdin closes. `parent_pid` is the agent that started it: if it
+/// is already gone, the launcher refuses to start.
+pub fn serve(parent_pid: u32) -> io::Result<()> {
+    sys::die_with_parent(parent_pid)?;
+    let out = Arc::new(Mutex::new(io::stdout()));
+    for line in io::stdin().lock().lines() {
+        let line = line?;
+        let req: Request = serde_json::from_str(&line)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let id = req.id;
+        match start(&req) {
+            Ok(child) => {
+                emit(
+                    &out,
+                    &Event::Spawned {
+                        id,
+                        pid: child.id(),
+                    },
+                );
+                watch(child, id, &out);
+            }
+            Err(err) => emit(
+                &out,
+                &Event::Failed {
+                    id,
+                    errno: err.raw_os_error(),
+                    message: err.to_string(),
+                },
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn start(req: &Request) -> io::Result<std::process::Child> {
+    // Not an errno of the spawn: the agent would read ENOENT as "program not found".
+    let output = |path: &Path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| io::Error::other(format!("could not open '{}': {e}", path.display())))
+    };
+    let mut command = std::process::Command::new(&req.program);
+    command
+        .args(&req.args)
+        .envs(req.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(output(&req.stdout)?)
+        .stderr(output(&req.stderr)?);
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    if let Some(cwd) = &req.cwd {
+        command.current_dir(cwd);
+    }
+    sys::kill_child_when_parent_dies(&mut command);
+    command.spawn()
+}
+
+/// Reaps `child` on a small thread of its own and reports its exit.
+fn watch(mut child: std::process::Child, id: u64, out: &Arc<Mutex<io::Stdout>>) {
+    let pid = child.id();
+    let out2 = Arc::clone(out);
+    let spawned = std::thread::Builder::new()
+        .name("reaper".into())
+        .stack_size(64 * 1024)
+        .spawn(move || match child.wait() {
+            Ok(status) => emit(
+                &out2,
+                &Event::Exited {
+                    id,
+                    status: status.into_raw(),
+                },
+            ),
+            // Only possible if someone else reaped it: say it is lost, with a status that reads
+            // as killed.
+            Err(_) => emit(
+                &out2,
+                &Event::Exited {
+                    id,
+                    status: libc::SIGKILL,
+                },
+            ),
+        });
+    if let Err(err) = spawned {
+        // Without a reaper the exit would never be reported: stop the task now and say so.
+        let _ = sys::signal_group(pid, libc::SIGKILL);
+        eprintln!("openbatch task launcher: no thread to reap task {pid}: {err}");
+        emit(
+            out,
+            &Event::Exited {
+                id,
+                status: libc::SIGKILL,
+            },
+        );
+    }
+}
+
+fn emit(out: &Mutex<io::Stdout>, event: &Event) {
+    let mut line = serde_json::to_vec(event).expect("events serialize");
+    line.push(b'\n');
+    let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+    if out.write_all(&line).and_then(|()| out.flush()).is_err() {
+        // The agent is gone; PR_SET_PDEATHSIG takes the tasks down with us.
+        std::process::exit(1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The agent's side.
+
+static PROGRAM: OnceLock<(PathBuf, Vec<String>)> = OnceLock::new();
+static CLIENT: Mutex<Option<Arc<Client>>> = Mutex::new(None);
+
+/// Makes the agent start its tasks through a launcher: `program args... --parent <agent pid>`
+/// must run [`serve`]. Called once by the binary before the agent starts.
+pub fn use_task_launcher(program: PathBuf, args: Vec<String>) {
+    let _ = PROGRAM.set((program, args));
+}
+
+struct Waiters {
+    spawned: Option<oneshot::Sender<io::Result<u32>>>,
+    exited: oneshot::Sender<ExitStatus>,
+}
+
+pub(super) struct Client {
+    stdin: tokio::sync::Mutex<tokio::process::ChildStdin>,
+    pending: Mutex<HashMap<u64, Waiters>>,
+    next: AtomicU64,
+    alive: AtomicBool,
+}
+
+/// A process started by the launcher.
+pub(super) struct Launched {
+    pub(super) pid: u32,
+    exited: oneshot::Receiver<ExitStatus>,
+    status: Option<io::Result<ExitStatus>>,
+}
+
+impl Launched {
+    /// Waits for the process's exit. Cancel-safe; returns the same answer when called again.
+    pub(super) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if self.status.is_none() {
+            self.status = Some((&mut self.exited).await.map_err(|_| {
+                io::Error::other("the task launcher exited, taking the task with it")
+            }));
+        }
+        match self.status.as_ref().expect("set above") {
+            Ok(status) => Ok(*status),
+            Err(err) => Err(io::Error::new(err.kind(), err.to_string())),
+        }
+    }
+}
+
+/// The running launcher, started on first use; `None` when none is configured or it cannot be
+/// started (the caller then forks the task itself). Call only on the agent's main thread: the
+/// launcher lives as long as the thread that starts it.
+pub(super) fn client() -> Option<Arc<Client>> {
+    let (program, args) = PROGRAM.get()?;
+    let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = slot.as_ref().filter(|c| c.alive.load(Ordering::Acquire)) {
+        return Some(Arc::clone(c));
+    }
+    match Client::start(program, args) {
+        Ok(c) => {
+            *slot = Some(Arc::clone(&c));
+            Some(c)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "could not start the task launcher; the agent forks tasks itself");
+            None
+        }
+    }
+}
+
+impl Client {
+    fn start(program: &Path, args: &[String]) -> io::Result<Arc<Client>> {
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .arg("--parent")
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            // Out of the agent's group: a Ctrl-C meant for the agent must not kill the tasks
+            // behind its back (the agent stops them itself).
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command.spawn()?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(io::Error::other("the task launcher has no pipes"));
+        };
+        let client = Arc::new(Client {
+            stdin: tokio::sync::Mutex::new(stdin),
+            pending: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            alive: AtomicBool::new(true),
+        });
+        let reader = Arc::clone(&client);
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            loop {
+                match lines.next_line().await {
+                    Ok(Some(line)) => match serde_json::from_str::<Event>(&line) {
+                        Ok(event) => reader.deliver(event),
+                        Err(err) => {
+                            tracing::error!(error = %err, "the task launcher said something unreadable");
+                            break;
+                        }
+                    },
+                    Ok(None) => break,
+                    Err(err) => {
+                        tracing::error!(error = %err, "reading from the task launcher failed");
+                        break;
+                    }
+                }
+            }
+            reader.alive.store(false, Ordering::Release);
+            // Dropping the waiters tells every run in flight that its process is gone.
+            reader.lock_pending().clear();
+            let _ = child.start_kill();
+            match child.wait().await {
+                Ok(status) => tracing::warn!(%status, "the task launcher exited"),
+                Err(err) => tracing::warn!(error = %err, "the task launcher is gone"),
+            }
+        });
+        tracing::debug!("task launcher started");
+        Ok(client)
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiters>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn deliver(&self, event: Event) {
+        let mut pending = self.lock_pending();
+        match event {
+            Event::Spawned { id, pid } => {
+                if let Some(tx) = pending.get_mut(&id).and_then(|w| w.spawned.take()) {
+                    let _ = tx.send(Ok(pid));
+                }
+            }
+            Event::Failed { id, errno, message } => {
+                if let Some(mut w) = pending.remove(&id) {
+                    let err = match errno {
+                        Some(code) => io::Error::from_raw_os_error(code),
+                        None => io::Error::other(message),
+                    };
+                    if let Some(tx) = w.spawned.take() {
+                        let _ = tx.send(Err(err));
+                    }
+                }
+            }
+            Event::Exited { id, status } => {
+                if let Some(w) = pending.remove(&id) {
+                    let _ = w.exited.send(ExitStatus::from_raw(status));
+                }
+            }
+        }
+    }
+
+    /// Starts `command` (configured by the runner: program, args, cwd, env) with its output in
+    /// `task_dir/stdout.txt` and `stderr.txt`, which must exist.
+    pub(super) async fn launch(
+        &self,
+        command: &tokio::process::Command,
+        task_dir: &Path,
+    ) -> io::Result<Launched> {
+        let std = command.as_std();
+        let lossy = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let request = Request {
+            id,
+            program: lossy(std.get_program()),
+            args: std.get_args().map(lossy).collect(),
+            cwd: std.get_current_dir().map(|d| lossy(d.as_os_str())),
+            env: std
+                .get_envs()
+                .filter_map(|(k, v)| Some((lossy(k), lossy(v?))))
+                .collect(),
+            stdout: task_dir.join("stdout.txt"),
+            stderr: task_dir.join("stderr.txt"),
+        };
+        let mut line = serde_json::to_vec(&request).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let (spawned_tx, spawned_rx) = oneshot::channel();
+        let (exited_tx, exited_rx) = oneshot::channel();
+        self.lock_pending().insert(
+            id,
+            Waiters {
+                spawned: Some(spawned_tx),
+                exited: exited_tx,
+            },
+        );
+        let written = self.stdin.lock().await.write_all(&line).await;
+        if let Err(err) = written {
+            self.lock_pending().remove(&id);
+            self.alive.store(false, Ordering::Release);
+            return Err(err);
+        }
+        let pid = spawned_rx.await.map_err(|_| {
+            io::Error::other("the task launcher exited before it started the task")
+        })??;
+        Ok(Launched {
+            pid,
+            exited: exited_rx,
+            status: None,
+        })
+    }
+}
