@@ -245,6 +245,8 @@ impl Client {
     fn start(program: &Path, args: &[String]) -> io::Result<Arc<Client>> {
         let mut command = tokio::process::Command::new(program);
         command
+            // What `ps` shows: the program is often /proc/self/exe.
+            .arg0("openbatch-task-launcher")
             .args(args)
             .arg("--parent")
             .arg(std::process::id().to_string())
