@@ -12,6 +12,9 @@
 //! - `nodeFillType`: `spread` puts each task on the node with the most free slots, `pack`
 //!   fills the busiest node that still fits first.
 //! - A job's `maxParallelTasks` caps its runs in flight.
+//! - A task's `affinityInfo.affinityId` is a preference: the task runs on that node when the
+//!   node can take it at the moment the task's turn comes, and wherever the fill type says
+//!   otherwise. It never changes the order in which tasks start.
 //!
 //! Work per call is bounded by the placements made plus `MAX_SKIPS`, never by the queue length.
 
@@ -116,7 +119,10 @@ impl Core {
                     .filter(|(_, _, tk)| !self.is_reserved_task(pool_key, &jk, tk))
                     .min();
                 let Some((_, need, tk)) = pick else { break };
-                let Some(node) = self.choose_node(pool_key, need, fill, reserved.as_deref()) else {
+                let chosen = self
+                    .affinity_node(pool_key, &jk, &tk, need, reserved.as_deref())
+                    .or_else(|| self.choose_node(pool_key, need, fill, reserved.as_deref()));
+                let Some(node) = chosen else {
                     break;
                 };
                 self.dequeue(&jk, &tk);
@@ -235,6 +241,26 @@ impl Core {
     /// A node with at least `need` free slots, other than `exclude`: `spread` takes the one
     /// with the most free slots, `pack` the one with the fewest that still fit; among equals,
     /// the oldest node.
+    /// The node a task's `affinityInfo.affinityId` names, when it is in the pool, takes work,
+    /// has room for the task and is not held for another one. Affinity is a preference (Azure:
+    /// "a locality hint"): when the node cannot take the task now, the fill type chooses.
+    fn affinity_node(
+        &self,
+        pool_key: &str,
+        jk: &str,
+        tk: &str,
+        need: u32,
+        exclude: Option<&str>,
+    ) -> Option<String> {
+        let task = self.jobs.get(jk)?.tasks.get(tk)?;
+        let wanted = task.spec.affinity_info.as_ref()?.affinity_id.as_str();
+        let node = self.nodes.get(wanted)?;
+        (node.pool == pool_key
+            && Some(wanted) != exclude
+            && node.indexed_free.is_some_and(|free| free >= need))
+        .then(|| node.id.clone())
+    }
+
     fn choose_node(
         &self,
         pool_key: &str,

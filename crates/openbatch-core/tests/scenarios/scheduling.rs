@@ -167,6 +167,53 @@ fn pack_puts_tasks_on_the_same_node_first() {
     assert_eq!(sim.node_of("j", "u1"), nodes[0]);
 }
 
+/// Azure `affinityInfo.affinityId`: "a locality hint that can be used by the Batch service to
+/// select a Compute Node on which to start the new Task". The named node is preferred when it
+/// can take the task; when it is full, unknown or in another pool the task starts elsewhere,
+/// and it never waits for the node.
+#[test]
+fn affinity_prefers_the_named_node_and_never_waits_for_it() {
+    let mut sim = Sim::new();
+    pool_of(&mut sim, 3, 2, "spread");
+    sim.ok(add("j", simple_tasks("t", 1)));
+    let first = sim.node_of("j", "t1");
+    // The task view gives the affinity id of the node it ran on, as Azure does.
+    let hint = sim
+        .core
+        .task("j", "t1", &urls())
+        .unwrap()
+        .node_info
+        .unwrap()
+        .affinity_id
+        .unwrap();
+    assert_eq!(hint, first);
+    let near = |id: &str, node: &str| {
+        task(json!({"id": id, "commandLine": "x", "affinityInfo": {"affinityId": node}}))
+    };
+    // Spread alone would pick an empty node; the hint wins while the node has room.
+    sim.ok(add("j", vec![near("a1", &hint)]));
+    assert_eq!(sim.node_of("j", "a1"), first);
+    // Now it is full: the next hinted task starts at once, elsewhere.
+    sim.ok(add("j", vec![near("a2", &hint)]));
+    assert_eq!(sim.task_state("j", "a2"), TaskState::Running);
+    assert_ne!(sim.node_of("j", "a2"), first);
+    // A hint naming no node of the pool changes nothing.
+    sim.ok(add("j", vec![near("a3", "no-such-node")]));
+    assert_eq!(sim.task_state("j", "a3"), TaskState::Running);
+    // Queue order is kept: with every slot busy, a hinted task waits its turn behind an older
+    // one, even when its node is the one that frees up.
+    let other = sim.node_of("j", "a2");
+    sim.ok(add("j", simple_tasks("q", 3)));
+    sim.ok(add("j", vec![near("late", &other)]));
+    assert_eq!(sim.counts("j").active, 2);
+    sim.finish_task("j", "a2", 0);
+    assert_eq!(sim.node_of("j", "q3"), other);
+    assert_eq!(sim.task_state("j", "late"), TaskState::Active);
+    sim.finish_all(0);
+    sim.finish_all(0);
+    assert_eq!(sim.counts("j").succeeded, 8);
+}
+
 /// Azure `nodeFillType = spread`: tasks go to the least loaded node.
 #[test]
 fn spread_puts_tasks_on_different_nodes() {
