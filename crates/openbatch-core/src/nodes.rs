@@ -242,6 +242,7 @@ impl Core {
                     fx.push(Effect::RunStartTask {
                         node: node_id.clone(),
                         start_task: st,
+                        app_packages: self.pool_packages(&pool_key),
                     });
                     let state = if wait {
                         NodeState::WaitingForStartTask
@@ -370,6 +371,7 @@ impl Core {
             return false;
         };
         let pool_key = node.pool.clone();
+        let app_packages = self.pool_packages(&pool_key);
         let max_retries = start_task.max_task_retry_count.unwrap_or(0);
         let wait = start_task.wait_for_success.unwrap_or(true);
         let failed = result.failure.is_some() || result.exit_code.unwrap_or(-1) != 0;
@@ -395,6 +397,7 @@ impl Core {
             fx.push(Effect::RunStartTask {
                 node: node_id.to_string(),
                 start_task,
+                app_packages,
             });
             return true;
         }
