@@ -82,7 +82,7 @@ pub(crate) async fn upload(
         ))
         .into());
     }
-    let display_name = ctx.q("displayName").map(str::to_string);
+    let display_name = ctx.q("displayname").map(str::to_string);
     let stored = st
         .storage
         .store_package(&id_key(&id), &version, body.into_data_stream())
