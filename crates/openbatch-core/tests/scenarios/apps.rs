@@ -308,3 +308,36 @@ fn bad_ids_and_versions_are_refused() {
     assert!(!openbatch_core::valid_version("1/3"));
     assert!(!openbatch_core::valid_version(""));
 }
+
+/// Applications are part of the state: a replay of the journal, and a snapshot, give the same
+/// applications and the same packages in each run's effects.
+#[test]
+fn applications_survive_replay_and_snapshot() {
+    let mut sim = Sim::new();
+    sim.ok(put("tool", "1"));
+    sim.ok(put("tool", "2"));
+    sim.ok(set_default("tool", "2"));
+    sim.ok(Input::CreatePool(Box::new(pool(json!({
+        "id": "p", "vmSize": "standard_d2s_v3", "targetDedicatedNodes": 1,
+        "applicationPackageReferences": [{"applicationId": "tool"}]
+    })))));
+    sim.connect_all();
+    sim.ok(Input::CreateJob(Box::new(simple_job("j", "p"))));
+    sim.ok(add("j", vec![simple_task("t")]));
+    sim.ok(Input::DeleteApplicationPackage {
+        application_id: "tool".into(),
+        version: Some("1".into()),
+    });
+    let mut replayed = openbatch_core::Core::new(Default::default());
+    replay_into(&mut replayed, &sim.entries());
+    assert_eq!(
+        replayed.application_details(),
+        sim.core.application_details()
+    );
+    let restored = snapshot(&sim.core);
+    assert_eq!(
+        restored.application_details(),
+        sim.core.application_details()
+    );
+    assert_eq!(restored.applications()[0].versions, ["2"]);
+}
