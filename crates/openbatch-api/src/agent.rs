@@ -245,6 +245,12 @@ pub enum ServerMsg {
         /// When the grace period ends (for the notice file).
         deadline: DateTime<Utc>,
     },
+    /// Install these application packages now (each once per node), ahead of the runs that
+    /// will need them. Failures are only logged: a run that needs a package installs it
+    /// itself, and reports a failure then.
+    InstallPackages {
+        app_packages: Vec<AppPackage>,
+    },
     /// Leave the pool: stop running tasks and exit.
     Shutdown,
     /// Reboot: stop every task, forget the start task's outcome, and connect again as a fresh

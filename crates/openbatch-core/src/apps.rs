@@ -17,7 +17,7 @@ use openbatch_api::models::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::input::Reply;
+use crate::input::{Effect, Reply};
 use crate::{id_key, valid_id, Core, CoreError};
 
 /// Most versions one application keeps.
@@ -151,6 +151,7 @@ impl Core {
         application_id: &str,
         update: ApplicationUpdate,
         now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
     ) -> Result<Reply, CoreError> {
         let key = id_key(application_id);
         let app = self
@@ -179,12 +180,62 @@ impl Core {
             }
         };
         let app = self.applications.get_mut(&key).expect("checked");
+        let switched = app.default_version != default;
         app.default_version = default;
         if let Some(name) = update.display_name {
             app.display_name = Some(name).filter(|n| !n.is_empty());
         }
         app.last_modified = now;
+        if switched {
+            // Pools that take the default get the new version on their nodes now.
+            let pools: Vec<String> = self
+                .pools
+                .values()
+                .filter(|p| p.state != PoolState::Deleting)
+                .filter(|p| {
+                    p.spec
+                        .application_package_references
+                        .iter()
+                        .any(|r| id_key(&r.application_id) == key && r.version.is_none())
+                })
+                .map(|p| p.spec.id.clone())
+                .collect();
+            for pool in pools {
+                self.prefetch_pool_packages(&pool, fx);
+            }
+        }
         Ok(Reply::Done)
+    }
+
+    /// Ask every node of the pool that is up to install the pool's packages as they are now.
+    pub(crate) fn prefetch_pool_packages(&self, pool_id: &str, fx: &mut Vec<Effect>) {
+        let Some(pool) = self.pools.get(&id_key(pool_id)) else {
+            return;
+        };
+        for node in &pool.nodes {
+            self.prefetch_node_packages(node, fx);
+        }
+    }
+
+    /// Ask one node (if it is up and staying) to install its pool's packages now.
+    pub(crate) fn prefetch_node_packages(&self, node_id: &str, fx: &mut Vec<Effect>) {
+        let Some(node) = self.nodes.get(node_id) else {
+            return;
+        };
+        if !node.connected || node.leaving.is_some() || node.preemption.is_some() {
+            return;
+        }
+        let app_packages: Vec<AppPackage> = self
+            .pool_packages(&node.pool)
+            .into_iter()
+            .filter(|p| p.unresolved.is_none())
+            .collect();
+        if !app_packages.is_empty() {
+            fx.push(Effect::InstallPackages {
+                node: node_id.to_string(),
+                app_packages,
+            });
+        }
     }
 
     /// Delete one version, or (without `version`) the whole application. A package that a

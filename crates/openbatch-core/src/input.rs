@@ -245,6 +245,13 @@ pub enum Effect {
         node: String,
         grace: std::time::Duration,
     },
+    /// Install these application packages on the node now, ahead of the runs that need them
+    /// (a node joined a pool with packages, or the pool's packages changed). The runs install
+    /// them anyway (once per node) if this did not happen; it decides nothing.
+    InstallPackages {
+        node: String,
+        app_packages: Vec<openbatch_api::agent::AppPackage>,
+    },
 }
 
 impl Effect {

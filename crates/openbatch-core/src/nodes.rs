@@ -254,7 +254,11 @@ impl Core {
                 (Some(_), Some(result)) => {
                     self.start_task_completed(&node_id, result, now, fx);
                 }
-                (None, _) => self.set_node_state(&node_id, NodeState::Idle, now),
+                (None, _) => {
+                    self.set_node_state(&node_id, NodeState::Idle, now);
+                    // No start task to carry the pool's packages: install them at join.
+                    self.prefetch_node_packages(&node_id, fx);
+                }
             }
         } else if node.state == NodeState::Unknown {
             let state = self.settled_state(&node_id);

@@ -474,9 +474,18 @@ impl Core {
             Input::TerminateTask { job, task } => {
                 (self.terminate_task(&job, &task, now, &mut fx)?, true)
             }
-            Input::UpdatePool { id, patch } => (self.update_pool(&id, *patch, now)?, true),
+            Input::UpdatePool { id, patch } => {
+                let packages = patch.application_package_references.is_some();
+                let reply = self.update_pool(&id, *patch, now)?;
+                if packages {
+                    self.prefetch_pool_packages(&id, &mut fx);
+                }
+                (reply, true)
+            }
             Input::ReplacePoolProperties { id, props } => {
-                (self.replace_pool_properties(&id, props, now)?, true)
+                let reply = self.replace_pool_properties(&id, props, now)?;
+                self.prefetch_pool_packages(&id, &mut fx);
+                (reply, true)
             }
             Input::StopPoolResize { id } => (self.stop_pool_resize(&id, now, &mut fx)?, true),
             Input::RemoveNodes {
@@ -598,7 +607,10 @@ impl Core {
             Input::UpdateApplication {
                 application_id,
                 update,
-            } => (self.update_application(&application_id, update, now)?, true),
+            } => (
+                self.update_application(&application_id, update, now, &mut fx)?,
+                true,
+            ),
             Input::DeleteApplicationPackage {
                 application_id,
                 version,

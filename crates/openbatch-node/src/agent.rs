@@ -339,6 +339,15 @@ fn handle(msg: ServerMsg, root: &Path, state: &State) {
             }
         }
         ServerMsg::Preempt { grace, deadline } => preempt(state, grace, deadline),
+        ServerMsg::InstallPackages { app_packages } => {
+            if let Some(apps) = applications(root, &app_packages) {
+                tokio::spawn(async move {
+                    if let Err(f) = runner::apps::install_all(&apps).await {
+                        tracing::warn!(code = %f.code, message = %f.message, "an application package could not be installed ahead of its runs");
+                    }
+                });
+            }
+        }
         ServerMsg::Ack { runs, start_task } => {
             let mut s = lock(state);
             s.unacked.retain(|_, (r, _)| !runs.contains(r));

@@ -282,6 +282,18 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
                     tracing::warn!(node_id = %node, "a task was placed on a node that is not connected; it is requeued when the node reconnects or is lost");
                 }
             }
+            Effect::InstallPackages {
+                node,
+                mut app_packages,
+            } => {
+                if let Err(f) = state.storage.resolve_packages(&mut app_packages).await {
+                    tracing::warn!(node_id = %node, error = ?f.message, "application packages could not be offered to a node ahead of its runs");
+                    continue;
+                }
+                state
+                    .agents
+                    .send(&node, &ServerMsg::InstallPackages { app_packages });
+            }
             Effect::KillTask { node, run } => {
                 state.agents.send(&node, &ServerMsg::KillTask { run });
             }

@@ -1,7 +1,7 @@
 //! Application packages end to end, on the real binary: packages uploaded with the CLI, a pool
 //! whose start task uses one, a task that names a version, the default version and the
-//! pool's references switched while the pool runs, one download per node per version, and a
-//! package that tries to write outside its directory.
+//! pool's references switched while the pool runs (the nodes install the new version at once),
+//! one download per node per version, and a package that tries to write outside its directory.
 
 mod common;
 
@@ -189,6 +189,18 @@ async fn packages_for_start_task_and_tasks_with_versions_switched_while_the_pool
 
     // Switch the default version while the pool runs: the next tasks, on every node, get it.
     server.cli_ok(&["app", "set-default", "hello", "2"]);
+    // The nodes already in the pool install the new default at once, before any task asks.
+    wait_until(
+        Duration::from_secs(30),
+        "every node to install v2",
+        || async {
+            installs(&c, "p")
+                .await
+                .values()
+                .all(|counts| counts.contains_key(&("hello".to_string(), "2".to_string())))
+        },
+    )
+    .await;
     let shows_default = "/bin/sh -c '$AZ_BATCH_APP_PACKAGE_hello/bin/hello.sh; sleep 1'";
     for t in ["t2", "t3"] {
         c.create_task("j", &task(t, shows_default, json!({})))

@@ -49,7 +49,23 @@ fn packages_of_last_run(sim: &Sim) -> Vec<AppPackage> {
         .expect("a run was started")
 }
 
-fn versions(p: &[AppPackage]) -> Vec<(String, String, bool)> {
+/// (application id, version, is the default) of each package.
+type Versions = Vec<(String, String, bool)>;
+
+/// The packages each node was asked to install ahead of its runs by the last input.
+fn prefetched(sim: &Sim) -> Vec<(String, Versions)> {
+    sim.last
+        .iter()
+        .filter_map(|fx| match fx {
+            Effect::InstallPackages { node, app_packages } => {
+                Some((node.clone(), versions(app_packages)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn versions(p: &[AppPackage]) -> Versions {
     p.iter()
         .map(|p| (p.application_id.clone(), p.version.clone(), p.is_default))
         .collect()
@@ -199,8 +215,13 @@ fn runs_carry_the_pool_and_task_packages_as_they_are_now() {
         ]
     );
     sim.finish_task("j", "t1", 0);
-    // Switch the default: the next task on the same node gets version 2.
+    // Switch the default: the node is asked to install version 2 at once, and the next task
+    // on it gets version 2.
     sim.ok(set_default("tool", "2"));
+    assert_eq!(
+        prefetched(&sim),
+        [(node.clone(), vec![("Tool".into(), "2".into(), true)])]
+    );
     sim.ok(add("j", vec![simple_task("t2")]));
     assert_eq!(
         versions(&packages_of_last_run(&sim)),
@@ -216,6 +237,10 @@ fn runs_carry_the_pool_and_task_packages_as_they_are_now() {
         id: "p".into(),
         patch: Box::new(patch),
     });
+    assert_eq!(
+        prefetched(&sim),
+        [(node.clone(), vec![("Tool".into(), "1".into(), false)])]
+    );
     sim.ok(add("j", vec![simple_task("t3")]));
     assert_eq!(
         versions(&packages_of_last_run(&sim)),
@@ -340,4 +365,26 @@ fn applications_survive_replay_and_snapshot() {
         sim.core.application_details()
     );
     assert_eq!(restored.applications()[0].versions, ["2"]);
+}
+
+/// A node that joins a pool without a start task is asked to install the pool's packages at
+/// once; one with a start task gets them with it.
+#[test]
+fn nodes_install_the_pool_packages_when_they_join() {
+    let mut sim = Sim::new();
+    sim.ok(put("tool", "1"));
+    sim.ok(Input::CreatePool(Box::new(pool(json!({
+        "id": "p", "vmSize": "standard_d2s_v3", "targetDedicatedNodes": 2,
+        "applicationPackageReferences": [{"applicationId": "tool", "version": "1"}]
+    })))));
+    let nodes = sim.pending();
+    sim.connect(&nodes[0]);
+    assert_eq!(
+        prefetched(&sim),
+        [(nodes[0].clone(), vec![("tool".into(), "1".into(), false)])]
+    );
+    // A node that only reconnects is not asked again.
+    sim.disconnect(&nodes[0]);
+    sim.connect(&nodes[0]);
+    assert!(prefetched(&sim).is_empty());
 }

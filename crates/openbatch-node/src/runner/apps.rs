@@ -87,7 +87,7 @@ pub fn clean_partial(dir: &Path) {
 
 /// Install every package (each at most once per node) and return the variables that point to
 /// them, in the order of the packages.
-pub(super) async fn install_all(apps: &Applications) -> Result<Vec<(String, String)>, FailureInfo> {
+pub async fn install_all(apps: &Applications) -> Result<Vec<(String, String)>, FailureInfo> {
     let mut env = Vec::new();
     for p in &apps.packages {
         let dir = install(&apps.dir, p).await?;
