@@ -95,7 +95,7 @@ fn app_blobs(server: &Server) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packages_for_start_task_and_tasks_with_versions_switched_while_the_pool_runs() {
-    let server = Server::start();
+    let mut server = Server::start();
     let c = server.client();
     let tmp = tempfile::tempdir().unwrap();
     let (v1, v2) = (tmp.path().join("v1.zip"), tmp.path().join("v2.zip"));
@@ -337,4 +337,40 @@ async fn packages_for_start_task_and_tasks_with_versions_switched_while_the_pool
         !names.iter().any(|n| n.starts_with("applications/evil")),
         "nothing of a failed install stays: {names:?}"
     );
+
+    // The applications are durable: after a kill -9 and a restart they are all there, and a
+    // task still gets its package (already installed on the node, not downloaded again).
+    server.kill9();
+    server.spawn();
+    let c = server.client();
+    let apps: Vec<(String, Vec<String>)> = c
+        .list_applications()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.id, a.versions))
+        .collect();
+    assert_eq!(
+        apps,
+        [
+            ("evil".to_string(), vec!["1".to_string()]),
+            ("hello".to_string(), vec!["1".to_string()])
+        ]
+    );
+    wait_idle(&c, "p", 2).await;
+    c.create_task(
+        "j",
+        &task(
+            "t7",
+            "/bin/sh -c '$AZ_BATCH_APP_PACKAGE_hello_1/bin/hello.sh'",
+            json!({}),
+        ),
+    )
+    .await
+    .unwrap();
+    completed(&c, "j", "t7").await;
+    assert_eq!(stdout(&c, "j", "t7").await, "hello from v1\n");
+    for (node, counts) in installs(&c, "p").await {
+        assert_eq!(counts.values().sum::<usize>(), 2, "{node}: {counts:?}");
+    }
 }
