@@ -70,6 +70,36 @@ pub struct RunSpec {
     /// account's auto-storage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_upload: Option<LogUpload>,
+    /// The application packages the run needs on its node: the pool's, then the task's own.
+    /// The node installs each (once per node) before the resource files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_packages: Vec<AppPackage>,
+}
+
+/// One application package a run (or start task) needs, resolved to a concrete version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppPackage {
+    /// The application's id as it was created (case preserved).
+    pub application_id: String,
+    pub version: String,
+    /// The reference named no version (the application's default was used), so the
+    /// version-less `AZ_BATCH_APP_PACKAGE_<id>` variable is set as well.
+    #[serde(default)]
+    pub is_default: bool,
+    /// Hex SHA-256 of the package's zip file: names its install directory and is checked
+    /// after the download.
+    #[serde(default)]
+    pub sha256: String,
+    /// The package's blob in the auto-storage's application container.
+    #[serde(default)]
+    pub blob: String,
+    /// A signed GET URL of the blob; the server fills it in at dispatch.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    /// Why the reference cannot be installed (the application or version is gone, or no
+    /// default version is set); the run fails as a pre-processing error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unresolved: Option<String>,
 }
 
 /// A signed container URL (write access) and the blob name prefix under which the agent
@@ -181,6 +211,9 @@ pub enum ServerMsg {
         /// Where the start task's `stdout.txt` and `stderr.txt` are kept when it ends.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         log_upload: Option<LogUpload>,
+        /// The pool's application packages, installed before the start task runs.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        app_packages: Vec<AppPackage>,
     },
     RunTask {
         spec: Box<RunSpec>,
@@ -216,6 +249,12 @@ pub enum ServerMsg {
         grace: Duration,
         /// When the grace period ends (for the notice file).
         deadline: DateTime<Utc>,
+    },
+    /// Install these application packages now (each once per node), ahead of the runs that
+    /// will need them. Failures are only logged: a run that needs a package installs it
+    /// itself, and reports a failure then.
+    InstallPackages {
+        app_packages: Vec<AppPackage>,
     },
     /// Leave the pool: stop running tasks and exit.
     Shutdown,

@@ -150,6 +150,9 @@ pub mod codes {
     pub const OPERATION_INVALID_FOR_CURRENT_STATE: &str = "OperationInvalidForCurrentState";
     pub const OPERATION_TIMED_OUT: &str = "OperationTimedOut";
     pub const APPLICATION_NOT_FOUND: &str = "ApplicationNotFound";
+    pub const APPLICATION_PACKAGE_NOT_FOUND: &str = "ApplicationPackageNotFound";
+    pub const APPLICATION_PACKAGE_IN_USE: &str = "ApplicationPackageInUse";
+    pub const INVALID_APPLICATION_PACKAGE_REFERENCES: &str = "InvalidApplicationPackageReferences";
     pub const POOL_BEING_DELETED: &str = "PoolBeingDeleted";
     pub const POOL_EXISTS: &str = "PoolExists";
     pub const POOL_NOT_FOUND: &str = "PoolNotFound";

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod apps;
 mod error;
 mod explain;
 mod files;

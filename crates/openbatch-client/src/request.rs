@@ -118,14 +118,28 @@ pub(crate) fn signed_headers(
     now: DateTime<Utc>,
     request_id: &str,
 ) -> Result<Vec<(&'static str, String)>, ClientError> {
+    let content = body.map(|b| (JSON_CONTENT_TYPE, b.bytes.len() as u64));
+    signed_headers_for(account, method, url, content, extra, now, request_id)
+}
+
+/// [`signed_headers`] for a body of any type: its content type and length.
+pub(crate) fn signed_headers_for(
+    account: &Account,
+    method: &str,
+    url: &Url,
+    content: Option<(&str, u64)>,
+    extra: &[(&'static str, String)],
+    now: DateTime<Utc>,
+    request_id: &str,
+) -> Result<Vec<(&'static str, String)>, ClientError> {
     let mut headers: Vec<(&'static str, String)> = vec![
         ("ocp-date", format_ocp_date(now)),
         ("client-request-id", request_id.to_owned()),
     ];
-    match body {
-        Some(body) => {
-            headers.push(("content-type", JSON_CONTENT_TYPE.to_owned()));
-            headers.push(("content-length", body.bytes.len().to_string()));
+    match content {
+        Some((content_type, len)) => {
+            headers.push(("content-type", content_type.to_owned()));
+            headers.push(("content-length", len.to_string()));
         }
         None if method != "GET" && method != "HEAD" => {
             headers.push(("content-length", "0".to_owned()));

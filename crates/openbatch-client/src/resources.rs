@@ -69,6 +69,16 @@ impl Client {
         self.call_no_content(Method::POST, url, Some(resize)).await
     }
 
+    /// `PATCH /pools/{id}` (200): the properties set in `update` change, others stay.
+    pub async fn update_pool(
+        &self,
+        pool_id: &str,
+        update: &openbatch_api::models::PoolUpdate,
+    ) -> Result<(), ClientError> {
+        let url = self.url(&[Lit("pools"), Val("pool id", pool_id)], &[])?;
+        self.call_no_content(Method::PATCH, url, Some(update)).await
+    }
+
     // ---- nodes ----
 
     /// `GET /pools/{id}/nodes`, every page.

@@ -69,6 +69,16 @@ pub enum CoreError {
     /// `dependsOn.taskIdRanges` has more ranges than are stored.
     #[error("dependsOn.taskIdRanges has {0} ranges")]
     DependencyRangesTooLong(usize),
+    #[error("application '{0}' does not exist")]
+    ApplicationNotFound(String),
+    #[error("application '{0}' has no version '{1}'")]
+    ApplicationPackageNotFound(String, String),
+    /// `applicationPackageReferences` name an application or version that does not exist,
+    /// or (on a pool) an application without a default version.
+    #[error("{0}")]
+    InvalidApplicationPackageReferences(String),
+    #[error("{0}")]
+    ApplicationPackageInUse(String),
 }
 
 impl CoreError {
@@ -190,6 +200,22 @@ impl From<CoreError> for ApiError {
                 codes::TASK_DEPENDENCY_RANGES_TOO_LONG,
                 format!("dependsOn.taskIdRanges has {n} ranges; at most {} are stored. Merge adjacent ranges, or number the tasks so fewer ranges cover them.", crate::deps::MAX_ID_RANGES),
             ),
+            CoreError::ApplicationNotFound(id) => ApiError::new(
+                404,
+                codes::APPLICATION_NOT_FOUND,
+                format!("The application '{id}' does not exist."),
+            ),
+            CoreError::ApplicationPackageNotFound(id, v) => ApiError::new(
+                404,
+                codes::APPLICATION_PACKAGE_NOT_FOUND,
+                format!("The application '{id}' has no version '{v}'."),
+            ),
+            CoreError::InvalidApplicationPackageReferences(m) => {
+                ApiError::new(409, codes::INVALID_APPLICATION_PACKAGE_REFERENCES, m)
+            }
+            CoreError::ApplicationPackageInUse(m) => {
+                ApiError::new(409, codes::APPLICATION_PACKAGE_IN_USE, m)
+            }
         }
     }
 }

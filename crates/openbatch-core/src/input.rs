@@ -179,6 +179,19 @@ pub enum Input {
     DeleteJobSchedule {
         id: String,
     },
+    /// openbatch: a package's zip is in the auto-storage (`blob`); record it as `version` of
+    /// the application, creating the application if it is new.
+    PutApplicationPackage(crate::apps::PackageUpload),
+    /// openbatch: set an application's display name or default version.
+    UpdateApplication {
+        application_id: String,
+        update: openbatch_api::models::ApplicationUpdate,
+    },
+    /// openbatch: delete one version of an application, or the whole application.
+    DeleteApplicationPackage {
+        application_id: String,
+        version: Option<String>,
+    },
     /// The server restarted: every node is disconnected until its agent dials in again.
     ServerRestarted,
     /// Time passed: connection timeouts, deferred deletions, job wall-clock limits, job schedules that are due.
@@ -211,7 +224,13 @@ pub enum Effect {
         slots: u32,
     },
     /// Run the pool's start task on a node.
-    RunStartTask { node: String, start_task: StartTask },
+    RunStartTask {
+        node: String,
+        start_task: StartTask,
+        /// The pool's application packages, installed before the start task.
+        #[serde(default)]
+        app_packages: Vec<openbatch_api::agent::AppPackage>,
+    },
     /// Run one task attempt on a node.
     RunTask { node: String, spec: Box<RunSpec> },
     /// Kill a run on a node (terminate, delete, node removal with terminate/requeue).
@@ -225,6 +244,13 @@ pub enum Effect {
     PreemptNode {
         node: String,
         grace: std::time::Duration,
+    },
+    /// Install these application packages on the node now, ahead of the runs that need them
+    /// (a node joined a pool with packages, or the pool's packages changed). The runs install
+    /// them anyway (once per node) if this did not happen; it decides nothing.
+    InstallPackages {
+        node: String,
+        app_packages: Vec<openbatch_api::agent::AppPackage>,
     },
 }
 
@@ -251,6 +277,9 @@ pub enum Reply {
     Joined {
         node: String,
     },
+    /// Application package blobs nothing refers to any more (a replaced upload, a deleted
+    /// version): the shell deletes them from storage.
+    BlobsReleased(Vec<String>),
 }
 
 /// The result of [`crate::Core::apply`].

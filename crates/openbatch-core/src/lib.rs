@@ -14,6 +14,7 @@
 //! request and response *bodies* are the `openbatch-api` models, which the core stores as the
 //! user's specification and renders back in views.
 
+mod apps;
 mod cond;
 mod deps;
 mod error;
@@ -31,6 +32,7 @@ mod state;
 mod tasks;
 mod view;
 
+pub use apps::{valid_version, PackageUpload, MAX_VERSIONS};
 pub use cond::{Precondition, Target, Verdict};
 pub use error::CoreError;
 pub use input::{Applied, Effect, Input, NodeHello, Reply, RunResult, RunSpec};

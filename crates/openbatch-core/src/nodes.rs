@@ -242,6 +242,7 @@ impl Core {
                     fx.push(Effect::RunStartTask {
                         node: node_id.clone(),
                         start_task: st,
+                        app_packages: self.pool_packages(&pool_key),
                     });
                     let state = if wait {
                         NodeState::WaitingForStartTask
@@ -253,7 +254,11 @@ impl Core {
                 (Some(_), Some(result)) => {
                     self.start_task_completed(&node_id, result, now, fx);
                 }
-                (None, _) => self.set_node_state(&node_id, NodeState::Idle, now),
+                (None, _) => {
+                    self.set_node_state(&node_id, NodeState::Idle, now);
+                    // No start task to carry the pool's packages: install them at join.
+                    self.prefetch_node_packages(&node_id, fx);
+                }
             }
         } else if node.state == NodeState::Unknown {
             let state = self.settled_state(&node_id);
@@ -370,6 +375,7 @@ impl Core {
             return false;
         };
         let pool_key = node.pool.clone();
+        let app_packages = self.pool_packages(&pool_key);
         let max_retries = start_task.max_task_retry_count.unwrap_or(0);
         let wait = start_task.wait_for_success.unwrap_or(true);
         let failed = result.failure.is_some() || result.exit_code.unwrap_or(-1) != 0;
@@ -395,6 +401,7 @@ impl Core {
             fx.push(Effect::RunStartTask {
                 node: node_id.to_string(),
                 start_task,
+                app_packages,
             });
             return true;
         }

@@ -67,6 +67,9 @@ impl Core {
                 ));
             }
         }
+        if let Some(refs) = &patch.application_package_references {
+            self.check_package_refs(refs, true)?;
+        }
         let pool = self.pools.get_mut(&key).expect("checked");
         let s = &mut pool.spec;
         if let Some(v) = patch.display_name {
@@ -122,6 +125,7 @@ impl Core {
         now: DateTime<Utc>,
     ) -> Result<Reply, CoreError> {
         let key = self.active_pool(id)?;
+        self.check_package_refs(&props.application_package_references, true)?;
         let pool = self.pools.get_mut(&key).expect("checked");
         pool.spec.start_task = props.start_task;
         pool.spec.application_package_references = props.application_package_references;

@@ -41,6 +41,7 @@ impl Core {
         if spec.vm_size.trim().is_empty() {
             return Err(CoreError::MissingProperty("vmSize".into()));
         }
+        self.check_package_refs(&spec.application_package_references, true)?;
         let slots = spec.task_slots_per_node.unwrap_or(1);
         if !(1..=MAX_TASK_SLOTS_PER_NODE).contains(&slots) {
             return Err(CoreError::invalid(

@@ -319,13 +319,20 @@ impl Core {
             max_wall_clock,
             required_slots: slots,
             log_upload: None,
+            app_packages: Vec::new(),
         };
-        let pool_id = self
+        let pool = self
             .nodes
             .get(node_id)
-            .and_then(|n| self.pools.get(&n.pool))
-            .map(|p| p.spec.id.clone())
-            .unwrap_or_default();
+            .and_then(|n| self.pools.get(&n.pool));
+        let pool_id = pool.map(|p| p.spec.id.clone()).unwrap_or_default();
+        // The pool's packages as its references (and the defaults) are now, then the task's.
+        let mut spec = spec;
+        spec.app_packages = self.resolve_packages(
+            pool.into_iter()
+                .flat_map(|p| p.spec.application_package_references.iter())
+                .chain(task.spec.application_package_references.iter()),
+        );
         let task_dir = openbatch_api::agent::task_dir(&job.spec.id, &task.spec.id);
         let task = self
             .jobs

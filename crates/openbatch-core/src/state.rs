@@ -294,6 +294,9 @@ pub struct Core {
     /// Job schedules by key.
     #[serde(default)]
     pub(crate) schedules: BTreeMap<String, crate::schedules::Schedule>,
+    /// Applications and their packages, by key (see `apps.rs`).
+    #[serde(default)]
+    pub(crate) applications: BTreeMap<String, crate::apps::Application>,
     pub(crate) next_seq: u64,
     pub(crate) next_run: RunId,
     /// Incremented by every `ServerRestarted`. Run ids carry it in their high bits, so a run
@@ -330,6 +333,7 @@ impl Core {
             nodes: BTreeMap::new(),
             jobs: BTreeMap::new(),
             schedules: BTreeMap::new(),
+            applications: BTreeMap::new(),
             next_seq: 1,
             next_run: 1,
             epoch: 0,
@@ -481,9 +485,18 @@ impl Core {
             Input::TerminateTask { job, task } => {
                 (self.terminate_task(&job, &task, now, &mut fx)?, true)
             }
-            Input::UpdatePool { id, patch } => (self.update_pool(&id, *patch, now)?, true),
+            Input::UpdatePool { id, patch } => {
+                let packages = patch.application_package_references.is_some();
+                let reply = self.update_pool(&id, *patch, now)?;
+                if packages {
+                    self.prefetch_pool_packages(&id, &mut fx);
+                }
+                (reply, true)
+            }
             Input::ReplacePoolProperties { id, props } => {
-                (self.replace_pool_properties(&id, props, now)?, true)
+                let reply = self.replace_pool_properties(&id, props, now)?;
+                self.prefetch_pool_packages(&id, &mut fx);
+                (reply, true)
             }
             Input::StopPoolResize { id } => (self.stop_pool_resize(&id, now, &mut fx)?, true),
             Input::RemoveNodes {
@@ -599,6 +612,23 @@ impl Core {
                 (self.terminate_job_schedule(&id, now, &mut fx)?, true)
             }
             Input::DeleteJobSchedule { id } => (self.delete_job_schedule(&id, now, &mut fx)?, true),
+            Input::PutApplicationPackage(upload) => {
+                (self.put_application_package(upload, now)?, true)
+            }
+            Input::UpdateApplication {
+                application_id,
+                update,
+            } => (
+                self.update_application(&application_id, update, now, &mut fx)?,
+                true,
+            ),
+            Input::DeleteApplicationPackage {
+                application_id,
+                version,
+            } => (
+                self.delete_application_package(&application_id, version.as_deref(), now)?,
+                true,
+            ),
         };
         let failed = self.fail_unrunnable(now, &mut fx);
         let placed = self.schedule_dirty(now, &mut fx);

@@ -129,6 +129,7 @@ impl Core {
         }
         check_resource_files("resourceFiles", &spec.resource_files)?;
         check_output_files(&spec.output_files)?;
+        self.check_package_refs(&spec.application_package_references, false)?;
         let tk = id_key(&spec.id);
         let job = self.jobs.get(jk).expect("caller checked");
         if job.tasks.contains_key(&tk) {

@@ -182,7 +182,9 @@ impl World {
                     self.placements += 1;
                 }
                 // Killed runs end when their agent reports them, like real ones.
-                Effect::KillTask { .. } | Effect::RunStartTask { .. } => {}
+                Effect::KillTask { .. }
+                | Effect::RunStartTask { .. }
+                | Effect::InstallPackages { .. } => {}
                 Effect::RemoveNode { node } => {
                     self.drop_agent(node);
                     let n = node.clone();

@@ -98,6 +98,8 @@ pub async fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
             .with_context(|| format!("creating {}", opts.root_dir.join(d).display()))?;
     }
     let root = opts.root_dir.canonicalize()?;
+    // An install the agent was killed in the middle of is started again when next needed.
+    runner::apps::clean_partial(&root.join("applications"));
     let state: State = Arc::new(Mutex::new(Shared::default()));
     let url = ws_url(&opts.server_url)?;
     let mut backoff = RECONNECT_MIN;
@@ -329,13 +331,23 @@ fn handle(msg: ServerMsg, root: &Path, state: &State) {
         ServerMsg::RunStartTask {
             start_task,
             log_upload,
-        } => run_start_task(start_task, log_upload, root, state),
+            app_packages,
+        } => run_start_task(start_task, log_upload, &app_packages, root, state),
         ServerMsg::KillTask { run } => {
             if let Some(k) = lock(state).running.get(&run) {
                 k.kill(KillReason::Terminated);
             }
         }
         ServerMsg::Preempt { grace, deadline } => preempt(state, grace, deadline),
+        ServerMsg::InstallPackages { app_packages } => {
+            if let Some(apps) = applications(root, &app_packages) {
+                tokio::spawn(async move {
+                    if let Err(f) = runner::apps::install_all(&apps).await {
+                        tracing::warn!(code = %f.code, message = %f.message, "an application package could not be installed ahead of its runs");
+                    }
+                });
+            }
+        }
         ServerMsg::Ack { runs, start_task } => {
             let mut s = lock(state);
             s.unacked.retain(|_, (r, _)| !runs.contains(r));
@@ -468,6 +480,26 @@ fn output_files(files: &[openbatch_api::models::OutputFile]) -> Vec<OutputFileSp
             })
         })
         .collect()
+}
+
+/// The packages of a run as the runner takes them (the server signed their URLs).
+fn applications(
+    root: &Path,
+    packages: &[openbatch_api::agent::AppPackage],
+) -> Option<runner::apps::Applications> {
+    (!packages.is_empty()).then(|| runner::apps::Applications {
+        dir: root.join("applications"),
+        packages: packages
+            .iter()
+            .map(|p| runner::apps::AppPackageSpec {
+                application_id: p.application_id.clone(),
+                version: p.version.clone(),
+                is_default: p.is_default,
+                sha256: p.sha256.clone(),
+                url: p.url.clone(),
+            })
+            .collect(),
+    })
 }
 
 fn log_spec(l: openbatch_api::agent::LogUpload) -> runner::LogUploadSpec {
@@ -611,6 +643,7 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
         output_files: output_files(&spec.output_files),
         max_wall_clock: spec.max_wall_clock,
         log_upload: spec.log_upload.map(log_spec),
+        applications: applications(root, &spec.app_packages),
     });
     {
         let mut s = lock(state);
@@ -627,6 +660,7 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
 fn run_start_task(
     st: StartTask,
     log_upload: Option<openbatch_api::agent::LogUpload>,
+    app_packages: &[openbatch_api::agent::AppPackage],
     root: &Path,
     state: &State,
 ) {
@@ -671,6 +705,7 @@ fn run_start_task(
         output_files: Vec::new(),
         max_wall_clock: None,
         log_upload: log_upload.map(log_spec),
+        applications: applications(root, app_packages),
     });
     let state = state.clone();
     tokio::spawn(async move {

@@ -27,6 +27,7 @@
 //!   (143 for SIGTERM, 137 for SIGKILL). Azure documents that a task it ended "may show an
 //!   operating system-defined exit code"; it reports one whenever the process ran, and so do we.
 
+pub mod apps;
 mod cmdline;
 mod download;
 mod failure;
@@ -125,6 +126,9 @@ pub struct RunSpec {
     pub max_wall_clock: Option<Duration>,
     /// Where `stdout.txt` and `stderr.txt` are kept once the run ends (see [`LogUploadSpec`]).
     pub log_upload: Option<LogUploadSpec>,
+    /// Application packages to install (once per node) before the resource files; their
+    /// `AZ_BATCH_APP_PACKAGE_*` variables are added to `env` (which can override them).
+    pub applications: Option<apps::Applications>,
 }
 
 /// A container URL with a SAS granting write, and the blob name prefix for the run's logs:
@@ -458,6 +462,10 @@ async fn prepare(spec: &RunSpec) -> Result<(tokio::process::Command, String), Fa
     })()?;
 
     let argv = cmdline::parse(&spec.command_line)?;
+    let app_env = match &spec.applications {
+        Some(a) if !a.packages.is_empty() => apps::install_all(a).await?,
+        _ => Vec::new(),
+    };
     download::stage(&spec.working_dir, &spec.resource_files).await?;
 
     let program = argv[0].clone();
@@ -466,6 +474,7 @@ async fn prepare(spec: &RunSpec) -> Result<(tokio::process::Command, String), Fa
     command
         .args(&argv[1..])
         .current_dir(&spec.working_dir)
+        .envs(app_env.iter().map(|(name, value)| (name, value)))
         .envs(spec.env.iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::null())
         .stdout(stdout)

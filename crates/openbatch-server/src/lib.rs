@@ -7,6 +7,7 @@
 
 mod account;
 mod agents;
+mod apps;
 mod autoscale;
 mod config;
 mod engine;

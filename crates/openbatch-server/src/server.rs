@@ -226,9 +226,15 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
             Effect::RunStartTask {
                 node,
                 mut start_task,
+                mut app_packages,
             } => {
-                // Auto-storage names become URLs a node can fetch; see `storage.rs`.
-                if let Err(failure) = state.storage.resolve(&mut start_task.resource_files).await {
+                // Auto-storage names become URLs a node can fetch; see `storage.rs`. The
+                // pool's application packages get signed URLs (`apps.rs`).
+                let resolved = match state.storage.resolve_packages(&mut app_packages).await {
+                    Ok(()) => state.storage.resolve(&mut start_task.resource_files).await,
+                    Err(failure) => Err(failure),
+                };
+                if let Err(failure) = resolved {
                     let result = staging_failed(failure);
                     let engine = state.engine.clone();
                     tokio::spawn(async move {
@@ -245,11 +251,16 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
                     &ServerMsg::RunStartTask {
                         start_task,
                         log_upload,
+                        app_packages,
                     },
                 );
             }
             Effect::RunTask { node, mut spec } => {
-                if let Err(failure) = state.storage.resolve(&mut spec.resource_files).await {
+                let resolved = match state.storage.resolve_packages(&mut spec.app_packages).await {
+                    Ok(()) => state.storage.resolve(&mut spec.resource_files).await,
+                    Err(failure) => Err(failure),
+                };
+                if let Err(failure) = resolved {
                     // The node never hears of this run: the server reports it as the node
                     // would have, a run that could not start.
                     let (run, result) = (spec.run, staging_failed(failure));
@@ -270,6 +281,18 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
                 if !state.agents.send(&node, &ServerMsg::RunTask { spec }) {
                     tracing::warn!(node_id = %node, "a task was placed on a node that is not connected; it is requeued when the node reconnects or is lost");
                 }
+            }
+            Effect::InstallPackages {
+                node,
+                mut app_packages,
+            } => {
+                if let Err(f) = state.storage.resolve_packages(&mut app_packages).await {
+                    tracing::warn!(node_id = %node, error = ?f.message, "application packages could not be offered to a node ahead of its runs");
+                    continue;
+                }
+                state
+                    .agents
+                    .send(&node, &ServerMsg::InstallPackages { app_packages });
             }
             Effect::KillTask { node, run } => {
                 state.agents.send(&node, &ServerMsg::KillTask { run });

@@ -53,6 +53,9 @@ enum Command {
     /// The account's auto-storage: signed container URLs for uploading inputs and reading outputs.
     #[command(subcommand)]
     Storage(StorageCommand),
+    /// Application packages: upload, list, show, set the default version, delete.
+    #[command(subcommand)]
+    App(cli::AppCommand),
 }
 
 #[derive(Subcommand)]
@@ -233,6 +236,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Task(c) => cli::run_task(c, &global).await,
             Command::Node(NodeCli::Resource(c)) => cli::run_node(c, &global).await,
             Command::Token(c) => run_token(c, &global).await,
+            Command::App(c) => cli::run_app(c, &global).await,
             Command::Storage(StorageCommand::Sas {
                 container,
                 permissions,

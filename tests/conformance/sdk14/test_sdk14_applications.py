@@ -20,16 +20,30 @@ def test_application_list_and_get(client, server, tmp_path):
     package = tmp_path / "p.zip"
     with zipfile.ZipFile(package, "w") as z:
         z.writestr("run.sh", "#!/bin/sh\necho hi\n")
-    for version in ("1", "2.5"):
+    other = unique_id("sdk14-app-other")
+    for app, version in ((app_id, "1"), (app_id, "2.5"), (other, "1")):
         done = subprocess.run(
-            [str(server_binary()), "app", "upload", app_id, version, str(package),
-             "--display-name", "SDK 14 app", "--data-dir", str(server.data_dir)],
-            capture_output=True, text=True, timeout=60,
+            [
+                str(server_binary()),
+                "app",
+                "upload",
+                app,
+                version,
+                str(package),
+                "--display-name",
+                "SDK 14 app",
+                "--data-dir",
+                str(server.data_dir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert done.returncode == 0, done.stderr
 
+    # One application a page: the SDK follows nextLink.
     listed = {a.id: a for a in client.application.list(bm.ApplicationListOptions(max_results=1))}
-    assert app_id in listed
+    assert app_id in listed and other in listed
     assert sorted(listed[app_id].versions) == ["1", "2.5"]
     got = client.application.get(app_id)
     assert (got.id, got.display_name, sorted(got.versions)) == (app_id, "SDK 14 app", ["1", "2.5"])

@@ -5,6 +5,7 @@
 //! not interpret (network configuration, mounts, containers, user accounts) are kept as raw
 //! JSON values so that they round-trip unchanged.
 
+mod application;
 mod common;
 mod explain;
 mod file;
@@ -15,6 +16,7 @@ mod pool;
 mod schedule;
 mod task;
 
+pub use application::*;
 pub use common::*;
 pub use explain::*;
 pub use file::*;

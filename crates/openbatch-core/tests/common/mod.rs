@@ -333,6 +333,7 @@ impl Sim {
                 Effect::PreemptNode { node, .. } => {
                     self.preempt_notices.push(node.clone());
                 }
+                Effect::InstallPackages { .. } => {}
             }
         }
     }

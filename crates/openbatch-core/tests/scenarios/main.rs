@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod apps;
 mod dependencies;
 mod exit_conditions;
 mod explain;

@@ -198,6 +198,12 @@ pub mod codes {
     pub const COMMAND_LAUNCH_FAILED: &str = "CommandLaunchFailed";
     /// The runner itself failed unexpectedly (servererror).
     pub const UNKNOWN: &str = "Unknown";
+    /// An application package could not be downloaded, or its digest did not match
+    /// (servererror when the storage or network failed, usererror for a 4xx).
+    pub const APPLICATION_PACKAGE_DOWNLOAD_FAILED: &str = "ApplicationPackageDownloadFailed";
+    /// An application package could not be unpacked: not a zip file, an entry that would land
+    /// outside its directory (zip-slip), or a write failure (usererror, servererror for I/O).
+    pub const APPLICATION_PACKAGE_INSTALL_FAILED: &str = "ApplicationPackageInstallFailed";
 }
 
 #[cfg(test)]

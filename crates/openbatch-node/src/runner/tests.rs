@@ -25,6 +25,7 @@ fn spec(dir: &TempDir, command_line: &str) -> RunSpec {
         output_files: Vec::new(),
         max_wall_clock: None,
         log_upload: None,
+        applications: None,
     }
 }
 
@@ -344,6 +345,7 @@ fn agent_process_for_the_parent_death_test() {
             output_files: Vec::new(),
             max_wall_clock: None,
             log_upload: None,
+            applications: None,
         });
         assert!(eventually(Duration::from_secs(10), || handle.pid().is_some()).await);
         let pid = handle.pid().expect("a pid");

@@ -1,6 +1,7 @@
 //! The REST API: the Azure Batch data-plane operations, Shared Key authentication, and the
 //! openbatch extensions under `/openbatch/`.
 
+mod apps;
 mod autoscale;
 mod explain;
 mod files;
@@ -84,8 +85,19 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         )
         .route("/supportedimages", get(ops::supported_images))
         .route("/nodecounts", get(ops::node_counts))
-        .route("/applications", get(ops::list_applications))
-        .route("/applications/{app}", get(ops::get_application))
+        .route("/applications", get(apps::list))
+        .route("/applications/{app}", get(apps::get))
+        .route("/openbatch/applications", get(apps::list_details))
+        .route(
+            "/openbatch/applications/{app}",
+            get(apps::get_details)
+                .patch(apps::update)
+                .delete(apps::delete),
+        )
+        .route(
+            "/openbatch/applications/{app}/versions/{version}",
+            axum::routing::put(apps::upload).delete(apps::delete_version),
+        )
         .route("/pools/{pool}/nodes", get(nodes::list))
         .route("/pools/{pool}/nodes/{node}", get(nodes::get))
         .route(

@@ -290,20 +290,6 @@ pub(crate) async fn node_counts(State(st): S, ctx: Ctx) -> ApiResult {
     Ok(ctx.list_body(counts, None, "nodecounts"))
 }
 
-/// `GET /applications`: empty until application packages exist (issue 5).
-pub(crate) async fn list_applications(ctx: Ctx) -> ApiResult {
-    Ok(ctx.list_body(Vec::<serde_json::Value>::new(), None, "applications"))
-}
-
-pub(crate) async fn get_application(Path(id): Path<String>) -> ApiResult {
-    Err(ApiError::new(
-        404,
-        codes::APPLICATION_NOT_FOUND,
-        format!("The application '{id}' does not exist: no application packages have been uploaded to this server."),
-    )
-    .into())
-}
-
 /// The body of openbatch's preempt operation: `{"gracePeriod": "PT30S"}`, all optional.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

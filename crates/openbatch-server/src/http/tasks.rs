@@ -64,6 +64,9 @@ fn error_from_body(b: &openbatch_api::error::BatchError) -> ApiError {
         "TaskDependenciesNotSpecifiedOnJob" => (400, codes::TASK_DEPENDENCIES_NOT_SPECIFIED_ON_JOB),
         "TaskDependencyListTooLong" => (400, codes::TASK_DEPENDENCY_LIST_TOO_LONG),
         "TaskDependencyRangesTooLong" => (400, codes::TASK_DEPENDENCY_RANGES_TOO_LONG),
+        "InvalidApplicationPackageReferences" => {
+            (409, codes::INVALID_APPLICATION_PACKAGE_REFERENCES)
+        }
         _ => (400, codes::INVALID_PROPERTY_VALUE),
     };
     let message = b

@@ -11,6 +11,7 @@
 //! [`run_autoscale`] (`openbatch autoscale evaluate`) is the exception: it works offline,
 //! on files, with no server.
 
+mod app;
 mod autoscale;
 mod explain;
 mod job;
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use openbatch_client::{Client, ClientError};
 
+pub(crate) use app::{run_app, AppCommand};
 pub(crate) use autoscale::{run_autoscale, AutoscaleCommand};
 pub(crate) use job::{run_job, JobCommand};
 pub(crate) use jobschedule::{run_job_schedule, JobScheduleCommand};
