@@ -69,6 +69,9 @@ pub enum CoreError {
     /// `dependsOn.taskIdRanges` has more ranges than are stored.
     #[error("dependsOn.taskIdRanges has {0} ranges")]
     DependencyRangesTooLong(usize),
+    /// A task takes the id of the job's preparation (`true`) or release (`false`) task.
+    #[error("task '{1}' has the id of job '{0}''s job preparation or release task")]
+    TaskIdOfJobTask(String, String, bool),
 }
 
 impl CoreError {
@@ -184,6 +187,18 @@ impl From<CoreError> for ApiError {
                 400,
                 codes::TASK_DEPENDENCY_LIST_TOO_LONG,
                 format!("dependsOn.taskIds has {len} characters in total; at most {} are stored. Depend on a range of task ids (taskIdRanges) instead.", crate::deps::MAX_TASK_IDS_CHARS),
+            ),
+            CoreError::TaskIdOfJobTask(job, task, prep) => ApiError::new(
+                409,
+                if prep {
+                    "TaskIdSameAsJobPreparationTask"
+                } else {
+                    "TaskIdSameAsJobReleaseTask"
+                },
+                format!(
+                    "The task id '{task}' is the id of the job {} task of job '{job}'; no other task of the job may have it.",
+                    if prep { "preparation" } else { "release" }
+                ),
             ),
             CoreError::DependencyRangesTooLong(n) => ApiError::new(
                 400,

@@ -571,6 +571,7 @@ impl Core {
         n.scheduling = SchedulingState::Enabled;
         n.start_task_info = None;
         n.boot_time = now;
+        self.forget_preparations(id, reimage);
         let state = if reimage {
             NodeState::Reimaging
         } else {

@@ -233,6 +233,8 @@ impl Core {
         n.boot_time = now;
         n.allocation_time = now;
         n.recent_tasks.clear();
+        self.forget_preparations(node_id, true);
+        let n = self.nodes.get_mut(node_id).expect("checked above");
         fx.push(Effect::ProvisionNode {
             pool: pool_id,
             node: node_id.to_string(),

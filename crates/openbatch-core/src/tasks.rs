@@ -97,7 +97,7 @@ impl Core {
         Ok(results)
     }
 
-    fn add_task(
+    pub(crate) fn add_task(
         &mut self,
         jk: &str,
         spec: TaskCreate,
@@ -134,6 +134,7 @@ impl Core {
         if job.tasks.contains_key(&tk) {
             return Err(CoreError::TaskExists(job.spec.id.clone(), spec.id));
         }
+        self.check_task_id_free(jk, &spec.id)?;
         if let Some(conditions) = &spec.exit_conditions {
             crate::exits::check(conditions, job.spec.on_task_failure)?;
         }
@@ -161,6 +162,7 @@ impl Core {
             current_run: None,
             terminating: false,
             dependency_action: None,
+            job_manager: false,
         };
         let slots = task.required_slots() as i64;
         job.counts.active += 1;
@@ -365,6 +367,7 @@ impl Core {
             if let Some((_, _, slots)) = node.running.remove(&run) {
                 node.used_slots = node.used_slots.saturating_sub(slots);
             }
+            node.waiting.remove(&run);
             self.dirty_pools.insert(node.pool.clone());
         }
         self.refresh_capacity(&node_id);
@@ -380,6 +383,11 @@ impl Core {
                     let state = self.settled_state(node_id);
                     self.set_node_state(node_id, state, now);
                 }
+            } else if !node.runs_tasks() && node.state == openbatch_api::models::NodeState::Running
+            {
+                // Only job preparation or release runs are left: the node is idle for tasks.
+                let state = self.settled_state(node_id);
+                self.set_node_state(node_id, state, now);
             }
         }
         self.remove_if_drained(node_id, fx);
@@ -392,6 +400,10 @@ impl Core {
         };
         let mut noop = Vec::new();
         self.node_became_free(&node_id, now, &mut noop);
+        if crate::jobtasks::is_job_task_key(&tk) {
+            self.job_task_lost(&jk, &tk, &node_id, run, now);
+            return;
+        }
         let Some(task) = self.jobs.get_mut(&jk).and_then(|j| j.tasks.get_mut(&tk)) else {
             return;
         };
@@ -436,6 +448,11 @@ impl Core {
             }
             return false;
         };
+        if crate::jobtasks::is_job_task_key(&tk) {
+            self.node_became_free(&ran_on, now, fx);
+            self.job_task_ended(&jk, &tk, (&ran_on, run), result, now, fx);
+            return true;
+        }
         let failed = result.failure.is_some() || result.exit_code != Some(0);
         let job_retries = self
             .jobs
