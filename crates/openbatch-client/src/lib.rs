@@ -21,6 +21,7 @@
 mod error;
 mod explain;
 mod files;
+mod jobtasks;
 mod request;
 mod resources;
 mod schedules;

@@ -72,6 +72,9 @@ pub enum CoreError {
     /// A task takes the id of the job's preparation (`true`) or release (`false`) task.
     #[error("task '{1}' has the id of job '{0}''s job preparation or release task")]
     TaskIdOfJobTask(String, String, bool),
+    /// `jobpreparationandreleasetaskstatus` of a job without a job preparation task.
+    #[error("job '{0}' has no job preparation task")]
+    JobPreparationTaskNotSpecified(String),
 }
 
 impl CoreError {
@@ -187,6 +190,11 @@ impl From<CoreError> for ApiError {
                 400,
                 codes::TASK_DEPENDENCY_LIST_TOO_LONG,
                 format!("dependsOn.taskIds has {len} characters in total; at most {} are stored. Depend on a range of task ids (taskIdRanges) instead.", crate::deps::MAX_TASK_IDS_CHARS),
+            ),
+            CoreError::JobPreparationTaskNotSpecified(job) => ApiError::new(
+                409,
+                "JobPreparationTaskNotSpecified",
+                format!("Job '{job}' has no job preparation task, so it has no job preparation and release task status."),
             ),
             CoreError::TaskIdOfJobTask(job, task, prep) => ApiError::new(
                 409,

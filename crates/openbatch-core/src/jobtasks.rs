@@ -790,7 +790,9 @@ impl Core {
     }
 
     /// `GET /jobs/{id}/jobpreparationandreleasetaskstatus`: one item per node that ran (or
-    /// runs) the job's preparation or release task, by node id.
+    /// runs) the job's preparation or release task, by node id, including nodes removed from
+    /// the pool since. A job without a preparation task answers 409
+    /// `JobPreparationTaskNotSpecified`, as on Azure.
     pub fn list_job_prep_release_status(
         &self,
         job_id: &str,
@@ -803,6 +805,9 @@ impl Core {
             .jobs
             .get(&id_key(job_id))
             .ok_or_else(|| CoreError::JobNotFound(job_id.into()))?;
+        if job.spec.job_preparation_task.is_none() {
+            return Err(CoreError::JobPreparationTaskNotSpecified(job_id.into()));
+        }
         let prep_id = job
             .spec
             .job_preparation_task

@@ -720,3 +720,19 @@ fn job_schedules_create_jobs_with_their_job_tasks() {
     assert_eq!(sim.job_view(&j).state, JobState::Completed);
     let _ = NodeDeallocationOption::Requeue;
 }
+
+/// "If this API is invoked on a Job which has no Job Preparation or Job Release Task, the Batch
+/// service returns HTTP status code 409 (Conflict) with an error code of
+/// JobPreparationTaskNotSpecified."
+#[test]
+fn the_status_of_a_job_without_preparation_is_a_conflict() {
+    let mut sim = pool_of(1, 1);
+    create_job(&mut sim, "j", json!({}));
+    let err = sim
+        .core
+        .list_job_prep_release_status("j", None, 10, &urls(), &|_| true)
+        .unwrap_err();
+    assert_eq!(err, CoreError::JobPreparationTaskNotSpecified("j".into()));
+    let api: openbatch_api::error::ApiError = err.into();
+    assert_eq!(api.status, 409);
+}
