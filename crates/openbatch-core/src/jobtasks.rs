@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use openbatch_api::models::{
-    self as m, ErrorCategory, ExecutionResult, JobCreate, JobPreparationTaskExecutionInfo,
-    JobPreparationTaskState, JobReleaseTaskExecutionInfo, JobReleaseTaskState, JobState,
+    self as m, ExecutionResult, JobCreate, JobPreparationTaskExecutionInfo,
+    JobPreparationTaskState, JobReleaseTaskExecutionInfo, JobReleaseTaskState, JobState, NodeState,
     TaskCreate, TaskState,
 };
 use serde::{Deserialize, Serialize};
@@ -650,21 +650,12 @@ impl Core {
             return;
         };
         if tk == RELEASE {
+            // "If a Node reboots while the Job Release Task is still running, the Job Release
+            // Task runs again when the Compute Node starts up": forgotten, it runs again when
+            // the node is back (`job_tasks_done`), unless the node is gone for good.
             if entry.release_run == Some(run) {
                 entry.release_run = None;
-                if let Some(i) = entry.release.as_mut() {
-                    i.state = JobReleaseTaskState::Completed;
-                    i.end_time = Some(now);
-                    i.result = Some(ExecutionResult::Failure);
-                    i.failure_info = Some(m::FailureInfo {
-                        category: ErrorCategory::ServerError,
-                        code: Some("JobReleaseTaskLost".into()),
-                        message: Some(
-                            "The job release task did not finish: its node was lost, removed or restarted while it ran.".into(),
-                        ),
-                        details: Vec::new(),
-                    });
-                }
+                entry.release = None;
             }
             return;
         }
@@ -673,6 +664,11 @@ impl Core {
         }
         entry.prep_run = None;
         entry.prep = None;
+        if entry.release.is_none() && entry.release_run.is_none() {
+            if let Some(j) = self.jobs.get_mut(jk) {
+                j.node_tasks.remove(node);
+            }
+        }
         for r in self.waiting_runs(jk, node) {
             self.requeue_run(r, now);
         }
@@ -681,8 +677,21 @@ impl Core {
     /// The node restarts: a reimage (or a preempted node's recovery) forgets every job
     /// preparation that ran there; a reboot keeps only successful ones whose job says
     /// `rerunOnNodeRebootAfterSuccess: false`. The job's next task there runs it again first.
+    /// Completed jobs keep their history; an ending job keeps it through a reboot, so that its
+    /// release task runs there when the node is back (a reimaged node runs none: "If you
+    /// reimage a Node after it has run the Job Preparation Task, and the Job ends without any
+    /// further Tasks of the Job running on that Node ..., then the Job Release Task does not
+    /// run on that Compute Node").
     pub(crate) fn forget_preparations(&mut self, node: &str, reimage: bool) {
         for job in self.jobs.values_mut() {
+            let forget = match job.state {
+                JobState::Completed => false,
+                JobState::Terminating | JobState::Deleting => reimage,
+                _ => true,
+            };
+            if !forget {
+                continue;
+            }
             let rerun = job
                 .spec
                 .job_preparation_task
@@ -736,23 +745,51 @@ impl Core {
         if job.spec.job_release_task.is_none() {
             return true;
         }
-        let todo: Vec<String> = job
+        // Nodes that are gone, leaving or preempted run no release task; one that is away
+        // (rebooting, reconnecting) is waited for, until it is back or declared lost.
+        let mut todo = Vec::new();
+        let mut away = false;
+        for (n, _) in job
             .node_tasks
             .iter()
             .filter(|(_, e)| e.prep.is_some() && e.release.is_none())
-            .filter(|(n, _)| {
-                self.nodes
-                    .get(*n)
-                    .is_some_and(|n| n.connected && n.leaving.is_none() && n.preemption.is_none())
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
+        {
+            match self.nodes.get(n) {
+                Some(node) if node.leaving.is_none() && node.preemption.is_none() => {
+                    let restarting = matches!(
+                        node.state,
+                        NodeState::Creating | NodeState::Rebooting | NodeState::Reimaging
+                    );
+                    if node.connected && !restarting {
+                        todo.push(n.clone());
+                    } else {
+                        away = true;
+                    }
+                }
+                _ => {}
+            }
+        }
         for n in todo {
             self.start_release(jk, &n, now, fx);
         }
-        self.jobs
-            .get(jk)
-            .is_none_or(|j| j.node_tasks.values().all(|e| e.release_run.is_none()))
+        !away
+            && self
+                .jobs
+                .get(jk)
+                .is_none_or(|j| j.node_tasks.values().all(|e| e.release_run.is_none()))
+    }
+
+    /// A node came back or went for good: ending jobs that wait on it for a release task
+    /// look again (at the end of the input).
+    pub(crate) fn recheck_releases_on(&mut self, node: &str) {
+        for (jk, j) in &self.jobs {
+            if matches!(j.state, JobState::Terminating | JobState::Deleting)
+                && j.spec.job_release_task.is_some()
+                && j.node_tasks.contains_key(node)
+            {
+                self.ending_jobs.insert(jk.clone());
+            }
+        }
     }
 
     /// The end of every input: kills of runs the agent was never told to start (tasks waiting

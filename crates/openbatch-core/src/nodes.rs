@@ -185,6 +185,7 @@ impl Core {
             self.run_ended(&node_id, run, result, now, fx);
         }
         let still: std::collections::BTreeSet<u64> = hello.running.iter().copied().collect();
+        self.recheck_releases_on(&node_id);
         for run in &ours {
             if !still.contains(run) && !unsent.contains(run) {
                 self.requeue_run(*run, now);
@@ -353,6 +354,7 @@ impl Core {
         let Some(node) = self.nodes.remove(node_id) else {
             return;
         };
+        self.recheck_releases_on(node_id);
         if let Some(p) = self.pools.get_mut(&node.pool) {
             p.nodes.remove(node_id);
         }

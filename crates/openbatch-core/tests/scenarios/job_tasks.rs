@@ -736,3 +736,81 @@ fn the_status_of_a_job_without_preparation_is_a_conflict() {
     let api: openbatch_api::error::ApiError = err.into();
     assert_eq!(api.status, 409);
 }
+
+/// A spot node preempted while its tasks wait for preparation: they go back to the queue at
+/// once (they never started); the preparation's end during the notice is not a success, and
+/// the recovered node runs it again before the job's next task there.
+#[test]
+fn preemption_during_preparation() {
+    let mut sim = Sim::new();
+    sim.ok(Input::CreatePool(Box::new(pool(json!({
+        "id": "p", "vmSize": "standard_d2s_v3", "targetLowPriorityNodes": 1
+    })))));
+    sim.connect_all();
+    create_job(&mut sim, "j", prep_and_release());
+    sim.ok(add("j", simple_tasks("t", 1)));
+    let n0 = node(&sim, 0);
+    let prep = sim.run_of("j", "jobpreparation");
+    sim.ok(Input::PreemptNode {
+        pool: "p".into(),
+        node: n0.clone(),
+        grace: std::time::Duration::from_secs(30),
+        recovery: std::time::Duration::from_secs(60),
+    });
+    let t = sim.task_view("j", "t1");
+    assert_eq!(t.state, TaskState::Active);
+    assert_eq!(t.execution_info.requeue_count, 1);
+    sim.finish(prep, 0);
+    assert!(
+        status(&sim, "j").is_empty(),
+        "a preparation ended by a preemption does not count"
+    );
+    assert_eq!(sim.node_state(&n0), NodeState::Preempted);
+}
+
+/// "If a Node reboots while the Job Release Task is still running, the Job Release Task runs
+/// again when the Compute Node starts up. The Job is not marked as complete until all Job
+/// Release Tasks have completed." A node lost for good runs none, and the job completes.
+#[test]
+fn a_release_interrupted_by_a_reboot_runs_again_and_a_lost_node_is_not_waited_for() {
+    let mut sim = pool_of(2, 1);
+    create_job(&mut sim, "j", prep_and_release());
+    sim.ok(add("j", simple_tasks("t", 2)));
+    let (n0, n1) = (node(&sim, 0), node(&sim, 1));
+    for n in [&n0, &n1] {
+        sim.finish(run_on(&sim, "j", "jobpreparation", n), 0);
+    }
+    sim.finish_all(0);
+    sim.ok(Input::TerminateJob {
+        id: "j".into(),
+        reason: None,
+    });
+    assert_eq!(sim.last_run_tasks().len(), 2);
+    sim.ok(Input::RestartNode {
+        pool: "p".into(),
+        node: n0.clone(),
+        option: Some(NodeDeallocationOption::Requeue),
+        reimage: false,
+    });
+    assert_eq!(sim.job_view("j").state, JobState::Terminating);
+    assert!(status_of(&sim, "j", &n0)
+        .job_release_task_execution_info
+        .is_none());
+    sim.connect(&n0);
+    assert_eq!(
+        sim.last_run_tasks(),
+        vec![(n0.clone(), "jobrelease".into())]
+    );
+    sim.finish(run_on(&sim, "j", "jobrelease", &n0), 0);
+    assert_eq!(
+        sim.job_view("j").state,
+        JobState::Terminating,
+        "n1 still runs it"
+    );
+    sim.lose(&n1);
+    assert_eq!(sim.job_view("j").state, JobState::Completed);
+    let rel = status_of(&sim, "j", &n0)
+        .job_release_task_execution_info
+        .unwrap();
+    assert_eq!(rel.result, Some(ExecutionResult::Success));
+}
