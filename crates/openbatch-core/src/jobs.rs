@@ -227,6 +227,9 @@ impl Core {
             JobState::Terminating if in_flight == 0 && self.job_tasks_done(key, now, fx) => {
                 self.finish_job(key, now)
             }
+            JobState::Disabling if in_flight == 0 => {
+                self.set_job_state(key, JobState::Disabled, now)
+            }
             JobState::Active if all_done => {
                 self.end_job(key, "AllTasksComplete".into(), now, fx);
             }

@@ -256,6 +256,11 @@ impl Core {
             task.dependency_action = None;
         }
         let new = (task.state, task.exec.result);
+        let running = |s: TaskState| matches!(s, TaskState::Preparing | TaskState::Running);
+        if job.state == JobState::Disabling && running(old.0) && !running(state) {
+            // The job may be done disabling (`maybe_complete_job`, at the end of the input).
+            self.ending_jobs.insert(jk.to_string());
+        }
         adjust(&mut job.counts, old, -1);
         adjust(&mut job.slot_counts, old, -slots);
         adjust(&mut job.counts, new, 1);

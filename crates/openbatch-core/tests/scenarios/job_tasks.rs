@@ -71,6 +71,23 @@ fn status_of(sim: &Sim, job: &str, node: &str) -> JobPreparationAndReleaseTaskSt
         .unwrap_or_else(|| panic!("no preparation status for {node}"))
 }
 
+/// The agent reports the kill of the run of `task` (the core asked for it).
+trait KilledExt {
+    fn finish_task_killed(&mut self, job: &str, task: &str);
+}
+
+impl KilledExt for Sim {
+    fn finish_task_killed(&mut self, job: &str, task: &str) {
+        let run = self
+            .runs
+            .iter()
+            .find(|(_, r)| r.job == job && r.task == task && r.killed)
+            .map(|(id, _)| *id)
+            .unwrap_or_else(|| panic!("{job}/{task} was not killed"));
+        self.finish(run, 137);
+    }
+}
+
 fn terminate_reason(sim: &Sim, job: &str) -> Option<String> {
     sim.job_view(job).execution_info.unwrap().terminate_reason
 }
@@ -813,4 +830,93 @@ fn a_release_interrupted_by_a_reboot_runs_again_and_a_lost_node_is_not_waited_fo
         .job_release_task_execution_info
         .unwrap();
     assert_eq!(rel.result, Some(ExecutionResult::Success));
+}
+
+// --- disable, enable, terminate -----------------------------------------------------------------
+
+/// Disable Job: "The Batch Service immediately moves the Job to the disabling state. Batch then
+/// uses the disableTasks parameter to determine what to do with the currently running Tasks of
+/// the Job. The Job remains in the disabling state until the disable operation is completed and
+/// all Tasks have been dealt with according to the disableTasks option; the Job then moves to
+/// the disabled state." `requeue` kills and requeues at once; `terminate` completes the running
+/// tasks as terminated; `wait` lets them finish. Queued tasks wait in every case.
+#[test]
+fn disabling_lasts_until_the_running_tasks_are_dealt_with() {
+    use openbatch_api::models::DisableJobOption;
+    for option in [
+        DisableJobOption::Requeue,
+        DisableJobOption::Terminate,
+        DisableJobOption::Wait,
+    ] {
+        let mut sim = pool_of(1, 2);
+        create_job(&mut sim, "j", json!({}));
+        sim.ok(add("j", simple_tasks("t", 3)));
+        sim.ok(Input::DisableJob {
+            id: "j".into(),
+            option,
+        });
+        let want = if option == DisableJobOption::Requeue {
+            JobState::Disabled
+        } else {
+            JobState::Disabling
+        };
+        assert_eq!(sim.job_view("j").state, want, "{option}");
+        assert_eq!(sim.task_state("j", "t3"), TaskState::Active);
+        match option {
+            DisableJobOption::Requeue => {
+                assert_eq!(sim.counts("j").active, 3);
+                assert_eq!(sim.task_view("j", "t1").execution_info.requeue_count, 1);
+            }
+            DisableJobOption::Terminate => {
+                assert_eq!(sim.last_kills().len(), 2);
+                sim.finish_task_killed("j", "t1");
+                assert_eq!(sim.job_view("j").state, JobState::Disabling);
+                sim.finish_task_killed("j", "t2");
+                let t = sim.task_view("j", "t2");
+                assert_eq!(t.state, TaskState::Completed);
+                assert_eq!(
+                    t.execution_info.failure_info.unwrap().code.as_deref(),
+                    Some("TaskEnded")
+                );
+            }
+            DisableJobOption::Wait => {
+                assert!(sim.last_kills().is_empty());
+                sim.finish_task("j", "t1", 0);
+                // A retry would go back to the queue and wait too.
+                sim.finish_task("j", "t2", 0);
+                assert_eq!(sim.task_state("j", "t2"), TaskState::Completed);
+            }
+        }
+        assert_eq!(sim.job_view("j").state, JobState::Disabled, "{option}");
+        assert_eq!(sim.task_state("j", "t3"), TaskState::Active);
+        sim.ok(Input::EnableJob { id: "j".into() });
+        assert_eq!(sim.job_view("j").state, JobState::Active);
+        let waiting = if option == DisableJobOption::Requeue {
+            2
+        } else {
+            1
+        };
+        assert_eq!(sim.counts("j").running, waiting, "the waiting tasks start");
+    }
+}
+
+/// A disabling job whose running task fails with retries left: the retry waits in the queue,
+/// and the job is disabled once nothing runs.
+#[test]
+fn a_retry_in_a_disabling_job_waits() {
+    let mut sim = pool_of(1, 1);
+    create_job(
+        &mut sim,
+        "j",
+        json!({"constraints": {"maxTaskRetryCount": 2}}),
+    );
+    sim.ok(add("j", simple_tasks("t", 1)));
+    sim.ok(Input::DisableJob {
+        id: "j".into(),
+        option: openbatch_api::models::DisableJobOption::Wait,
+    });
+    assert_eq!(sim.job_view("j").state, JobState::Disabling);
+    sim.finish_task("j", "t1", 1);
+    assert_eq!(sim.task_state("j", "t1"), TaskState::Active);
+    assert_eq!(sim.job_view("j").state, JobState::Disabled);
 }
