@@ -36,12 +36,18 @@ async fn preparation_and_release_run_on_each_node_of_a_two_node_pool() {
     let c = server.client();
     c.create_pool(&pool("p", 2, 1, json!({}))).await.unwrap();
     wait_idle(&c, "p", 2).await;
+    // An input in the auto-storage (the local directory backend), staged by the preparation
+    // task like a task's resource file.
+    let inputs = server.dir.join("storage").join("prepinputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::write(inputs.join("data.txt"), "shared input\n").unwrap();
 
     c.create_job(&job_with(
         "j",
         json!({
             "jobPreparationTask": {
-                "commandLine": "/bin/sh -c 'echo \"$AZ_BATCH_NODE_ID\" > \"$AZ_BATCH_JOB_PREP_WORKING_DIR/marker\"; echo prepared'"
+                "commandLine": "/bin/sh -c 'echo \"$AZ_BATCH_NODE_ID\" > \"$AZ_BATCH_JOB_PREP_WORKING_DIR/marker\"; echo prepared'",
+                "resourceFiles": [{"autoStorageContainerName": "prepinputs"}]
             },
             "jobReleaseTask": {
                 "commandLine": "/bin/sh -c 'echo \"released $(cat \"$AZ_BATCH_JOB_PREP_WORKING_DIR/marker\")\"'"
@@ -55,7 +61,7 @@ async fn preparation_and_release_run_on_each_node_of_a_two_node_pool() {
         .map(|i| {
             task(
                 &format!("t{i}"),
-                "/bin/sh -c 'sleep 0.3; cat \"$AZ_BATCH_JOB_PREP_WORKING_DIR/marker\"'",
+                "/bin/sh -c 'sleep 0.3; cat \"$AZ_BATCH_JOB_PREP_WORKING_DIR/marker\" \"$AZ_BATCH_JOB_PREP_WORKING_DIR/data.txt\"'",
                 json!({}),
             )
         })
@@ -78,7 +84,12 @@ async fn preparation_and_release_run_on_each_node_of_a_two_node_pool() {
             .get_task_file("j", &t.id, "stdout.txt", None)
             .await
             .unwrap();
-        assert_eq!(String::from_utf8(out).unwrap().trim(), node, "{}", t.id);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("{node}\nshared input\n"),
+            "{}",
+            t.id
+        );
         used.insert(node);
     }
     assert_eq!(used.len(), 2, "both nodes ran tasks");
@@ -200,4 +211,76 @@ async fn a_failed_preparation_and_a_job_manager() {
     let jm = c.get_task("m", "manager").await.unwrap();
     assert_eq!(jm.state, TaskState::Completed);
     assert_eq!(jm.execution_info.result, Some(ExecutionResult::Success));
+}
+
+/// A `kill -9` of the server while preparation tasks run: after the restart (snapshot and
+/// journal replay), the agents report the preparation runs, the waiting tasks start, each
+/// node ran its preparation exactly once, and every task ran exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_kill_during_preparation() {
+    let mut server = Server::start();
+    let c = server.client();
+    let log = server.dir.with_extension("runs");
+    std::fs::write(&log, "").unwrap();
+    c.create_pool(&pool("p", 2, 2, json!({}))).await.unwrap();
+    wait_idle(&c, "p", 2).await;
+    c.create_job(&job_with(
+        "j",
+        json!({
+            "jobPreparationTask": {
+                "commandLine": format!(
+                    "/bin/sh -c 'echo prep $AZ_BATCH_NODE_ID >> {}; sleep 2'",
+                    log.display()
+                )
+            },
+            "jobReleaseTask": {
+                "commandLine": format!(
+                    "/bin/sh -c 'echo release $AZ_BATCH_NODE_ID >> {}'",
+                    log.display()
+                )
+            }
+        }),
+    ))
+    .await
+    .unwrap();
+    let tasks: Vec<_> = (1..=8)
+        .map(|i| {
+            task(
+                &format!("t{i}"),
+                &format!(
+                    "/bin/sh -c 'echo task $AZ_BATCH_TASK_ID >> {}; sleep 0.2'",
+                    log.display()
+                ),
+                json!({}),
+            )
+        })
+        .collect();
+    c.add_task_collection("j", &tasks).await.unwrap();
+    wait_until(Duration::from_secs(30), "preparation running", || async {
+        c.list_tasks("j", &ListOptions::filter("state eq 'preparing'"))
+            .await
+            .is_ok_and(|t| t.len() == 4)
+    })
+    .await;
+    server.kill9();
+    server.spawn();
+    let c = server.client();
+    wait_completed(&c, "j", 8, Duration::from_secs(60)).await;
+    c.terminate_job("j", None).await.unwrap();
+    wait_job(&c, "j", JobState::Completed).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    for l in text.lines() {
+        *seen.entry(l.to_string()).or_insert(0) += 1;
+    }
+    assert!(seen.values().all(|&n| n == 1), "ran twice: {seen:?}");
+    let count = |what: &str| seen.keys().filter(|k| k.starts_with(what)).count();
+    assert_eq!(
+        (count("prep "), count("task "), count("release ")),
+        (2, 8, 2),
+        "{seen:?}"
+    );
+    for t in c.list_tasks("j", &ListOptions::default()).await.unwrap() {
+        assert_eq!(t.execution_info.result, Some(ExecutionResult::Success));
+    }
 }
