@@ -142,6 +142,15 @@ async fn preparation_and_release_run_on_each_node_of_a_two_node_pool() {
             format!("released {node}")
         );
     }
+    // The CLI shows the same, one row per node.
+    let table = server.cli_ok(&["job", "prep-release-status", "j"]);
+    for s in &status {
+        let row = table
+            .lines()
+            .find(|l| l.contains(s.node_id.as_deref().unwrap()))
+            .unwrap_or_else(|| panic!("no row for {:?} in\n{table}", s.node_id));
+        assert_eq!(row.matches("completed (success)").count(), 2, "{row}");
+    }
     // `$filter` on the list.
     let none = c
         .list_job_preparation_and_release_task_status(
