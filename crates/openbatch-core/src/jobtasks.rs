@@ -5,7 +5,8 @@
 //!   created (so it is the oldest task, and placed first), and marked [`Task::job_manager`].
 //!   With `killJobOnCompletion` (default true) its completion, after its retries, terminates
 //!   the job with `JMComplete`. With `runExclusive` (default true) it is placed only on a node
-//!   that runs nothing, and takes all of that node's slots while it runs.
+//!   that runs nothing, and takes all of that node's slots while it runs; when no node is
+//!   idle, the scheduler holds one for it (`Pool::reservation`) until it drains.
 //!   `allowLowPriorityNode: false` keeps it on dedicated nodes.
 //! - **Job preparation** (`jobPreparationTask`): when a task of the job is placed on a node
 //!   where the preparation task has not run, the node runs it first. With `waitForSuccess`

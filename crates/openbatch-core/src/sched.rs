@@ -95,10 +95,14 @@ impl Core {
                     })
                     .min();
                 if let Some((_, need, tk)) = &head {
-                    if *need > largest
-                        && reserved.is_none()
-                        && self.reserve(pool_key, &jk, tk, *need)
-                    {
+                    // An exclusive job manager task that finds no node running nothing is
+                    // held a node too: it drains, and the job manager starts there.
+                    let blocked = *need > largest
+                        || (self.runs_exclusive(&jk, tk)
+                            && self
+                                .node_for(pool_key, &jk, tk, *need, fill, reserved.as_deref())
+                                .is_none());
+                    if blocked && reserved.is_none() && self.reserve(pool_key, &jk, tk, *need) {
                         continue;
                     }
                 }

@@ -920,3 +920,36 @@ fn a_retry_in_a_disabling_job_waits() {
     assert_eq!(sim.task_state("j", "t1"), TaskState::Active);
     assert_eq!(sim.job_view("j").state, JobState::Disabled);
 }
+
+/// An exclusive job manager in a busy pool is not starved by younger jobs: when a slot frees
+/// and no node is idle, a node is held for it (nothing new starts there), and it starts once
+/// that node has drained.
+#[test]
+fn an_exclusive_job_manager_is_not_starved_by_younger_work() {
+    let mut sim = pool_of(2, 2);
+    create_job(&mut sim, "other", json!({}));
+    sim.ok(add("other", simple_tasks("o", 4)));
+    create_job(
+        &mut sim,
+        "j",
+        json!({"jobManagerTask": {"id": "jm", "commandLine": "/bin/true",
+                                  "killJobOnCompletion": false}}),
+    );
+    create_job(&mut sim, "late", json!({}));
+    sim.ok(add("late", simple_tasks("l", 10)));
+    assert_eq!(sim.task_state("j", "jm"), TaskState::Active);
+    let n0 = node(&sim, 0);
+    let on_n0: Vec<RunId> = sim.runs_on(&n0);
+    assert_eq!(on_n0.len(), 2);
+    sim.finish(on_n0[0], 0);
+    assert_eq!(
+        sim.node_view(&n0).running_tasks_count,
+        1,
+        "the freed slot is held for the job manager"
+    );
+    assert_eq!(sim.counts("late").running, 0);
+    sim.finish(on_n0[1], 0);
+    assert_eq!(sim.task_state("j", "jm"), TaskState::Running);
+    assert_eq!(sim.node_of("j", "jm"), n0);
+    assert_eq!(sim.node_view(&n0).running_task_slots_count, 2);
+}
