@@ -2,7 +2,7 @@
 //! task.
 //!
 //! - **Job manager** (`jobManagerTask`): an ordinary task of the job, added when the job is
-//!   created (so it is the oldest task, and placed first), and marked [`Task::job_manager`].
+//!   created (so it is the oldest task, and placed first), and marked `Task::job_manager`.
 //!   With `killJobOnCompletion` (default true) its completion, after its retries, terminates
 //!   the job with `JMComplete`. With `runExclusive` (default true) it is placed only on a node
 //!   that runs nothing, and takes all of that node's slots while it runs; when no node is
@@ -24,9 +24,9 @@
 //!
 //! Preparation and release runs are runs like any other for the agent (`RunSpec` with the
 //! task id `jobpreparation`/`jobrelease`, laid out under `workitems/<job>/job-1/<id>`), and sit
-//! in `Node::running` with 0 slots under the reserved task keys [`PREP`] and [`RELEASE`] (not
+//! in `Node::running` with 0 slots under the reserved task keys `PREP` and `RELEASE` (not
 //! valid task ids), so node loss, reboots, restarts and replay handle them with every other
-//! run. Their per-node outcome is [`Job::node_tasks`], part of the state, and is what
+//! run. Their per-node outcome is `Job::node_tasks`, part of the state, and is what
 //! `GET /jobs/{id}/jobpreparationandreleasetaskstatus` lists.
 
 use std::time::Duration;
@@ -44,9 +44,6 @@ use crate::state::{Core, RunId};
 use crate::tasks::{check_output_files, check_resource_files, exit_code_failure};
 use crate::view::{after, page, ListPage, Urls};
 use crate::{id_key, valid_id, CoreError};
-
-#[allow(unused_imports)]
-use crate::state::{Job, Task};
 
 /// The task key under which a node holds a job preparation run.
 pub(crate) const PREP: &str = "#jobpreparation";
