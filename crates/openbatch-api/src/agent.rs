@@ -70,6 +70,12 @@ pub struct RunSpec {
     /// account's auto-storage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_upload: Option<LogUpload>,
+    /// The id of the job's preparation task, when the job has one: the agent tells every run
+    /// of the job where its directory is (`AZ_BATCH_JOB_PREP_DIR`,
+    /// `AZ_BATCH_JOB_PREP_WORKING_DIR`). A job preparation or release task is itself a run like
+    /// any other, under its own id (`workitems/<job>/job-1/jobpreparation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_preparation_task: Option<String>,
     /// The application packages the run needs on its node: the pool's, then the task's own.
     /// The node installs each (once per node) before the resource files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -22,6 +22,7 @@ mod apps;
 mod error;
 mod explain;
 mod files;
+mod jobtasks;
 mod request;
 mod resources;
 mod schedules;

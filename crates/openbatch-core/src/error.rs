@@ -79,6 +79,12 @@ pub enum CoreError {
     InvalidApplicationPackageReferences(String),
     #[error("{0}")]
     ApplicationPackageInUse(String),
+    /// A task takes the id of the job's preparation (`true`) or release (`false`) task.
+    #[error("task '{1}' has the id of job '{0}''s job preparation or release task")]
+    TaskIdOfJobTask(String, String, bool),
+    /// `jobpreparationandreleasetaskstatus` of a job without a job preparation task.
+    #[error("job '{0}' has no job preparation task")]
+    JobPreparationTaskNotSpecified(String),
 }
 
 impl CoreError {
@@ -194,6 +200,23 @@ impl From<CoreError> for ApiError {
                 400,
                 codes::TASK_DEPENDENCY_LIST_TOO_LONG,
                 format!("dependsOn.taskIds has {len} characters in total; at most {} are stored. Depend on a range of task ids (taskIdRanges) instead.", crate::deps::MAX_TASK_IDS_CHARS),
+            ),
+            CoreError::JobPreparationTaskNotSpecified(job) => ApiError::new(
+                409,
+                "JobPreparationTaskNotSpecified",
+                format!("Job '{job}' has no job preparation task, so it has no job preparation and release task status."),
+            ),
+            CoreError::TaskIdOfJobTask(job, task, prep) => ApiError::new(
+                409,
+                if prep {
+                    "TaskIdSameAsJobPreparationTask"
+                } else {
+                    "TaskIdSameAsJobReleaseTask"
+                },
+                format!(
+                    "The task id '{task}' is the id of the job {} task of job '{job}'; no other task of the job may have it.",
+                    if prep { "preparation" } else { "release" }
+                ),
             ),
             CoreError::DependencyRangesTooLong(n) => ApiError::new(
                 400,

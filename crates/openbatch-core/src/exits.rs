@@ -189,6 +189,9 @@ impl Core {
         if performs && !ending.requested {
             self.job_action(jk, resolved.job_action, now, fx);
         }
+        if self.kills_job_on_completion(jk, tk) {
+            self.job_manager_completed(jk, now, fx);
+        }
         self.maybe_complete_job(jk, now, fx);
     }
 

@@ -53,7 +53,7 @@ impl Core {
         let seq = self.seq();
         let version = self.version();
         self.jobs.insert(
-            key,
+            key.clone(),
             Job {
                 spec,
                 seq,
@@ -71,8 +71,10 @@ impl Core {
                 next_task_seq: 1,
                 deps: Default::default(),
                 schedule,
+                node_tasks: BTreeMap::new(),
             },
         );
+        self.add_job_manager(&key, now);
         version
     }
 
@@ -113,6 +115,7 @@ impl Core {
             }
             self.mark_run_terminating(*run);
         }
+        self.kill_preparations(key, fx);
         runs.len()
     }
 
@@ -157,7 +160,7 @@ impl Core {
             job.terminate_reason = Some(reason);
         }
         self.set_job_state(key, JobState::Terminating, now);
-        if running == 0 {
+        if running == 0 && self.job_tasks_done(key, now, fx) {
             self.finish_job(key, now);
         }
     }
@@ -193,7 +196,7 @@ impl Core {
         }
         let running = self.stop_job_tasks(&key, fx);
         self.set_job_state(&key, JobState::Deleting, now);
-        if running == 0 {
+        if running == 0 && self.job_tasks_done(&key, now, fx) {
             self.remove_job(&key, now);
         }
         Ok(Reply::Done)
@@ -211,15 +214,23 @@ impl Core {
             return;
         };
         let in_flight = job.counts.running;
-        match job.state {
-            JobState::Deleting if in_flight == 0 => self.remove_job(key, now),
-            JobState::Terminating if in_flight == 0 => self.finish_job(key, now),
-            JobState::Active
-                if job.spec.on_all_tasks_complete == Some(OnAllTasksComplete::TerminateJob)
-                    && job.counts.active == 0
-                    && in_flight == 0
-                    && job.counts.completed > 0 =>
-            {
+        let all_done = job.spec.on_all_tasks_complete == Some(OnAllTasksComplete::TerminateJob)
+            && job.counts.active == 0
+            && in_flight == 0
+            && job.counts.completed > 0;
+        let state = job.state;
+        match state {
+            // Its tasks are gone; its preparation and release runs may not be yet.
+            JobState::Deleting if in_flight == 0 && self.job_tasks_done(key, now, fx) => {
+                self.remove_job(key, now)
+            }
+            JobState::Terminating if in_flight == 0 && self.job_tasks_done(key, now, fx) => {
+                self.finish_job(key, now)
+            }
+            JobState::Disabling if in_flight == 0 => {
+                self.set_job_state(key, JobState::Disabled, now)
+            }
+            JobState::Active if all_done => {
                 self.end_job(key, "AllTasksComplete".into(), now, fx);
             }
             _ => {}
@@ -324,16 +335,5 @@ pub(crate) fn check_job_spec(spec: &JobCreate) -> Result<(), CoreError> {
         _ => return Err(CoreError::MissingProperty("poolInfo.poolId".into())),
     }
     check_job_limits(spec.priority, spec.max_parallel_tasks)?;
-    for (name, present) in [
-        ("jobManagerTask", spec.job_manager_task.is_some()),
-        ("jobPreparationTask", spec.job_preparation_task.is_some()),
-        ("jobReleaseTask", spec.job_release_task.is_some()),
-    ] {
-        if present {
-            return Err(CoreError::Unsupported(format!(
-                "{name} is not supported yet by this openbatch server."
-            )));
-        }
-    }
-    Ok(())
+    crate::jobtasks::check_job_tasks(spec)
 }

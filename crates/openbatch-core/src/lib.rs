@@ -22,6 +22,7 @@ mod exits;
 mod explain;
 mod input;
 mod jobs;
+mod jobtasks;
 mod nodes;
 pub(crate) mod ops;
 mod pools;

@@ -78,7 +78,7 @@ impl Core {
                 }
             }
         }
-        match (node.running.is_empty(), node.scheduling) {
+        match (!node.runs_tasks(), node.scheduling) {
             (true, SchedulingState::Disabled) => NodeState::Offline,
             (true, SchedulingState::Enabled) => NodeState::Idle,
             (false, _) => NodeState::Running,
@@ -167,18 +167,27 @@ impl Core {
         node.agent_version = Some(hello.agent_version);
         let pool_key = node.pool.clone();
         // Results that arrived while we were apart, then anything we believe runs there but
-        // the agent does not know about is lost: back to the queue.
-        for (run, result) in hello.finished {
-            self.run_ended(&node_id, run, result, now, fx);
-        }
-        let still: std::collections::BTreeSet<u64> = hello.running.iter().copied().collect();
+        // the agent does not know about is lost: back to the queue. What we believe is taken
+        // before the results: a result may start runs at once (the tasks that waited for a job
+        // preparation task), which the agent cannot know of yet. Runs held for tasks that wait
+        // for a job preparation task were never sent either.
         let ours: Vec<u64> = self
             .nodes
             .get(&node_id)
             .map(|n| n.running.keys().copied().collect())
             .unwrap_or_default();
+        let unsent = self
+            .nodes
+            .get(&node_id)
+            .map(|n| n.waiting.clone())
+            .unwrap_or_default();
+        for (run, result) in hello.finished {
+            self.run_ended(&node_id, run, result, now, fx);
+        }
+        let still: std::collections::BTreeSet<u64> = hello.running.iter().copied().collect();
+        self.recheck_releases_on(&node_id);
         for run in &ours {
-            if !still.contains(run) {
+            if !still.contains(run) && !unsent.contains(run) {
                 self.requeue_run(*run, now);
             }
         }
@@ -350,6 +359,7 @@ impl Core {
         let Some(node) = self.nodes.remove(node_id) else {
             return;
         };
+        self.recheck_releases_on(node_id);
         if let Some(p) = self.pools.get_mut(&node.pool) {
             p.nodes.remove(node_id);
         }

@@ -340,7 +340,11 @@ impl Core {
         for tk in &waiting {
             self.dequeue(&key, tk);
         }
-        self.set_job_state(&key, JobState::Disabled, now);
+        // Azure: "The Batch Service immediately moves the Job to the disabling state ... The
+        // Job remains in the disabling state until ... all Tasks have been dealt with according
+        // to the disableTasks option; the Job then moves to the disabled state" (where "No
+        // Tasks are running"): `maybe_complete_job` finishes the move when the last run ends.
+        self.set_job_state(&key, JobState::Disabling, now);
         match option {
             DisableJobOption::Requeue => {
                 for run in runs {
@@ -366,6 +370,9 @@ impl Core {
                 }
             }
             DisableJobOption::Wait => {}
+        }
+        if self.jobs.get(&key).is_some_and(|j| j.counts.running == 0) {
+            self.set_job_state(&key, JobState::Disabled, now);
         }
         Ok(Reply::Done)
     }
@@ -575,6 +582,7 @@ impl Core {
         n.scheduling = SchedulingState::Enabled;
         n.start_task_info = None;
         n.boot_time = now;
+        self.forget_preparations(id, reimage);
         let state = if reimage {
             NodeState::Reimaging
         } else {

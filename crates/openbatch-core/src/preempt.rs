@@ -79,7 +79,11 @@ impl Core {
         // A restart that waited for the runs to finish no longer happens: the machine goes.
         n.pending_restart = None;
         let pool_key = n.pool.clone();
-        let idle = n.running.is_empty();
+        // Tasks waiting for a job preparation task there never started: back to the queue now.
+        for run in n.waiting.clone() {
+            self.requeue_run(run, now);
+        }
+        let idle = self.nodes[&id].running.is_empty();
         self.refresh_capacity(&id);
         if idle {
             self.finish_notice(&id, now, fx);
@@ -233,6 +237,8 @@ impl Core {
         n.boot_time = now;
         n.allocation_time = now;
         n.recent_tasks.clear();
+        self.forget_preparations(node_id, true);
+        let n = self.nodes.get_mut(node_id).expect("checked above");
         fx.push(Effect::ProvisionNode {
             pool: pool_id,
             node: node_id.to_string(),

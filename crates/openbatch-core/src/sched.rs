@@ -24,7 +24,8 @@ use chrono::{DateTime, Utc};
 use openbatch_api::models::{JobState, NodeFillType, NodeState, TaskState};
 
 use crate::input::{Effect, RunSpec};
-use crate::state::{Core, JobOrder, TaskLocation};
+use crate::jobtasks::Gate;
+use crate::state::{Core, JobOrder, RunId, TaskLocation};
 
 impl Core {
     /// Run a placement pass on every pool touched by the input. Returns whether anything started.
@@ -97,10 +98,14 @@ impl Core {
                     })
                     .min();
                 if let Some((_, need, tk)) = &head {
-                    if *need > largest
-                        && reserved.is_none()
-                        && self.reserve(pool_key, &jk, tk, *need)
-                    {
+                    // An exclusive job manager task that finds no node running nothing is
+                    // held a node too: it drains, and the job manager starts there.
+                    let blocked = *need > largest
+                        || (self.runs_exclusive(&jk, tk)
+                            && self
+                                .node_for(pool_key, &jk, tk, *need, fill, reserved.as_deref())
+                                .is_none());
+                    if blocked && reserved.is_none() && self.reserve(pool_key, &jk, tk, *need) {
                         continue;
                     }
                 }
@@ -119,14 +124,13 @@ impl Core {
                     .filter(|(_, _, tk)| !self.is_reserved_task(pool_key, &jk, tk))
                     .min();
                 let Some((_, need, tk)) = pick else { break };
-                let chosen = self
-                    .affinity_node(pool_key, &jk, &tk, need, reserved.as_deref())
-                    .or_else(|| self.choose_node(pool_key, need, fill, reserved.as_deref()));
-                let Some(node) = chosen else {
+                let Some((node, slots)) =
+                    self.node_for(pool_key, &jk, &tk, need, fill, reserved.as_deref())
+                else {
                     break;
                 };
                 self.dequeue(&jk, &tk);
-                self.start_run(&jk, &tk, &node, need, now, fx);
+                self.start_run(&jk, &tk, &node, slots, now, fx);
                 placed = true;
                 allowance -= 1;
             }
@@ -160,7 +164,9 @@ impl Core {
         let node = set
             .iter()
             .rev()
-            .filter(|(_, _, id)| self.nodes.get(id).is_some_and(|n| n.slots >= need))
+            .filter(|(_, _, id)| {
+                self.nodes.get(id).is_some_and(|n| n.slots >= need) && self.node_allowed(jk, tk, id)
+            })
             .max_by_key(|(free, seq, _)| (*free, std::cmp::Reverse(*seq)))
             .map(|(_, _, id)| id.clone());
         match (node, self.pools.get_mut(pool_key)) {
@@ -208,21 +214,22 @@ impl Core {
         let node_ok = self
             .nodes
             .get(&r.node)
-            .is_some_and(|n| n.pool == pool_key && n.schedulable() && n.slots >= need);
+            .is_some_and(|n| n.pool == pool_key && n.schedulable() && n.slots >= need)
+            && self.node_allowed(&r.job, &r.task, &r.node);
         if !queued || !node_ok {
             if let Some(p) = self.pools.get_mut(pool_key) {
                 p.reservation = None;
             }
             return false;
         }
-        let Some(node) = self.choose_node(pool_key, need, fill, None) else {
+        let Some((node, slots)) = self.node_for(pool_key, &r.job, &r.task, need, fill, None) else {
             return false;
         };
         if let Some(p) = self.pools.get_mut(pool_key) {
             p.reservation = None;
         }
         self.dequeue(&r.job, &r.task);
-        self.start_run(&r.job, &r.task, &node, need, now, fx);
+        self.start_run(&r.job, &r.task, &node, slots, now, fx);
         true
     }
 
@@ -238,38 +245,70 @@ impl Core {
             .map_or(0, |(free, _, _)| *free)
     }
 
-    /// A node with at least `need` free slots, other than `exclude`: `spread` takes the one
-    /// with the most free slots, `pack` the one with the fewest that still fit; among equals,
-    /// the oldest node.
+    /// Where `task` of `job` goes, and how many slots it takes there: a job manager task that
+    /// runs exclusively needs a node that runs nothing, and takes all of its slots (the oldest
+    /// such node); any other task a node with `need` free slots (`choose_node`). Never
+    /// `exclude`, nor a node the task may not use (`node_allowed`).
+    fn node_for(
+        &self,
+        pool_key: &str,
+        jk: &str,
+        tk: &str,
+        need: u32,
+        fill: NodeFillType,
+        exclude: Option<&str>,
+    ) -> Option<(String, u32)> {
+        let ok = |id: &str| Some(id) != exclude && self.node_allowed(jk, tk, id);
+        if self.runs_exclusive(jk, tk) {
+            return self
+                .capacity
+                .get(pool_key)?
+                .iter()
+                .rev()
+                .filter(|(free, _, id)| {
+                    *free >= need && self.nodes.get(id).is_some_and(|n| n.slots == *free) && ok(id)
+                })
+                .min_by_key(|(_, seq, _)| *seq)
+                .map(|(free, _, id)| (id.clone(), *free));
+        }
+        if let Some(id) = self.affinity_node(pool_key, jk, tk, need, &ok) {
+            return Some((id, need));
+        }
+        self.choose_node(pool_key, need, fill, &ok)
+            .map(|id| (id, need))
+    }
+
     /// The node a task's `affinityInfo.affinityId` names, when it is in the pool, takes work,
-    /// has room for the task and is not held for another one. Affinity is a preference (Azure:
-    /// "a locality hint"): when the node cannot take the task now, the fill type chooses.
+    /// has room for the task and `ok` accepts it (not held for another task, allowed for the
+    /// job). Affinity is a preference (Azure: "a locality hint"): when the node cannot take the
+    /// task now, the fill type chooses.
     fn affinity_node(
         &self,
         pool_key: &str,
         jk: &str,
         tk: &str,
         need: u32,
-        exclude: Option<&str>,
+        ok: &dyn Fn(&str) -> bool,
     ) -> Option<String> {
         let task = self.jobs.get(jk)?.tasks.get(tk)?;
         let wanted = task.spec.affinity_info.as_ref()?.affinity_id.as_str();
         let node = self.nodes.get(wanted)?;
-        (node.pool == pool_key
-            && Some(wanted) != exclude
-            && node.indexed_free.is_some_and(|free| free >= need))
-        .then(|| node.id.clone())
+        (node.pool == pool_key && ok(wanted) && node.indexed_free.is_some_and(|free| free >= need))
+            .then(|| node.id.clone())
     }
 
+    /// A node with at least `need` free slots that `ok` accepts: `spread` takes the one with
+    /// the most free slots, `pack` the one with the fewest that still fit; among equals, the
+    /// oldest node.
     fn choose_node(
         &self,
         pool_key: &str,
         need: u32,
         fill: NodeFillType,
-        exclude: Option<&str>,
+        ok: &dyn Fn(&str) -> bool,
     ) -> Option<String> {
         let set = self.capacity.get(pool_key)?;
-        let other = |id: &String| Some(id.as_str()) != exclude;
+        let other = |id: &String| ok(id);
         let free = match fill {
             NodeFillType::Spread => set.iter().rev().find(|(_, _, id)| other(id))?.0,
             NodeFillType::Pack => {
@@ -286,21 +325,10 @@ impl Core {
             .map(|(_, _, id)| id.clone())
     }
 
-    fn start_run(
-        &mut self,
-        jk: &str,
-        tk: &str,
-        node_id: &str,
-        slots: u32,
-        now: DateTime<Utc>,
-        fx: &mut Vec<Effect>,
-    ) {
-        let run = self.next_run;
-        self.next_run += 1;
-        let Some(job) = self.jobs.get(jk) else { return };
-        let Some(task) = job.tasks.get(tk) else {
-            return;
-        };
+    /// What the agent needs to run `task` of `job` as `run`.
+    pub(crate) fn run_spec(&self, jk: &str, tk: &str, run: RunId, slots: u32) -> Option<RunSpec> {
+        let job = self.jobs.get(jk)?;
+        let task = job.tasks.get(tk)?;
         let mut environment = job.spec.common_environment_settings.clone();
         environment.extend(task.spec.environment_settings.iter().cloned());
         let max_wall_clock: Option<Duration> = task
@@ -308,7 +336,7 @@ impl Core {
             .constraints
             .and_then(|c| c.max_wall_clock_time)
             .and_then(|d| d.as_duration());
-        let spec = RunSpec {
+        Some(RunSpec {
             run,
             job_id: job.spec.id.clone(),
             task_id: task.spec.id.clone(),
@@ -320,6 +348,34 @@ impl Core {
             required_slots: slots,
             log_upload: None,
             app_packages: Vec::new(),
+            job_preparation_task: job
+                .spec
+                .job_preparation_task
+                .as_ref()
+                .map(|p| p.task_id().to_string()),
+        })
+    }
+
+    /// Start `task` of `job` on a node: a run id, its slots taken. Where the job's preparation
+    /// task has not run yet it starts first, and (with `waitForSuccess`) the task waits for it
+    /// in `preparing` (see `jobtasks.rs`).
+    fn start_run(
+        &mut self,
+        jk: &str,
+        tk: &str,
+        node_id: &str,
+        slots: u32,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) {
+        let run = self.next_run;
+        let Some(spec) = self.run_spec(jk, tk, run, slots) else {
+            return;
+        };
+        self.next_run += 1;
+        let Some(job) = self.jobs.get(jk) else { return };
+        let Some(task) = job.tasks.get(tk) else {
+            return;
         };
         let pool = self
             .nodes
@@ -354,7 +410,6 @@ impl Core {
             empty_logs: Vec::new(),
             ended: None,
         });
-        self.set_task_state(jk, tk, TaskState::Running, now);
         self.runs
             .insert(run, (jk.to_string(), tk.to_string(), node_id.to_string()));
         if let Some(node) = self.nodes.get_mut(node_id) {
@@ -363,6 +418,19 @@ impl Core {
             node.used_slots += slots;
         }
         self.set_node_state(node_id, NodeState::Running, now);
+        let mut gate = self.prep_gate(jk, node_id);
+        if gate == Gate::Start {
+            self.start_prep(jk, node_id, false, now, fx);
+            gate = self.prep_gate(jk, node_id);
+        }
+        if gate == Gate::Wait {
+            self.set_task_state(jk, tk, TaskState::Preparing, now);
+            if let Some(node) = self.nodes.get_mut(node_id) {
+                node.waiting.insert(run);
+            }
+            return;
+        }
+        self.set_task_state(jk, tk, TaskState::Running, now);
         fx.push(Effect::RunTask {
             node: node_id.to_string(),
             spec: Box::new(spec),

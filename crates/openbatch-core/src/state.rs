@@ -110,6 +110,10 @@ pub(crate) struct Node {
     /// A preemption of this low-priority node in progress (see `preempt.rs`).
     #[serde(default)]
     pub(crate) preemption: Option<crate::preempt::Preemption>,
+    /// Runs held for tasks that wait in `preparing` for the job preparation task on this node:
+    /// their slots are taken, but the agent has not been told to start them (see `jobtasks.rs`).
+    #[serde(default)]
+    pub(crate) waiting: BTreeSet<RunId>,
     /// The free slots this node is filed under in its pool's capacity index, if it is there.
     /// Derived; rebuilt on load.
     #[serde(skip)]
@@ -152,6 +156,7 @@ impl Node {
             pending_restart: None,
             recent_tasks: VecDeque::new(),
             preemption: None,
+            waiting: BTreeSet::new(),
             indexed_free: None,
         }
     }
@@ -166,6 +171,13 @@ impl Node {
     }
     pub(crate) fn free_slots(&self) -> u32 {
         self.slots.saturating_sub(self.used_slots)
+    }
+    /// Whether a task of a job runs (or waits to run) here, as opposed to nothing, or only a
+    /// job preparation or release task: what makes a node `running` rather than `idle`.
+    pub(crate) fn runs_tasks(&self) -> bool {
+        self.running
+            .values()
+            .any(|(_, tk, _)| !crate::jobtasks::is_job_task_key(tk))
     }
 }
 
@@ -191,6 +203,9 @@ pub(crate) struct Job {
     /// The key of the job schedule that created this job, if one did.
     #[serde(default)]
     pub(crate) schedule: Option<String>,
+    /// Per node id: the job preparation and release tasks on that node (see `jobtasks.rs`).
+    #[serde(default)]
+    pub(crate) node_tasks: BTreeMap<String, crate::jobtasks::NodeJobTasks>,
 }
 
 impl Job {
@@ -224,6 +239,9 @@ pub(crate) struct Task {
     /// before exit conditions existed, where success satisfies and failure blocks).
     #[serde(default)]
     pub(crate) dependency_action: Option<openbatch_api::models::DependencyAction>,
+    /// This task is the job's job manager task (`jobManagerTask`).
+    #[serde(default)]
+    pub(crate) job_manager: bool,
 }
 
 impl Task {
@@ -323,6 +341,10 @@ pub struct Core {
     /// end of `apply` completes them. Derived; empty between inputs.
     #[serde(skip)]
     pub(crate) unrunnable: Vec<(String, String)>,
+    /// Jobs whose ending may have moved on during this input (a job preparation or release run
+    /// ended or was lost); the end of `apply` looks at them. Derived; empty between inputs.
+    #[serde(skip)]
+    pub(crate) ending_jobs: BTreeSet<String>,
 }
 
 impl Core {
@@ -343,6 +365,7 @@ impl Core {
             dirty_pools: BTreeSet::new(),
             capacity: BTreeMap::new(),
             unrunnable: Vec::new(),
+            ending_jobs: BTreeSet::new(),
         }
     }
 
@@ -630,12 +653,13 @@ impl Core {
                 true,
             ),
         };
+        let settled = self.settle_job_tasks(now, &mut fx);
         let failed = self.fail_unrunnable(now, &mut fx);
         let placed = self.schedule_dirty(now, &mut fx);
         Ok(Applied {
             reply,
             effects: fx,
-            changed: changed || failed || placed,
+            changed: changed || settled || failed || placed,
         })
     }
 }

@@ -97,7 +97,7 @@ impl Core {
         Ok(results)
     }
 
-    fn add_task(
+    pub(crate) fn add_task(
         &mut self,
         jk: &str,
         spec: TaskCreate,
@@ -135,6 +135,7 @@ impl Core {
         if job.tasks.contains_key(&tk) {
             return Err(CoreError::TaskExists(job.spec.id.clone(), spec.id));
         }
+        self.check_task_id_free(jk, &spec.id)?;
         if let Some(conditions) = &spec.exit_conditions {
             crate::exits::check(conditions, job.spec.on_task_failure)?;
         }
@@ -162,6 +163,7 @@ impl Core {
             current_run: None,
             terminating: false,
             dependency_action: None,
+            job_manager: false,
         };
         let slots = task.required_slots() as i64;
         job.counts.active += 1;
@@ -255,6 +257,11 @@ impl Core {
             task.dependency_action = None;
         }
         let new = (task.state, task.exec.result);
+        let running = |s: TaskState| matches!(s, TaskState::Preparing | TaskState::Running);
+        if job.state == JobState::Disabling && running(old.0) && !running(state) {
+            // The job may be done disabling (`maybe_complete_job`, at the end of the input).
+            self.ending_jobs.insert(jk.to_string());
+        }
         adjust(&mut job.counts, old, -1);
         adjust(&mut job.slot_counts, old, -slots);
         adjust(&mut job.counts, new, 1);
@@ -366,6 +373,7 @@ impl Core {
             if let Some((_, _, slots)) = node.running.remove(&run) {
                 node.used_slots = node.used_slots.saturating_sub(slots);
             }
+            node.waiting.remove(&run);
             self.dirty_pools.insert(node.pool.clone());
         }
         self.refresh_capacity(&node_id);
@@ -381,6 +389,11 @@ impl Core {
                     let state = self.settled_state(node_id);
                     self.set_node_state(node_id, state, now);
                 }
+            } else if !node.runs_tasks() && node.state == openbatch_api::models::NodeState::Running
+            {
+                // Only job preparation or release runs are left: the node is idle for tasks.
+                let state = self.settled_state(node_id);
+                self.set_node_state(node_id, state, now);
             }
         }
         self.remove_if_drained(node_id, fx);
@@ -393,6 +406,10 @@ impl Core {
         };
         let mut noop = Vec::new();
         self.node_became_free(&node_id, now, &mut noop);
+        if crate::jobtasks::is_job_task_key(&tk) {
+            self.job_task_lost(&jk, &tk, &node_id, run, now);
+            return;
+        }
         let Some(task) = self.jobs.get_mut(&jk).and_then(|j| j.tasks.get_mut(&tk)) else {
             return;
         };
@@ -437,6 +454,11 @@ impl Core {
             }
             return false;
         };
+        if crate::jobtasks::is_job_task_key(&tk) {
+            self.node_became_free(&ran_on, now, fx);
+            self.job_task_ended(&jk, &tk, (&ran_on, run), result, now, fx);
+            return true;
+        }
         let failed = result.failure.is_some() || result.exit_code != Some(0);
         let job_retries = self
             .jobs

@@ -32,6 +32,9 @@ impl Urls {
     fn node(&self, pool: &str, node: &str) -> String {
         format!("{}/pools/{}/nodes/{}", self.base, pool, node)
     }
+    pub(crate) fn node_url(&self, pool: &str, node: &str) -> String {
+        self.node(pool, node)
+    }
 }
 
 /// A pool's numbers at one moment, for autoscale formulas.
@@ -373,7 +376,11 @@ impl Core {
             affinity_id: n.id.clone(),
             vm_size: n.vm_size.clone(),
             total_tasks_run: n.total_tasks_run,
-            running_tasks_count: n.running.len() as i64,
+            running_tasks_count: n
+                .running
+                .values()
+                .filter(|(_, tk, _)| !crate::jobtasks::is_job_task_key(tk))
+                .count() as i64,
             running_task_slots_count: n.used_slots as i64,
             total_tasks_succeeded: n.total_tasks_succeeded,
             recent_tasks: n

@@ -624,6 +624,16 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
             task_dir.join(NOTICE_FILE).display().to_string(),
         ),
     ]);
+    if let Some(prep) = &spec.job_preparation_task {
+        let dir = root.join(openbatch_api::agent::task_dir(&spec.job_id, prep));
+        env.extend([
+            ("AZ_BATCH_JOB_PREP_DIR".into(), dir.display().to_string()),
+            (
+                "AZ_BATCH_JOB_PREP_WORKING_DIR".into(),
+                dir.join("wd").display().to_string(),
+            ),
+        ]);
+    }
     let notice = task_dir.join(NOTICE_FILE);
     // A notice left by an earlier attempt of this task on this node is stale.
     let _ = std::fs::remove_file(&notice);

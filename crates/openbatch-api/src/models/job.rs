@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::common::{wire_enum, EnvironmentSetting, ErrorCategory, MetadataItem, NameValuePair};
+use super::jobtasks::{JobManagerTask, JobPreparationTask, JobReleaseTask};
 use crate::time::{ts, IsoDuration};
 
 wire_enum!(JobState {
@@ -58,11 +59,11 @@ pub struct JobCreate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constraints: Option<JobConstraints>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_manager_task: Option<serde_json::Value>,
+    pub job_manager_task: Option<JobManagerTask>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_preparation_task: Option<serde_json::Value>,
+    pub job_preparation_task: Option<JobPreparationTask>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_release_task: Option<serde_json::Value>,
+    pub job_release_task: Option<JobReleaseTask>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub common_environment_settings: Vec<EnvironmentSetting>,
     pub pool_info: PoolInfo,
@@ -130,11 +131,11 @@ pub struct Job {
     pub max_parallel_tasks: i32,
     pub constraints: JobConstraints,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_manager_task: Option<serde_json::Value>,
+    pub job_manager_task: Option<JobManagerTask>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_preparation_task: Option<serde_json::Value>,
+    pub job_preparation_task: Option<JobPreparationTask>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_release_task: Option<serde_json::Value>,
+    pub job_release_task: Option<JobReleaseTask>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub common_environment_settings: Vec<EnvironmentSetting>,
     pub pool_info: PoolInfo,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{wire_enum, EnvironmentSetting, MetadataItem};
 use super::job::{JobConstraints, JobCreate, OnAllTasksComplete, OnTaskFailure, PoolInfo};
+use super::jobtasks::{JobManagerTask, JobPreparationTask, JobReleaseTask};
 use crate::time::{ts, IsoDuration};
 
 wire_enum!(
@@ -68,11 +69,11 @@ pub struct JobSpecification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constraints: Option<JobConstraints>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_manager_task: Option<serde_json::Value>,
+    pub job_manager_task: Option<JobManagerTask>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_preparation_task: Option<serde_json::Value>,
+    pub job_preparation_task: Option<JobPreparationTask>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_release_task: Option<serde_json::Value>,
+    pub job_release_task: Option<JobReleaseTask>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub common_environment_settings: Vec<EnvironmentSetting>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -13,6 +13,7 @@ mod dependencies;
 mod exit_conditions;
 mod explain;
 mod job_rules;
+mod job_tasks;
 mod jobs;
 mod nodes;
 mod pools;

@@ -7,6 +7,7 @@ mod explain;
 mod files;
 mod follow;
 mod jobs;
+mod jobtasks;
 mod nodes;
 mod odata;
 mod ops;
@@ -122,6 +123,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{job}/enable", post(ops::enable_job))
         .route("/jobs/{job}/terminate", post(jobs::terminate))
         .route("/jobs/{job}/taskcounts", get(jobs::task_counts))
+        .route(
+            "/jobs/{job}/jobpreparationandreleasetaskstatus",
+            get(jobtasks::status),
+        )
         .route("/jobs/{job}/tasks", post(tasks::create).get(tasks::list))
         .route("/jobs/{job}/addtaskcollection", post(tasks::add_collection))
         .route(

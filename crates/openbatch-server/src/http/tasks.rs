@@ -58,6 +58,8 @@ fn error_from_body(b: &openbatch_api::error::BatchError) -> ApiError {
     let code = b.code.as_deref().unwrap_or("");
     let (status, code): (u16, &'static str) = match code {
         "TaskExists" => (409, codes::TASK_EXISTS),
+        "TaskIdSameAsJobPreparationTask" => (409, "TaskIdSameAsJobPreparationTask"),
+        "TaskIdSameAsJobReleaseTask" => (409, "TaskIdSameAsJobReleaseTask"),
         "JobNotFound" => (404, codes::JOB_NOT_FOUND),
         "MissingRequiredProperty" => (400, codes::MISSING_REQUIRED_PROPERTY),
         "UnsupportedOperation" => (400, codes::UNSUPPORTED_OPERATION),

@@ -1,4 +1,4 @@
-//! `openbatch job create|list|show|delete|terminate`.
+//! `openbatch job create|list|show|delete|terminate|prep-release-status`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,6 +50,14 @@ pub(crate) enum JobCommand {
         /// The reason recorded in the job's executionInfo.terminateReason.
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// The job preparation and release tasks of a job, per node that ran them.
+    PrepReleaseStatus {
+        /// The job id.
+        job_id: String,
+        /// An OData filter, e.g. "jobPreparationTaskExecutionInfo/result eq 'failure'".
+        #[arg(long)]
+        filter: Option<String>,
     },
 }
 
@@ -167,6 +175,49 @@ pub(crate) async fn run_job(cmd: JobCommand, g: &GlobalArgs) -> anyhow::Result<(
                 .map_err(api)?;
             eprintln!("terminating job '{job_id}'");
             Ok(())
+        }
+        JobCommand::PrepReleaseStatus { job_id, filter } => {
+            let opts = ListOptions {
+                filter,
+                ..Default::default()
+            };
+            let status = client
+                .list_job_preparation_and_release_task_status(&job_id, &opts)
+                .await
+                .map_err(api)?;
+            emit(g.output, &status, |items| {
+                let mut t = Table::new(&[
+                    "NODE",
+                    "POOL",
+                    "PREPARATION",
+                    "EXIT",
+                    "RETRIES",
+                    "RELEASE",
+                    "EXIT",
+                ]);
+                for s in items {
+                    let prep = s.job_preparation_task_execution_info.as_ref();
+                    let release = s.job_release_task_execution_info.as_ref();
+                    let outcome = |state: String, result: Option<String>| match result {
+                        Some(r) => format!("{state} ({r})"),
+                        None => state,
+                    };
+                    t.row(vec![
+                        or_dash(s.node_id.as_ref()),
+                        or_dash(s.pool_id.as_ref()),
+                        prep.map_or("-".into(), |p| {
+                            outcome(p.state.to_string(), p.result.map(|r| r.to_string()))
+                        }),
+                        or_dash(prep.and_then(|p| p.exit_code)),
+                        or_dash(prep.map(|p| p.retry_count)),
+                        release.map_or("-".into(), |r| {
+                            outcome(r.state.to_string(), r.result.map(|r| r.to_string()))
+                        }),
+                        or_dash(release.and_then(|r| r.exit_code)),
+                    ]);
+                }
+                t.print()
+            })
         }
     }
 }
