@@ -65,6 +65,19 @@ pub struct RunSpec {
     /// account's auto-storage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_upload: Option<LogUpload>,
+    /// Set for each node of a multi-instance task (a gang): which instance this run is. The
+    /// core places all of them in one step, each on a whole node (`required_slots` is the
+    /// node's slot count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceSpec>,
+}
+
+/// One node's part of a multi-instance task: instance `index` of `count`; index 0 is the
+/// primary (the one that runs the task's command line; the task's `nodeInfo` is its node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    pub index: u32,
+    pub count: u32,
 }
 
 /// A signed container URL (write access) and the blob name prefix under which the agent

@@ -93,9 +93,26 @@ impl Core {
                             .map(|(seq, tk)| (*seq, *slots, tk.clone()))
                     })
                     .min();
+                // The job's oldest multi-instance task (not the one the pool holds nodes for).
+                let gang = self.gang_head(pool_key, &order);
+                if let Some((gseq, gtk, n)) = &gang {
+                    if head.as_ref().is_none_or(|(seq, _, _)| gseq < seq) {
+                        // It is the job's oldest task: it starts now on empty nodes, or gets
+                        // nodes held for it, before smaller tasks behind it fill the pool.
+                        match self.head_gang(pool_key, &jk, gtk, *n, reserved.as_deref(), now, fx) {
+                            crate::gang::HeadGang::Started => {
+                                placed = true;
+                                allowance -= 1;
+                                continue;
+                            }
+                            crate::gang::HeadGang::Changed => continue,
+                            crate::gang::HeadGang::Waits => {}
+                        }
+                    }
+                }
                 if let Some((_, need, tk)) = &head {
                     if *need > largest
-                        && reserved.is_none()
+                        && !self.has_reservation(pool_key)
                         && self.reserve(pool_key, &jk, tk, *need)
                     {
                         continue;
@@ -115,6 +132,21 @@ impl Core {
                     })
                     .filter(|(_, _, tk)| !self.is_reserved_task(pool_key, &jk, tk))
                     .min();
+                // A multi-instance task behind the head starts too if enough nodes are empty now
+                // (all of them at once; it never holds any).
+                let gang_now = gang.and_then(|(gseq, gtk, n)| {
+                    self.empty_nodes_for(pool_key, n, reserved.as_deref())
+                        .map(|nodes| (gseq, gtk, nodes))
+                });
+                if let Some((gseq, gtk, nodes)) = gang_now {
+                    if pick.as_ref().is_none_or(|(seq, _, _)| gseq < *seq) {
+                        self.dequeue(&jk, &gtk);
+                        self.start_gang(&jk, &gtk, nodes, now, fx);
+                        placed = true;
+                        allowance -= 1;
+                        continue;
+                    }
+                }
                 let Some((_, need, tk)) = pick else { break };
                 let Some(node) = self.choose_node(pool_key, need, fill, reserved.as_deref()) else {
                     break;
@@ -128,15 +160,24 @@ impl Core {
         placed
     }
 
-    /// The node held for a waiting task, if any.
+    /// The node held for a waiting single-node task, if any (a gang's held nodes are out of
+    /// the capacity index instead).
     fn reserved_node(&self, pool_key: &str) -> Option<String> {
         self.pools
             .get(pool_key)
             .and_then(|p| p.reservation.as_ref())
+            .filter(|r| r.gang.is_empty())
             .map(|r| r.node.clone())
     }
 
-    fn is_reserved_task(&self, pool_key: &str, jk: &str, tk: &str) -> bool {
+    /// Whether the pool holds nodes for some task (one reservation per pool at a time).
+    pub(crate) fn has_reservation(&self, pool_key: &str) -> bool {
+        self.pools
+            .get(pool_key)
+            .is_some_and(|p| p.reservation.is_some())
+    }
+
+    pub(crate) fn is_reserved_task(&self, pool_key: &str, jk: &str, tk: &str) -> bool {
         self.pools
             .get(pool_key)
             .and_then(|p| p.reservation.as_ref())
@@ -163,6 +204,7 @@ impl Core {
                     job: jk.to_string(),
                     task: tk.to_string(),
                     node,
+                    gang: Vec::new(),
                 });
                 true
             }
@@ -183,6 +225,9 @@ impl Core {
         let Some(r) = self.pools.get(pool_key).and_then(|p| p.reservation.clone()) else {
             return false;
         };
+        if !r.gang.is_empty() {
+            return self.place_reserved_gang(pool_key, now, fx);
+        }
         let task = self
             .jobs
             .get(&r.job)
@@ -271,10 +316,28 @@ impl Core {
     ) {
         let run = self.next_run;
         self.next_run += 1;
-        let Some(job) = self.jobs.get(jk) else { return };
-        let Some(task) = job.tasks.get(tk) else {
+        let Some(spec) = self.run_spec(jk, tk, run, slots, None) else {
             return;
         };
+        self.mark_started(jk, tk, run, node_id, now);
+        self.occupy(jk, tk, run, node_id, slots, now);
+        fx.push(Effect::RunTask {
+            node: node_id.to_string(),
+            spec: Box::new(spec),
+        });
+    }
+
+    /// What the agent is told to run for one attempt (or one instance of a gang's attempt).
+    pub(crate) fn run_spec(
+        &self,
+        jk: &str,
+        tk: &str,
+        run: u64,
+        slots: u32,
+        instance: Option<openbatch_api::agent::InstanceSpec>,
+    ) -> Option<RunSpec> {
+        let job = self.jobs.get(jk)?;
+        let task = job.tasks.get(tk)?;
         let mut environment = job.spec.common_environment_settings.clone();
         environment.extend(task.spec.environment_settings.iter().cloned());
         let max_wall_clock: Option<Duration> = task
@@ -282,7 +345,7 @@ impl Core {
             .constraints
             .and_then(|c| c.max_wall_clock_time)
             .and_then(|d| d.as_duration());
-        let spec = RunSpec {
+        Some(RunSpec {
             run,
             job_id: job.spec.id.clone(),
             task_id: task.spec.id.clone(),
@@ -293,19 +356,33 @@ impl Core {
             max_wall_clock,
             required_slots: slots,
             log_upload: None,
-        };
+            instance,
+        })
+    }
+
+    /// The task's attempt `run` starts now on `node_id` (for a gang: its primary's node).
+    pub(crate) fn mark_started(
+        &mut self,
+        jk: &str,
+        tk: &str,
+        run: u64,
+        node_id: &str,
+        now: DateTime<Utc>,
+    ) {
         let pool_id = self
             .nodes
             .get(node_id)
             .and_then(|n| self.pools.get(&n.pool))
             .map(|p| p.spec.id.clone())
             .unwrap_or_default();
-        let task_dir = openbatch_api::agent::task_dir(&job.spec.id, &task.spec.id);
-        let task = self
-            .jobs
-            .get_mut(jk)
-            .and_then(|j| j.tasks.get_mut(tk))
-            .expect("looked up above");
+        let Some(job) = self.jobs.get_mut(jk) else {
+            return;
+        };
+        let job_id = job.spec.id.clone();
+        let Some(task) = job.tasks.get_mut(tk) else {
+            return;
+        };
+        let task_dir = openbatch_api::agent::task_dir(&job_id, &task.spec.id);
         task.current_run = Some(run);
         task.terminating = false;
         task.exec.start_time = Some(now);
@@ -319,6 +396,18 @@ impl Core {
             task_dir,
         });
         self.set_task_state(jk, tk, TaskState::Running, now);
+    }
+
+    /// Run `run` of the task takes `slots` on the node.
+    pub(crate) fn occupy(
+        &mut self,
+        jk: &str,
+        tk: &str,
+        run: u64,
+        node_id: &str,
+        slots: u32,
+        now: DateTime<Utc>,
+    ) {
         self.runs
             .insert(run, (jk.to_string(), tk.to_string(), node_id.to_string()));
         if let Some(node) = self.nodes.get_mut(node_id) {
@@ -327,9 +416,5 @@ impl Core {
             node.used_slots += slots;
         }
         self.set_node_state(node_id, NodeState::Running, now);
-        fx.push(Effect::RunTask {
-            node: node_id.to_string(),
-            spec: Box::new(spec),
-        });
     }
 }

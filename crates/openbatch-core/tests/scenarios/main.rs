@@ -11,6 +11,7 @@ mod common;
 mod dependencies;
 mod exit_conditions;
 mod explain;
+mod gangs;
 mod job_rules;
 mod jobs;
 mod nodes;
