@@ -12,6 +12,8 @@
 //! - `nodeFillType`: `spread` puts each task on the node with the most free slots, `pack`
 //!   fills the busiest node that still fits first.
 //! - A job's `maxParallelTasks` caps its runs in flight.
+//! - Multi-instance tasks (gangs) take whole nodes, all at once; the pool's one reservation
+//!   holds several nodes for the gang at the head of a job's queue (see `gang.rs`).
 //!
 //! Work per call is bounded by the placements made plus `MAX_SKIPS`, never by the queue length.
 
