@@ -74,6 +74,11 @@ pub struct RunSpec {
 
 /// One node's part of a multi-instance task: instance `index` of `count`; index 0 is the
 /// primary (the one that runs the task's command line; the task's `nodeInfo` is its node).
+/// The contract for the agents (which do not run instances yet): an instance's run lasts until
+/// its attempt ends. The primary's end is the attempt's end, and the core then kills the other
+/// instances; a subtask's failure fails the attempt; a subtask reported ended with success
+/// before that frees its node early, so an agent should keep a subtask's run (its coordination
+/// service) in flight until it is killed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceSpec {
     pub index: u32,

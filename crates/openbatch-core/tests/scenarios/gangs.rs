@@ -492,3 +492,137 @@ fn a_journal_with_gangs_replays_and_snapshots_to_the_same_state() {
         );
     }
 }
+
+/// The nodes the pool holds for a gang, read from the core's state.
+fn held(sim: &Sim) -> Vec<String> {
+    let snap = serde_json::to_value(&sim.core).unwrap();
+    snap["pools"]["p"]["reservation"]["gang"]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// A held node that stops taking work (scheduling disabled) is let go, and another node is
+/// held in its place; the gang never starts on it.
+#[test]
+fn a_held_node_taken_offline_is_replaced() {
+    let mut sim = Sim::new();
+    setup(&mut sim, 4, 1, "spread", json!({}));
+    sim.ok(add("j", simple_tasks("a", 2)));
+    sim.ok(add("j", vec![gang("mpi", 3)]));
+    let first = held(&sim);
+    assert_eq!(first.len(), 2);
+    sim.ok(Input::SetNodeScheduling {
+        pool: "p".into(),
+        node: first[0].clone(),
+        enabled: false,
+        option: None,
+    });
+    sim.finish_task("j", "a1", 0);
+    assert!(
+        !held(&sim).contains(&first[0]),
+        "the offline node is let go"
+    );
+    sim.finish_task("j", "a2", 0);
+    let inst = instances(&sim, "j", "mpi");
+    assert_eq!(inst.len(), 3);
+    assert!(inst.iter().all(|i| i.2 != first[0]));
+}
+
+/// Disabling the job with `requeue` stops every instance and puts the task back; enabling it
+/// starts the gang again, whole.
+#[test]
+fn disabling_the_job_requeues_a_running_gang() {
+    let mut sim = Sim::new();
+    setup(&mut sim, 3, 1, "spread", json!({}));
+    sim.ok(add("j", vec![gang("mpi", 3)]));
+    let inst = instances(&sim, "j", "mpi");
+    sim.ok(Input::DisableJob {
+        id: "j".into(),
+        option: openbatch_api::models::DisableJobOption::Requeue,
+    });
+    let mut kills = sim.last_kills();
+    kills.sort();
+    assert_eq!(kills, inst.iter().map(|i| i.1).collect::<Vec<_>>());
+    assert_eq!(sim.task_state("j", "mpi"), TaskState::Active);
+    report_kills(&mut sim);
+    assert!(
+        instances(&sim, "j", "mpi").is_empty(),
+        "a disabled job starts nothing"
+    );
+    sim.ok(Input::EnableJob { id: "j".into() });
+    assert_eq!(instances(&sim, "j", "mpi").len(), 3);
+}
+
+/// A spot node of a running gang is preempted: its instance ends during the notice, and the
+/// whole gang is requeued (not retried) and starts again on nodes that are still there.
+#[test]
+fn preempting_a_node_of_a_running_gang_requeues_the_whole_gang() {
+    let mut sim = Sim::new();
+    sim.ok(Input::CreatePool(Box::new(pool(json!({
+        "id": "p", "vmSize": "standard_d2s_v3", "targetLowPriorityNodes": 3,
+    })))));
+    sim.ok(Input::CreateJob(Box::new(simple_job("j", "p"))));
+    sim.connect_all();
+    sim.ok(add("j", vec![gang("mpi", 2)]));
+    let inst = instances(&sim, "j", "mpi");
+    sim.ok(Input::PreemptNode {
+        pool: "p".into(),
+        node: inst[1].2.clone(),
+        grace: std::time::Duration::from_secs(30),
+        recovery: std::time::Duration::from_secs(60),
+    });
+    sim.finish(inst[1].1, 143);
+    assert_eq!(sim.last_kills(), vec![inst[0].1]);
+    let e = sim.task_view("j", "mpi").execution_info;
+    assert_eq!((e.requeue_count, e.retry_count), (1, 0));
+    report_kills(&mut sim);
+    let again = instances(&sim, "j", "mpi");
+    assert_eq!(again.len(), 2);
+    assert!(
+        again.iter().all(|i| i.2 != inst[1].2),
+        "not on the preempted node"
+    );
+}
+
+/// A gang counts as one task against the job's `maxParallelTasks`.
+#[test]
+fn a_gang_is_one_task_for_max_parallel_tasks() {
+    let mut sim = Sim::new();
+    setup(&mut sim, 4, 1, "spread", json!({"maxParallelTasks": 1}));
+    sim.ok(add("j", vec![gang("mpi", 3), simple_task("t")]));
+    assert_eq!(instances(&sim, "j", "mpi").len(), 3);
+    assert_eq!(
+        explain(&sim, "t").reason,
+        ExplainReason::JobAtMaxParallelTasks
+    );
+    let primary = instances(&sim, "j", "mpi")[0].1;
+    sim.finish(primary, 0);
+    assert_eq!(sim.task_state("j", "t"), TaskState::Running);
+    report_kills(&mut sim);
+}
+
+/// While a single-node task holds the pool's reservation, a gang waits for it and says so.
+#[test]
+fn a_gang_behind_another_reservation_explains_what_it_waits_for() {
+    let mut sim = Sim::new();
+    setup(&mut sim, 2, 2, "spread", json!({}));
+    sim.ok(add("j", simple_tasks("a", 3)));
+    sim.ok(add(
+        "j",
+        vec![
+            task(json!({"id": "big", "commandLine": "x", "requiredSlots": 2})),
+            gang("mpi", 2),
+        ],
+    ));
+    let x = explain(&sim, "mpi");
+    assert_eq!(x.reason, ExplainReason::WaitingForNodes);
+    assert!(x.message.contains("big"), "{}", x.message);
+    assert_eq!(x.instances, Some(2));
+    sim.finish_all(0);
+    report_kills(&mut sim);
+    sim.finish_all(0);
+    report_kills(&mut sim);
+    sim.finish_all(0);
+    assert_eq!(sim.counts("j").succeeded, 5);
+}
