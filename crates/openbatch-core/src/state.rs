@@ -487,6 +487,15 @@ impl Core {
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
         assert_eq!(have, want, "the capacity index disagrees with the nodes");
+        // Work for the end of `apply` never outlives it (neither is in a snapshot).
+        assert!(
+            self.unrunnable.is_empty(),
+            "unrunnable tasks left between inputs"
+        );
+        assert!(
+            self.deferred.is_empty(),
+            "deferred effects left between inputs"
+        );
         self.check_gang_indexes();
     }
 
@@ -646,10 +655,17 @@ impl Core {
             }
             Input::DeleteJobSchedule { id } => (self.delete_job_schedule(&id, now, &mut fx)?, true),
         };
-        let failed = self.fail_unrunnable(now, &mut fx);
+        let mut failed = self.fail_unrunnable(now, &mut fx);
         // Kills of gang instances first: the nodes they free are placed after.
         fx.append(&mut self.deferred);
-        let placed = self.schedule_dirty(now, &mut fx);
+        let mut placed = self.schedule_dirty(now, &mut fx);
+        // Placement can find a gang wider than its pool is now (it shrank): it fails in this
+        // input too, and what that frees is placed.
+        while !self.unrunnable.is_empty() {
+            failed |= self.fail_unrunnable(now, &mut fx);
+            fx.append(&mut self.deferred);
+            placed |= self.schedule_dirty(now, &mut fx);
+        }
         Ok(Applied {
             reply,
             effects: fx,
