@@ -516,7 +516,16 @@ impl Core {
             self.release_reservation(pool_key);
             return false;
         }
-        let ready = held.len() == n as usize
+        // The job's maxParallelTasks holds for a gang as for any task: it keeps its nodes
+        // until the job may run one more.
+        let below_max = self.jobs.get(&r.job).is_some_and(|j| {
+            j.spec
+                .max_parallel_tasks
+                .filter(|m| *m > 0)
+                .is_none_or(|m| j.counts.running < i64::from(m))
+        });
+        let ready = below_max
+            && held.len() == n as usize
             && held
                 .iter()
                 .all(|id| self.nodes.get(id).is_some_and(|node| node.used_slots == 0));

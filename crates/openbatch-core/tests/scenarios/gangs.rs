@@ -627,3 +627,52 @@ fn a_gang_behind_another_reservation_explains_what_it_waits_for() {
     sim.finish_all(0);
     assert_eq!(sim.counts("j").succeeded, 5);
 }
+
+/// A gang holding nodes does not start past its job's `maxParallelTasks`: when a task of its
+/// job took the last allowed run while the held nodes drained, they stay held until that ends.
+#[test]
+fn a_held_gang_waits_for_its_jobs_max_parallel_tasks() {
+    let mut sim = Sim::new();
+    setup(&mut sim, 3, 2, "spread", json!({"maxParallelTasks": 1}));
+    sim.ok(Input::CreateJob(Box::new(job(
+        json!({"id": "k", "poolInfo": {"poolId": "p"}}),
+    ))));
+    sim.ok(add("k", simple_tasks("b", 5)));
+    sim.ok(add("j", vec![gang("mpi", 2), simple_task("t")]));
+    let first = held(&sim);
+    assert_eq!(first.len(), 1);
+    // Free a slot on another node: it is held too (two nodes, both still busy).
+    let other = sim
+        .nodes("p")
+        .into_iter()
+        .map(|n| n.id)
+        .find(|n| !first.contains(n))
+        .unwrap();
+    let run = sim.runs_on(&other)[0];
+    sim.finish(run, 0);
+    let both = held(&sim);
+    assert_eq!(both.len(), 2);
+    // A slot frees on the third node: `t` takes it, and job j is at its maxParallelTasks.
+    let third = sim
+        .nodes("p")
+        .into_iter()
+        .map(|n| n.id)
+        .find(|n| !both.contains(n))
+        .unwrap();
+    let run = sim.runs_on(&third)[0];
+    sim.finish(run, 0);
+    assert_eq!(sim.task_state("j", "t"), TaskState::Running);
+    // The held nodes drain; the gang still waits for `t`.
+    for n in &both {
+        for run in sim.runs_on(n) {
+            sim.finish(run, 0);
+        }
+    }
+    assert!(
+        instances(&sim, "j", "mpi").is_empty(),
+        "maxParallelTasks is 1"
+    );
+    assert_eq!(sim.counts("j").running, 1);
+    sim.finish_task("j", "t", 0);
+    assert_eq!(instances(&sim, "j", "mpi").len(), 2);
+}
