@@ -80,6 +80,24 @@ pub struct RunSpec {
     /// The node installs each (once per node) before the resource files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app_packages: Vec<AppPackage>,
+    /// Set for each node of a multi-instance task (a gang): which instance this run is. The
+    /// core places all of them in one step, each on a whole node (`required_slots` is the
+    /// node's slot count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceSpec>,
+}
+
+/// One node's part of a multi-instance task: instance `index` of `count`; index 0 is the
+/// primary (the one that runs the task's command line; the task's `nodeInfo` is its node).
+/// The contract for the agents (which do not run instances yet): an instance's run lasts until
+/// its attempt ends. The primary's end is the attempt's end, and the core then kills the other
+/// instances; a subtask's failure fails the attempt; a subtask reported ended with success
+/// before that frees its node early, so an agent should keep a subtask's run (its coordination
+/// service) in flight until it is killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    pub index: u32,
+    pub count: u32,
 }
 
 /// One application package a run (or start task) needs, resolved to a concrete version.

@@ -133,18 +133,24 @@ impl Core {
                 }
                 let pool_key = job.pool_key();
                 let need = task.required_slots();
-                if !self.never_fits(&pool_key, need) {
+                if !self.task_never_fits(&pool_key, task) {
                     self.enqueue(&jk, &tk);
                     continue;
                 }
-                let most = self.most_slots(&pool_key).unwrap_or(0);
-                let pool_id = self.pools[&pool_key].spec.id.clone();
+                let failure = match task.instances() {
+                    Some(n) => self.too_wide(&pool_key, n),
+                    None => {
+                        let most = self.most_slots(&pool_key).unwrap_or(0);
+                        let pool_id = self.pools[&pool_key].spec.id.clone();
+                        never_runnable_failure(need, &pool_id, most)
+                    }
+                };
                 self.dequeue(&jk, &tk);
                 if let Some(t) = self.jobs.get_mut(&jk).and_then(|j| j.tasks.get_mut(&tk)) {
                     t.exec.result = Some(ExecutionResult::Failure);
                     t.exec.end_time = Some(now);
                     t.exec.exit_code = None;
-                    t.exec.failure_info = Some(never_runnable_failure(need, &pool_id, most));
+                    t.exec.failure_info = Some(failure);
                 }
                 let ending = Ending {
                     pre_processing_error: true,
@@ -185,6 +191,9 @@ impl Core {
             running_tasks: None,
             tasks_ahead: None,
             pool: None,
+            instances: task.instances().map(|n| n as i32),
+            held_nodes: None,
+            held_nodes_empty: None,
         };
         let node = task.location.as_ref().map(|l| l.node_id.clone());
         match task.state {
@@ -235,7 +244,19 @@ impl Core {
             return Ok(x);
         };
         x.pool = Some(self.explain_pool(&pool_key, need));
-        if self.never_fits(&pool_key, need) {
+        if let Some(n) = task
+            .instances()
+            .filter(|n| self.gang_never_fits(&pool_key, *n))
+        {
+            x.reason = ExplainReason::NeverRunnable;
+            x.message = format!(
+                "The multi-instance task requires {n} nodes but pool {} has a target of {} node(s) and no autoscale: it can never run there.",
+                pool.spec.id,
+                self.most_nodes(&pool_key).unwrap_or(0)
+            );
+            return Ok(x);
+        }
+        if task.instances().is_none() && self.never_fits(&pool_key, need) {
             x.reason = ExplainReason::NeverRunnable;
             x.message = format!(
                 "The task requires {need} slots but the nodes of pool {} have at most {}: it can never run there.",
@@ -299,6 +320,10 @@ impl Core {
             return Ok(x);
         }
         x.tasks_ahead = self.tasks_ahead(&jk, &tk);
+        if let Some(n) = task.instances() {
+            self.explain_gang(&mut x, &pool_key, &jk, &tk, n);
+            return Ok(x);
+        }
         x.message = format!(
             "The task waits for {need} free slot(s) on one node: {} runnable task(s) are ahead of it; {} of {} slot(s) are free, and {} node(s) have room for it now.",
             x.tasks_ahead.unwrap_or(0),
@@ -350,17 +375,23 @@ impl Core {
         let queue = self.queues.get(&job.pool_key())?;
         let order = (std::cmp::Reverse(job.priority()), job.seq);
         let own = queue.get(&order)?;
-        own.by_slots.get(&task.required_slots())?.get(&task.seq)?;
+        if task.instances().is_some() {
+            own.gangs.get(&task.seq)?;
+        } else {
+            own.by_slots.get(&task.required_slots())?.get(&task.seq)?;
+        }
         let before: u64 = queue
             .range(..order)
-            .flat_map(|(_, jq)| jq.by_slots.values())
-            .map(|b| b.len() as u64)
+            .map(|(_, jq)| {
+                jq.by_slots.values().map(|b| b.len() as u64).sum::<u64>() + jq.gangs.len() as u64
+            })
             .sum();
         let within: u64 = own
             .by_slots
             .values()
             .map(|b| b.range(..task.seq).count() as u64)
-            .sum();
+            .sum::<u64>()
+            + own.gangs.range(..task.seq).count() as u64;
         Some(before + within)
     }
 

@@ -97,14 +97,21 @@ impl Core {
         };
         let mut waiting = Vec::new();
         let mut runs = Vec::new();
+        let mut gangs = Vec::new();
         for (tk, t) in &job.tasks {
             match t.current_run {
                 Some(run) => runs.push(run),
                 None => waiting.push(tk.clone()),
             }
+            if !t.gang.is_empty() {
+                gangs.push(tk.clone());
+            }
         }
         for tk in waiting {
             self.dequeue(key, &tk);
+        }
+        for tk in gangs {
+            self.kill_instances(key, &tk, fx);
         }
         for run in &runs {
             if let Some((_, _, node)) = self.runs.get(run) {

@@ -395,6 +395,7 @@ impl Core {
                     .flat_map(|p| p.spec.application_package_references.iter()),
             ),
             job_preparation_task: Some(prep.task_id().to_string()),
+            instance: None,
         })
     }
 
@@ -533,7 +534,7 @@ impl Core {
             }) else {
                 continue;
             };
-            let Some(spec) = self.run_spec(jk, &tk, run, slots) else {
+            let Some(spec) = self.run_spec(jk, &tk, run, slots, None) else {
                 continue;
             };
             if let Some(t) = self.jobs.get_mut(jk).and_then(|j| j.tasks.get_mut(&tk)) {

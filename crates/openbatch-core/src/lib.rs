@@ -20,6 +20,7 @@ mod deps;
 mod error;
 mod exits;
 mod explain;
+mod gang;
 mod input;
 mod jobs;
 mod jobtasks;

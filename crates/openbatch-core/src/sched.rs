@@ -15,6 +15,8 @@
 //! - A task's `affinityInfo.affinityId` is a preference: the task runs on that node when the
 //!   node can take it at the moment the task's turn comes, and wherever the fill type says
 //!   otherwise. It never changes the order in which tasks start.
+//! - Multi-instance tasks (gangs) take whole nodes, all at once; the pool's one reservation
+//!   holds several nodes for the gang at the head of a job's queue (see `gang.rs`).
 //!
 //! Work per call is bounded by the placements made plus `MAX_SKIPS`, never by the queue length.
 
@@ -25,7 +27,7 @@ use openbatch_api::models::{JobState, NodeFillType, NodeState, TaskState};
 
 use crate::input::{Effect, RunSpec};
 use crate::jobtasks::Gate;
-use crate::state::{Core, JobOrder, RunId, TaskLocation};
+use crate::state::{Core, JobOrder, TaskLocation};
 
 impl Core {
     /// Run a placement pass on every pool touched by the input. Returns whether anything started.
@@ -97,6 +99,23 @@ impl Core {
                             .map(|(seq, tk)| (*seq, *slots, tk.clone()))
                     })
                     .min();
+                // The job's oldest multi-instance task (not the one the pool holds nodes for).
+                let gang = self.gang_head(pool_key, &order);
+                if let Some((gseq, gtk, n)) = &gang {
+                    if head.as_ref().is_none_or(|(seq, _, _)| gseq < seq) {
+                        // It is the job's oldest task: it starts now on empty nodes, or gets
+                        // nodes held for it, before smaller tasks behind it fill the pool.
+                        match self.head_gang(pool_key, &jk, gtk, *n, reserved.as_deref(), now, fx) {
+                            crate::gang::HeadGang::Started => {
+                                placed = true;
+                                allowance -= 1;
+                                continue;
+                            }
+                            crate::gang::HeadGang::Changed => continue,
+                            crate::gang::HeadGang::Waits => {}
+                        }
+                    }
+                }
                 if let Some((_, need, tk)) = &head {
                     // An exclusive job manager task that finds no node running nothing is
                     // held a node too: it drains, and the job manager starts there.
@@ -105,7 +124,10 @@ impl Core {
                             && self
                                 .node_for(pool_key, &jk, tk, *need, fill, reserved.as_deref())
                                 .is_none());
-                    if blocked && reserved.is_none() && self.reserve(pool_key, &jk, tk, *need) {
+                    if blocked
+                        && !self.has_reservation(pool_key)
+                        && self.reserve(pool_key, &jk, tk, *need)
+                    {
                         continue;
                     }
                 }
@@ -123,6 +145,21 @@ impl Core {
                     })
                     .filter(|(_, _, tk)| !self.is_reserved_task(pool_key, &jk, tk))
                     .min();
+                // A multi-instance task behind the head starts too if enough nodes are empty now
+                // (all of them at once; it never holds any).
+                let gang_now = gang.and_then(|(gseq, gtk, n)| {
+                    self.empty_nodes_for(pool_key, n, reserved.as_deref())
+                        .map(|nodes| (gseq, gtk, nodes))
+                });
+                if let Some((gseq, gtk, nodes)) = gang_now {
+                    if pick.as_ref().is_none_or(|(seq, _, _)| gseq < *seq) {
+                        self.dequeue(&jk, &gtk);
+                        self.start_gang(&jk, &gtk, nodes, now, fx);
+                        placed = true;
+                        allowance -= 1;
+                        continue;
+                    }
+                }
                 let Some((_, need, tk)) = pick else { break };
                 let Some((node, slots)) =
                     self.node_for(pool_key, &jk, &tk, need, fill, reserved.as_deref())
@@ -138,15 +175,24 @@ impl Core {
         placed
     }
 
-    /// The node held for a waiting task, if any.
+    /// The node held for a waiting single-node task, if any (a gang's held nodes are out of
+    /// the capacity index instead).
     fn reserved_node(&self, pool_key: &str) -> Option<String> {
         self.pools
             .get(pool_key)
             .and_then(|p| p.reservation.as_ref())
+            .filter(|r| r.gang.is_empty())
             .map(|r| r.node.clone())
     }
 
-    fn is_reserved_task(&self, pool_key: &str, jk: &str, tk: &str) -> bool {
+    /// Whether the pool holds nodes for some task (one reservation per pool at a time).
+    pub(crate) fn has_reservation(&self, pool_key: &str) -> bool {
+        self.pools
+            .get(pool_key)
+            .is_some_and(|p| p.reservation.is_some())
+    }
+
+    pub(crate) fn is_reserved_task(&self, pool_key: &str, jk: &str, tk: &str) -> bool {
         self.pools
             .get(pool_key)
             .and_then(|p| p.reservation.as_ref())
@@ -175,6 +221,7 @@ impl Core {
                     job: jk.to_string(),
                     task: tk.to_string(),
                     node,
+                    gang: Vec::new(),
                 });
                 true
             }
@@ -195,6 +242,9 @@ impl Core {
         let Some(r) = self.pools.get(pool_key).and_then(|p| p.reservation.clone()) else {
             return false;
         };
+        if !r.gang.is_empty() {
+            return self.place_reserved_gang(pool_key, now, fx);
+        }
         let task = self
             .jobs
             .get(&r.job)
@@ -325,37 +375,6 @@ impl Core {
             .map(|(_, _, id)| id.clone())
     }
 
-    /// What the agent needs to run `task` of `job` as `run`.
-    pub(crate) fn run_spec(&self, jk: &str, tk: &str, run: RunId, slots: u32) -> Option<RunSpec> {
-        let job = self.jobs.get(jk)?;
-        let task = job.tasks.get(tk)?;
-        let mut environment = job.spec.common_environment_settings.clone();
-        environment.extend(task.spec.environment_settings.iter().cloned());
-        let max_wall_clock: Option<Duration> = task
-            .spec
-            .constraints
-            .and_then(|c| c.max_wall_clock_time)
-            .and_then(|d| d.as_duration());
-        Some(RunSpec {
-            run,
-            job_id: job.spec.id.clone(),
-            task_id: task.spec.id.clone(),
-            command_line: task.spec.command_line.clone(),
-            environment,
-            resource_files: task.spec.resource_files.clone(),
-            output_files: task.spec.output_files.clone(),
-            max_wall_clock,
-            required_slots: slots,
-            log_upload: None,
-            app_packages: Vec::new(),
-            job_preparation_task: job
-                .spec
-                .job_preparation_task
-                .as_ref()
-                .map(|p| p.task_id().to_string()),
-        })
-    }
-
     /// Start `task` of `job` on a node: a run id, its slots taken. Where the job's preparation
     /// task has not run yet it starts first, and (with `waitForSuccess`) the task waits for it
     /// in `preparing` (see `jobtasks.rs`).
@@ -369,55 +388,12 @@ impl Core {
         fx: &mut Vec<Effect>,
     ) {
         let run = self.next_run;
-        let Some(spec) = self.run_spec(jk, tk, run, slots) else {
+        let Some(spec) = self.run_spec(jk, tk, run, slots, None) else {
             return;
         };
         self.next_run += 1;
-        let Some(job) = self.jobs.get(jk) else { return };
-        let Some(task) = job.tasks.get(tk) else {
-            return;
-        };
-        let pool = self
-            .nodes
-            .get(node_id)
-            .and_then(|n| self.pools.get(&n.pool));
-        let pool_id = pool.map(|p| p.spec.id.clone()).unwrap_or_default();
-        // The pool's packages as its references (and the defaults) are now, then the task's.
-        let mut spec = spec;
-        spec.app_packages = self.resolve_packages(
-            pool.into_iter()
-                .flat_map(|p| p.spec.application_package_references.iter())
-                .chain(task.spec.application_package_references.iter()),
-        );
-        let task_dir = openbatch_api::agent::task_dir(&job.spec.id, &task.spec.id);
-        let task = self
-            .jobs
-            .get_mut(jk)
-            .and_then(|j| j.tasks.get_mut(tk))
-            .expect("looked up above");
-        task.current_run = Some(run);
-        task.terminating = false;
-        task.exec.start_time = Some(now);
-        task.exec.end_time = None;
-        task.exec.exit_code = None;
-        task.exec.failure_info = None;
-        task.exec.result = None;
-        task.location = Some(TaskLocation {
-            pool_id,
-            node_id: node_id.to_string(),
-            task_dir,
-            run: Some(run),
-            empty_logs: Vec::new(),
-            ended: None,
-        });
-        self.runs
-            .insert(run, (jk.to_string(), tk.to_string(), node_id.to_string()));
-        if let Some(node) = self.nodes.get_mut(node_id) {
-            node.running
-                .insert(run, (jk.to_string(), tk.to_string(), slots));
-            node.used_slots += slots;
-        }
-        self.set_node_state(node_id, NodeState::Running, now);
+        self.mark_started(jk, tk, run, node_id, now);
+        self.occupy(jk, tk, run, node_id, slots, now);
         let mut gate = self.prep_gate(jk, node_id);
         if gate == Gate::Start {
             self.start_prep(jk, node_id, false, now, fx);
@@ -435,5 +411,114 @@ impl Core {
             node: node_id.to_string(),
             spec: Box::new(spec),
         });
+    }
+
+    /// What the agent is told to run for one attempt (or one instance of a gang's attempt).
+    pub(crate) fn run_spec(
+        &self,
+        jk: &str,
+        tk: &str,
+        run: u64,
+        slots: u32,
+        instance: Option<openbatch_api::agent::InstanceSpec>,
+    ) -> Option<RunSpec> {
+        let job = self.jobs.get(jk)?;
+        let task = job.tasks.get(tk)?;
+        let mut environment = job.spec.common_environment_settings.clone();
+        environment.extend(task.spec.environment_settings.iter().cloned());
+        let max_wall_clock: Option<Duration> = task
+            .spec
+            .constraints
+            .and_then(|c| c.max_wall_clock_time)
+            .and_then(|d| d.as_duration());
+        // The pool's packages as its references (and the defaults) are now, then the task's.
+        let app_packages = self.resolve_packages(
+            self.pools
+                .get(&job.pool_key())
+                .into_iter()
+                .flat_map(|p| p.spec.application_package_references.iter())
+                .chain(task.spec.application_package_references.iter()),
+        );
+        Some(RunSpec {
+            run,
+            job_id: job.spec.id.clone(),
+            task_id: task.spec.id.clone(),
+            command_line: task.spec.command_line.clone(),
+            environment,
+            resource_files: task.spec.resource_files.clone(),
+            output_files: task.spec.output_files.clone(),
+            max_wall_clock,
+            required_slots: slots,
+            log_upload: None,
+            app_packages,
+            job_preparation_task: job
+                .spec
+                .job_preparation_task
+                .as_ref()
+                .map(|p| p.task_id().to_string()),
+            instance,
+        })
+    }
+
+    /// The task's attempt `run` starts now on `node_id` (for a gang: its primary's node). The
+    /// caller sets the task's state (`running`, or `preparing` while the job's preparation task
+    /// runs on the node).
+    pub(crate) fn mark_started(
+        &mut self,
+        jk: &str,
+        tk: &str,
+        run: u64,
+        node_id: &str,
+        now: DateTime<Utc>,
+    ) {
+        let pool_id = self
+            .nodes
+            .get(node_id)
+            .and_then(|n| self.pools.get(&n.pool))
+            .map(|p| p.spec.id.clone())
+            .unwrap_or_default();
+        let Some(job) = self.jobs.get_mut(jk) else {
+            return;
+        };
+        let job_id = job.spec.id.clone();
+        let Some(task) = job.tasks.get_mut(tk) else {
+            return;
+        };
+        let task_dir = openbatch_api::agent::task_dir(&job_id, &task.spec.id);
+        task.current_run = Some(run);
+        task.terminating = false;
+        task.exec.start_time = Some(now);
+        task.exec.end_time = None;
+        task.exec.exit_code = None;
+        task.exec.failure_info = None;
+        task.exec.result = None;
+        task.location = Some(TaskLocation {
+            pool_id,
+            node_id: node_id.to_string(),
+            task_dir,
+            run: Some(run),
+            empty_logs: Vec::new(),
+            ended: None,
+        });
+    }
+
+    /// Run `run` of the task takes `slots` on the node.
+    pub(crate) fn occupy(
+        &mut self,
+        jk: &str,
+        tk: &str,
+        run: u64,
+        node_id: &str,
+        slots: u32,
+        now: DateTime<Utc>,
+    ) {
+        self.runs
+            .insert(run, (jk.to_string(), tk.to_string(), node_id.to_string()));
+        if let Some(node) = self.nodes.get_mut(node_id) {
+            node.running
+                .insert(run, (jk.to_string(), tk.to_string(), slots));
+            node.used_slots += slots;
+        }
+        self.set_node_state(node_id, NodeState::Running, now);
     }
 }

@@ -69,6 +69,12 @@ pub(crate) struct Reservation {
     pub(crate) job: String,
     pub(crate) task: String,
     pub(crate) node: String,
+    /// For a multi-instance task (a gang): every node held for it, `node` first (see
+    /// `gang.rs`). Held nodes leave the capacity index: nothing new starts on them, they drain,
+    /// and the gang starts on all of them in one step once they are all empty. Empty for a
+    /// single-node reservation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) gang: Vec<String>,
 }
 
 impl Pool {
@@ -118,6 +124,10 @@ pub(crate) struct Node {
     /// Derived; rebuilt on load.
     #[serde(skip)]
     pub(crate) indexed_free: Option<u32>,
+    /// Whether this node is filed in its pool's index of empty nodes (`Core::empty`).
+    /// Derived; rebuilt on load.
+    #[serde(skip)]
+    pub(crate) indexed_empty: bool,
 }
 
 impl Node {
@@ -158,6 +168,7 @@ impl Node {
             preemption: None,
             waiting: BTreeSet::new(),
             indexed_free: None,
+            indexed_empty: false,
         }
     }
 
@@ -242,11 +253,23 @@ pub(crate) struct Task {
     /// This task is the job's job manager task (`jobManagerTask`).
     #[serde(default)]
     pub(crate) job_manager: bool,
+    /// For a multi-instance task while an attempt runs: the runs of its instances still in
+    /// flight, (run, node), the primary (`current_run`) first. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) gang: Vec<(RunId, String)>,
 }
 
 impl Task {
     pub(crate) fn required_slots(&self) -> u32 {
         self.spec.required_slots.unwrap_or(1).max(1) as u32
+    }
+
+    /// For a multi-instance task, how many nodes it needs (`numberOfInstances`, default 1).
+    pub(crate) fn instances(&self) -> Option<u32> {
+        self.spec
+            .multi_instance_settings
+            .as_ref()
+            .map(|m| m.number_of_instances.unwrap_or(1).max(1) as u32)
     }
 
     /// Whether tasks that depend on this one may count it as done: it is completed, and its
@@ -291,11 +314,13 @@ pub(crate) type JobOrder = (std::cmp::Reverse<i32>, u64);
 pub(crate) struct JobQueue {
     pub(crate) job: String,
     pub(crate) by_slots: BTreeMap<u32, BTreeMap<u64, String>>,
+    /// The job's runnable multi-instance tasks, by submission: seq -> (task key, instances).
+    pub(crate) gangs: BTreeMap<u64, (String, u32)>,
 }
 
 impl JobQueue {
     pub(crate) fn is_empty(&self) -> bool {
-        self.by_slots.values().all(|b| b.is_empty())
+        self.by_slots.values().all(|b| b.is_empty()) && self.gangs.is_empty()
     }
 }
 
@@ -337,6 +362,15 @@ pub struct Core {
     /// [`Core::refresh_capacity`] wherever a node's slots or schedulability change.
     #[serde(skip)]
     pub(crate) capacity: BTreeMap<String, BTreeSet<(u32, u64, String)>>,
+    /// Schedulable nodes that run nothing and are not held for a gang, per pool key, by node
+    /// seq: where a gang can start at once. Derived; rebuilt on load; kept by
+    /// [`Core::refresh_capacity`].
+    #[serde(skip)]
+    pub(crate) empty: BTreeMap<String, BTreeSet<(u64, String)>>,
+    /// Kills of gang instances decided inside a queue or run operation that has no effect
+    /// list (see `gang.rs`); `apply` hands them out at its end. Derived; empty between inputs.
+    #[serde(skip)]
+    pub(crate) deferred: Vec<crate::input::Effect>,
     /// Tasks found never runnable when they were about to be queued (see `explain.rs`); the
     /// end of `apply` completes them. Derived; empty between inputs.
     #[serde(skip)]
@@ -364,6 +398,8 @@ impl Core {
             runs: BTreeMap::new(),
             dirty_pools: BTreeSet::new(),
             capacity: BTreeMap::new(),
+            empty: BTreeMap::new(),
+            deferred: Vec::new(),
             unrunnable: Vec::new(),
             ending_jobs: BTreeSet::new(),
         }
@@ -383,11 +419,14 @@ impl Core {
         self.queues.clear();
         self.runs.clear();
         self.capacity.clear();
+        self.empty.clear();
+        self.deferred.clear();
         self.unrunnable.clear();
         let ids: Vec<String> = self.nodes.keys().cloned().collect();
         for n in &ids {
             if let Some(node) = self.nodes.get_mut(n) {
                 node.indexed_free = None;
+                node.indexed_empty = false;
             }
             self.refresh_capacity(n);
         }
@@ -420,11 +459,23 @@ impl Core {
     /// File a node in its pool's capacity index as it is now (schedulable with free slots, or
     /// not at all). Cheap when nothing changed.
     pub(crate) fn refresh_capacity(&mut self, node_id: &str) {
+        let held = self.held_for_gang(node_id);
         let Some(n) = self.nodes.get_mut(node_id) else {
             return;
         };
         let free = n.free_slots();
-        let want = (n.schedulable() && free > 0).then_some(free);
+        let open = n.schedulable() && !held;
+        let want = (open && free > 0).then_some(free);
+        let want_empty = open && n.used_slots == 0;
+        if n.indexed_empty != want_empty {
+            let set = self.empty.entry(n.pool.clone()).or_default();
+            if want_empty {
+                set.insert((n.seq, n.id.clone()));
+            } else {
+                set.remove(&(n.seq, n.id.clone()));
+            }
+            n.indexed_empty = want_empty;
+        }
         if n.indexed_free == want {
             return;
         }
@@ -446,6 +497,11 @@ impl Core {
                     set.remove(&(old, n.seq, n.id.clone()));
                 }
             }
+            if std::mem::take(&mut n.indexed_empty) {
+                if let Some(set) = self.empty.get_mut(&n.pool) {
+                    set.remove(&(n.seq, n.id.clone()));
+                }
+            }
         }
     }
 
@@ -454,7 +510,7 @@ impl Core {
     pub fn check_indexes(&self) {
         let mut want: BTreeMap<String, BTreeSet<(u32, u64, String)>> = BTreeMap::new();
         for n in self.nodes.values() {
-            if n.schedulable() && n.free_slots() > 0 {
+            if n.schedulable() && !self.held_for_gang(&n.id) && n.free_slots() > 0 {
                 want.entry(n.pool.clone()).or_default().insert((
                     n.free_slots(),
                     n.seq,
@@ -469,6 +525,16 @@ impl Core {
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
         assert_eq!(have, want, "the capacity index disagrees with the nodes");
+        // Work for the end of `apply` never outlives it (neither is in a snapshot).
+        assert!(
+            self.unrunnable.is_empty(),
+            "unrunnable tasks left between inputs"
+        );
+        assert!(
+            self.deferred.is_empty(),
+            "deferred effects left between inputs"
+        );
+        self.check_gang_indexes();
     }
 
     pub(crate) fn seq(&mut self) -> u64 {
@@ -654,8 +720,17 @@ impl Core {
             ),
         };
         let settled = self.settle_job_tasks(now, &mut fx);
-        let failed = self.fail_unrunnable(now, &mut fx);
-        let placed = self.schedule_dirty(now, &mut fx);
+        let mut failed = self.fail_unrunnable(now, &mut fx);
+        // Kills of gang instances first: the nodes they free are placed after.
+        fx.append(&mut self.deferred);
+        let mut placed = self.schedule_dirty(now, &mut fx);
+        // Placement can find a gang wider than its pool is now (it shrank): it fails in this
+        // input too, and what that frees is placed.
+        while !self.unrunnable.is_empty() {
+            failed |= self.fail_unrunnable(now, &mut fx);
+            fx.append(&mut self.deferred);
+            placed |= self.schedule_dirty(now, &mut fx);
+        }
         Ok(Applied {
             reply,
             effects: fx,

@@ -122,11 +122,7 @@ impl Core {
                 ));
             }
         }
-        if spec.multi_instance_settings.is_some() {
-            return Err(CoreError::Unsupported(
-                "Multi-instance tasks are not supported yet by this openbatch server.".into(),
-            ));
-        }
+        crate::gang::check(&spec)?;
         check_resource_files("resourceFiles", &spec.resource_files)?;
         check_output_files(&spec.output_files)?;
         self.check_package_refs(&spec.application_package_references, false)?;
@@ -164,6 +160,7 @@ impl Core {
             terminating: false,
             dependency_action: None,
             job_manager: false,
+            gang: Vec::new(),
         };
         let slots = task.required_slots() as i64;
         job.counts.active += 1;
@@ -188,7 +185,7 @@ impl Core {
             return;
         }
         let pool = job.pool_key();
-        if self.never_fits(&pool, task.required_slots()) {
+        if self.task_never_fits(&pool, task) {
             self.unrunnable.push((jk.to_string(), tk.to_string()));
             return;
         }
@@ -200,11 +197,19 @@ impl Core {
             .or_insert_with(|| crate::state::JobQueue {
                 job: jk.to_string(),
                 by_slots: Default::default(),
+                gangs: Default::default(),
             });
-        jq.by_slots
-            .entry(task.required_slots())
-            .or_default()
-            .insert(task.seq, tk.to_string());
+        match task.instances() {
+            Some(n) => {
+                jq.gangs.insert(task.seq, (tk.to_string(), n));
+            }
+            None => {
+                jq.by_slots
+                    .entry(task.required_slots())
+                    .or_default()
+                    .insert(task.seq, tk.to_string());
+            }
+        }
         self.dirty_pools.insert(pool);
     }
 
@@ -217,7 +222,9 @@ impl Core {
         let pool = job.pool_key();
         if let Some(q) = self.queues.get_mut(&pool) {
             if let Some(jq) = q.get_mut(&order) {
-                if let Some(bucket) = jq.by_slots.get_mut(&task.required_slots()) {
+                if task.instances().is_some() {
+                    jq.gangs.remove(&task.seq);
+                } else if let Some(bucket) = jq.by_slots.get_mut(&task.required_slots()) {
                     bucket.remove(&task.seq);
                     if bucket.is_empty() {
                         jq.by_slots.remove(&task.required_slots());
@@ -299,6 +306,7 @@ impl Core {
                     run,
                 });
             }
+            self.kill_instances(&jk, &tk, fx);
             // The run's slots stay taken until the node reports the kill.
         }
         self.remove_task(&jk, &tk);
@@ -324,6 +332,7 @@ impl Core {
                         run,
                     });
                 }
+                self.kill_instances(&jk, &tk, fx);
                 self.mark_run_terminating(run);
                 Ok(Reply::Done)
             }
@@ -401,6 +410,9 @@ impl Core {
 
     /// A run goes back to the queue without using a retry (node lost, removed, requeued).
     pub(crate) fn requeue_run(&mut self, run: u64, now: DateTime<Utc>) {
+        if let Some((jk, tk)) = self.gang_of(run) {
+            return self.requeue_gang(run, &jk, &tk, now);
+        }
         let Some((jk, tk, node_id)) = self.release_run(run) else {
             return;
         };
@@ -439,6 +451,9 @@ impl Core {
         now: DateTime<Utc>,
         fx: &mut Vec<Effect>,
     ) -> bool {
+        if self.gang_of(run).is_some() {
+            return self.gang_run_ended(node_id, run, result, now, fx);
+        }
         let Some((jk, tk, ran_on)) = self.release_run(run) else {
             // A report of a run we no longer track (deleted task, duplicate report): only the
             // node's slot bookkeeping could be affected, and release_run already handled it.

@@ -7,7 +7,10 @@
 //! - no task runs twice at once, and no run starts for a task that is not runnable;
 //! - every accepted task ends exactly once (completed is terminal; a completed task never runs);
 //! - no task starts before every task it depends on (`dependsOn` ids and ranges) completed;
-//! - the state restored from a snapshot and the journal equals the live state.
+//! - the state restored from a snapshot and the journal equals the live state;
+//! - no gang partially started: the instances of a multi-instance task (one task in 200, 2 to
+//!   16 nodes) start in one input, all of them, each on a node of its own that ran nothing, and
+//!   none is left running once its attempt ended (requeued, failed, completed).
 //!
 //! The checks are incremental (a shadow of the nodes' slots and of the runs, kept from the
 //! effects the core asks for), so a step costs the same at 200,000 tasks as at 200. A full
@@ -46,6 +49,10 @@ struct Run {
     task: String,
     slots: u32,
     started: DateTime<Utc>,
+    /// An instance of a multi-instance task: (index, count); 0 is the primary.
+    instance: Option<(u32, u32)>,
+    /// The core asked for it to be killed; the agent reports its end next.
+    killed: bool,
 }
 
 /// The world around the core: the clock, the agents, the journal, and the shadow state the
@@ -63,8 +70,13 @@ struct World {
     /// Slots in use per node, from the runs the core started there.
     used: HashMap<String, u32>,
     runs: BTreeMap<RunId, Run>,
-    /// Tasks with a run in flight.
+    /// Tasks with a run in flight (for a gang: with a live instance).
     running: HashSet<(String, String)>,
+    /// Live (not killed) instances of each multi-instance task in flight.
+    live_instances: HashMap<(String, String), u32>,
+    /// Runs the core asked to kill, which their agents report next.
+    kills: Vec<RunId>,
+    gangs_started: u64,
     /// Tasks seen completed.
     completed: HashSet<(String, String)>,
     /// Tasks accepted by the core, per job.
@@ -87,6 +99,9 @@ impl World {
             used: HashMap::new(),
             runs: BTreeMap::new(),
             running: HashSet::new(),
+            live_instances: HashMap::new(),
+            kills: Vec::new(),
+            gangs_started: 0,
             completed: HashSet::new(),
             accepted: HashMap::new(),
             depends: HashMap::new(),
@@ -112,7 +127,8 @@ impl World {
             .core
             .apply(input, self.now)
             .unwrap_or_else(|e| panic!("refused at step {}: {e}", self.steps));
-        if let Some(key) = completing {
+        if let Some(key) = &completing {
+            let key = key.clone();
             let t = self
                 .core
                 .task(&key.0, &key.1, &urls())
@@ -133,11 +149,73 @@ impl World {
             );
         }
         self.observe(&applied.effects);
+        let mut touched: Vec<(String, String)> = applied
+            .effects
+            .iter()
+            .filter_map(|fx| match fx {
+                Effect::RunTask { spec, .. } if spec.instance.is_some() => {
+                    Some((spec.job_id.clone(), spec.task_id.clone()))
+                }
+                Effect::KillTask { run, .. } => {
+                    self.runs.get(run).map(|r| (r.job.clone(), r.task.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        touched.extend(completing);
+        self.check_gangs_whole(&touched);
         applied
+    }
+
+    /// No gang partially started: every instance of a multi-instance task started by this input
+    /// is here, indexes 0..count, each on a node of its own that runs nothing (checked against
+    /// the shadow before any of this input's runs are added), taking all its slots.
+    fn check_gangs_atomic(&mut self, effects: &[Effect]) {
+        // Per task: (index, count, node) of each instance started.
+        type Started = HashMap<(String, String), Vec<(u32, u32, String)>>;
+        let mut started: Started = HashMap::new();
+        for fx in effects {
+            if let Effect::RunTask { node, spec } = fx {
+                if let Some(i) = spec.instance {
+                    assert_eq!(
+                        self.used.get(node).copied().unwrap_or(0),
+                        0,
+                        "instance {} of {}/{} placed on busy node {node}",
+                        i.index,
+                        spec.job_id,
+                        spec.task_id
+                    );
+                    assert_eq!(
+                        Some(&spec.required_slots),
+                        self.connected.get(node),
+                        "an instance takes its whole node"
+                    );
+                    started
+                        .entry((spec.job_id.clone(), spec.task_id.clone()))
+                        .or_default()
+                        .push((i.index, i.count, node.clone()));
+                }
+            }
+        }
+        for (key, mut list) in started {
+            list.sort();
+            let count = list[0].1;
+            let nodes: HashSet<&String> = list.iter().map(|(_, _, n)| n).collect();
+            assert!(
+                list.iter()
+                    .enumerate()
+                    .all(|(k, (i, c, _))| *i == k as u32 && *c == count)
+                    && list.len() == count as usize
+                    && nodes.len() == list.len(),
+                "gang {key:?} partially started: {list:?}"
+            );
+            self.gangs_started += 1;
+        }
     }
 
     /// Check each effect against the shadow state, then play it.
     fn observe(&mut self, effects: &[Effect]) {
+        self.check_gangs_atomic(effects);
         for fx in effects {
             match fx {
                 Effect::ProvisionNode { node, .. } => self.booting.push(node.clone()),
@@ -165,10 +243,22 @@ impl World {
                             "{key:?} started before its dependency {d} completed"
                         );
                     }
-                    assert!(
-                        self.running.insert(key.clone()),
-                        "task {key:?} runs twice at once"
-                    );
+                    let instance = spec.instance.map(|i| (i.index, i.count));
+                    match instance {
+                        Some((index, _)) => {
+                            // The primary comes first; the others join its attempt.
+                            assert_eq!(
+                                self.running.insert(key.clone()),
+                                index == 0,
+                                "instance {index} of {key:?}: runs twice, or without its primary"
+                            );
+                            *self.live_instances.entry(key.clone()).or_default() += 1;
+                        }
+                        None => assert!(
+                            self.running.insert(key.clone()),
+                            "task {key:?} runs twice at once"
+                        ),
+                    }
                     self.runs.insert(
                         spec.run,
                         Run {
@@ -177,14 +267,24 @@ impl World {
                             task: key.1,
                             slots: spec.required_slots,
                             started: self.now,
+                            instance,
+                            killed: false,
                         },
                     );
                     self.placements += 1;
                 }
-                // Killed runs end when their agent reports them, like real ones.
-                Effect::KillTask { .. }
-                | Effect::RunStartTask { .. }
-                | Effect::InstallPackages { .. } => {}
+                // Killed runs end when their agent reports them, like real ones (next step).
+                Effect::KillTask { run, .. } => {
+                    let newly = self.runs.get_mut(run).filter(|r| !r.killed).map(|r| {
+                        r.killed = true;
+                        ((r.job.clone(), r.task.clone()), r.instance.is_some())
+                    });
+                    if let Some((key, instance)) = newly {
+                        self.run_gone(&key, instance);
+                        self.kills.push(*run);
+                    }
+                }
+                Effect::RunStartTask { .. } | Effect::InstallPackages { .. } => {}
                 Effect::RemoveNode { node } => {
                     self.drop_agent(node);
                     let n = node.clone();
@@ -209,7 +309,65 @@ impl World {
             .collect();
         for id in gone {
             let r = self.runs.remove(&id).unwrap();
-            self.running.remove(&(r.job, r.task));
+            if !r.killed {
+                self.run_gone(&(r.job, r.task), r.instance.is_some());
+            }
+        }
+    }
+
+    /// A live run of the task is gone (ended, killed, or died with its agent): the task is no
+    /// longer in flight once it has no live run left.
+    fn run_gone(&mut self, key: &(String, String), instance: bool) {
+        if !instance {
+            self.running.remove(key);
+            return;
+        }
+        let live = self
+            .live_instances
+            .get_mut(key)
+            .expect("a live instance is counted");
+        *live -= 1;
+        if *live == 0 {
+            self.live_instances.remove(key);
+            self.running.remove(key);
+        }
+    }
+
+    /// Agents report the runs the core asked them to kill.
+    fn report_kills(&mut self) {
+        while !self.kills.is_empty() {
+            for run in std::mem::take(&mut self.kills) {
+                if self.runs.contains_key(&run) {
+                    let (input, _) = self.end_run(run, 137);
+                    self.apply(input);
+                }
+            }
+        }
+    }
+
+    /// After an input: a multi-instance task with a live instance is running, with its
+    /// primary live (a requeued, failed or completed gang leaves no instance behind).
+    fn check_gangs_whole(&self, keys: &[(String, String)]) {
+        for key in keys {
+            let Some(live) = self.live_instances.get(key) else {
+                continue;
+            };
+            let t = self
+                .core
+                .task(&key.0, &key.1, &urls())
+                .expect("task exists");
+            assert_eq!(
+                t.state,
+                TaskState::Running,
+                "{key:?} has {live} live instance(s) but is {}",
+                t.state
+            );
+            let primary_live = self.runs.values().any(|r| {
+                &(r.job.clone(), r.task.clone()) == key
+                    && !r.killed
+                    && r.instance.map(|i| i.0) == Some(0)
+            });
+            assert!(primary_live, "{key:?} runs instances without its primary");
         }
     }
 
@@ -241,7 +399,9 @@ impl World {
     fn end_run(&mut self, run: RunId, exit_code: i32) -> (Input, (String, String)) {
         let r = self.runs.remove(&run).expect("the run executes");
         let key = (r.job.clone(), r.task.clone());
-        self.running.remove(&key);
+        if !r.killed {
+            self.run_gone(&key, r.instance.is_some());
+        }
         if let Some(u) = self.used.get_mut(&r.node) {
             *u -= r.slots;
         }
@@ -372,6 +532,15 @@ fn two_thousand_nodes_two_hundred_thousand_tasks() {
                         "id": id.to_string(), "commandLine": "/bin/true",
                         "requiredSlots": slots,
                     });
+                    // One task in 200 is a multi-instance task of 2 to 16 nodes (never wider
+                    // than the pool: that fails fast, which the scenarios cover).
+                    if w.rng.gen_bool(0.005) {
+                        t["requiredSlots"] = json!(1);
+                        t["multiInstanceSettings"] = json!({
+                            "numberOfInstances": w.rng.gen_range(2..=16.min(p.nodes)),
+                            "coordinationCommandLine": "/bin/true",
+                        });
+                    }
                     // In jobs with dependencies, one task in five waits for up to three
                     // earlier ones (by id, or a range).
                     if with_deps && id > 0 && w.rng.gen_bool(0.2) {
@@ -432,8 +601,13 @@ fn two_thousand_nodes_two_hundred_thousand_tasks() {
             let pick = w.rng.gen_range(lo..=hi);
             let run = *w.runs.range(pick..).next().unwrap().0;
             let code = if w.rng.gen_bool(0.1) { 1 } else { 0 };
-            w.finish(run, code);
+            if w.runs[&run].killed {
+                w.report_kills();
+            } else {
+                w.finish(run, code);
+            }
         }
+        w.report_kills();
         // Now and then an agent vanishes: the provider reports the node lost; the pool
         // replaces it, and its runs are requeued.
         if lost < p.nodes / 20 && w.rng.gen_bool(0.02) {
@@ -487,11 +661,12 @@ fn two_thousand_nodes_two_hundred_thousand_tasks() {
     assert_eq!(w.completed.len(), p.tasks, "every task ended exactly once");
     assert!(restarted);
     println!(
-        "seed {seed}: {} nodes x {} slots, {} tasks, {} placements, {} inputs, {} nodes lost, \
-         {:?}",
+        "seed {seed}: {} nodes x {} slots, {} tasks, {} gangs started, {} placements, {} inputs, \
+         {} nodes lost, {:?}",
         p.nodes,
         p.slots,
         p.tasks,
+        w.gangs_started,
         w.placements,
         w.steps,
         lost,

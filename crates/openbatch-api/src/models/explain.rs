@@ -20,6 +20,11 @@ wire_enum!(ExplainReason {
     NoNodes = "noNodes",
     NoNodeReady = "noNodeReady",
     WaitingForSlot = "waitingForSlot",
+    // Multi-instance tasks: nodes are held for it as they drain (`waitingForGangReservation`),
+    // or it waits for enough empty nodes, the pool's reservation being another task's
+    // (`waitingForNodes`).
+    WaitingForGangReservation = "waitingForGangReservation",
+    WaitingForNodes = "waitingForNodes",
 });
 
 /// Why a task is where it is.
@@ -59,6 +64,15 @@ pub struct TaskExplanation {
     pub tasks_ahead: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<ExplainPool>,
+    /// A multi-instance task: the nodes it needs (`numberOfInstances`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<i32>,
+    /// A multi-instance task holding the pool's reservation: the nodes held for it so far, and
+    /// of those, the ones already empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_nodes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_nodes_empty: Option<u64>,
 }
 
 /// The dependencies a task waits for. Lists are capped; the counts are exact.

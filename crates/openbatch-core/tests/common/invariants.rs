@@ -124,10 +124,24 @@ impl Sim {
         self.completed.retain(|k, _| seen.contains(k));
         self.check_runs();
         self.check_schedules();
-        // No task executes twice at once on the agents (killed runs are on their way out).
-        // A job preparation or release task runs once per node, not once per job.
+        // No task executes twice at once on the agents (killed runs are on their way out); the
+        // instances of one multi-instance task are one attempt, on distinct nodes. A job
+        // preparation or release task runs once per node, not once per job.
         let mut live: BTreeMap<(String, String, String), RunId> = BTreeMap::new();
+        let mut instances: BTreeMap<(String, String), BTreeSet<(u32, String)>> = BTreeMap::new();
         for (id, r) in self.runs.iter().filter(|(_, r)| !r.killed) {
+            if let Some((index, _)) = r.instance {
+                let key = (r.job.clone(), r.task.clone());
+                let set = instances.entry(key).or_default();
+                assert!(
+                    set.iter().all(|(i, n)| *i != index && n != &r.node),
+                    "task {}/{}: two live instances share an index or a node",
+                    r.job,
+                    r.task
+                );
+                set.insert((index, r.node.clone()));
+                continue;
+            }
             let per_node = self
                 .core
                 .job(&r.job, &u)
@@ -145,6 +159,64 @@ impl Sim {
                     r.job, r.task
                 );
             }
+        }
+        // Live instances belong to a running task's current attempt: a requeued or ended gang
+        // leaves none behind that is not being killed.
+        for (job, task) in instances.keys() {
+            assert!(
+                !live.contains_key(&(job.clone(), task.clone(), String::new())),
+                "task {job}/{task} runs as a gang and alone at once"
+            );
+            if let Ok(t) = self.core.task(job, task, &urls()) {
+                assert_eq!(
+                    t.state,
+                    TaskState::Running,
+                    "task {job}/{task} has live instances but is {}",
+                    t.state
+                );
+            }
+        }
+    }
+
+    /// No gang partially started: the instances of a multi-instance task start in one input,
+    /// all of them (indexes 0..count), each on its own node, on a node that runs nothing else
+    /// and whole (its slots all taken).
+    pub fn check_gangs_atomic(&self, effects: &[openbatch_core::Effect]) {
+        // Per task: (index, count, node) of each instance started.
+        type Started = BTreeMap<(String, String), Vec<(u32, u32, String)>>;
+        let mut started: Started = BTreeMap::new();
+        for fx in effects {
+            if let openbatch_core::Effect::RunTask { node, spec } = fx {
+                if let Some(i) = spec.instance {
+                    started
+                        .entry((spec.job_id.clone(), spec.task_id.clone()))
+                        .or_default()
+                        .push((i.index, i.count, node.clone()));
+                    let others = self.runs.values().filter(|r| &r.node == node).count();
+                    assert_eq!(
+                        others, 0,
+                        "instance {} of {}/{} started on node {node}, which still runs {others} run(s)",
+                        i.index, spec.job_id, spec.task_id
+                    );
+                    let slots = self
+                        .core
+                        .node_placement(node)
+                        .and_then(|(pool, ..)| self.core.node(&pool, node, &urls()).ok())
+                        .map(|n| n.running_task_slots_count);
+                    assert!(slots.is_some(), "instance placed on unknown node {node}");
+                }
+            }
+        }
+        for ((job, task), list) in started {
+            let count = list[0].1;
+            let idx: BTreeSet<u32> = list.iter().map(|(i, _, _)| *i).collect();
+            let nodes: BTreeSet<&String> = list.iter().map(|(_, _, n)| n).collect();
+            assert!(
+                list.iter().all(|(_, c, _)| *c == count)
+                    && idx == (0..count).collect::<BTreeSet<u32>>()
+                    && nodes.len() == count as usize,
+                "gang {job}/{task} partially started: {list:?}"
+            );
         }
     }
 
@@ -206,6 +278,15 @@ impl Sim {
         }
         for (run, (node, jk, tk)) in &holder {
             if let Some(t) = jobs.get(jk).and_then(|j| j["tasks"].get(tk)) {
+                // An instance of the task's running gang, or a run being killed (the other
+                // instances of a gang that was requeued or ended), is held too.
+                let instance = t["gang"]
+                    .as_array()
+                    .is_some_and(|g| g.iter().any(|e| e[0].as_u64() == Some(*run)));
+                let killed = self.runs.get(run).is_some_and(|r| r.killed);
+                if instance || killed {
+                    continue;
+                }
                 assert_eq!(
                     t["current_run"].as_u64(),
                     Some(*run),

@@ -112,6 +112,8 @@ pub struct Run {
     pub started: DateTime<Utc>,
     /// The core asked for it to be killed; the agent has not reported its end yet.
     pub killed: bool,
+    /// For an instance of a multi-instance task: (index, count); index 0 is the primary.
+    pub instance: Option<(u32, u32)>,
 }
 
 /// A core driven by a test: a manual clock, the journal of every applied input, the effects
@@ -282,6 +284,7 @@ impl Sim {
     fn observe(&mut self, effects: &[Effect]) {
         self.last = effects.to_vec();
         self.effects.extend(effects.iter().cloned());
+        self.check_gangs_atomic(effects);
         for fx in effects {
             match fx {
                 Effect::ProvisionNode { node, .. } => {
@@ -348,6 +351,7 @@ impl Sim {
                             slots: spec.required_slots,
                             started: self.now,
                             killed: false,
+                            instance: spec.instance.map(|i| (i.index, i.count)),
                         },
                     );
                 }

@@ -12,6 +12,7 @@ mod apps;
 mod dependencies;
 mod exit_conditions;
 mod explain;
+mod gangs;
 mod job_rules;
 mod job_tasks;
 mod jobs;

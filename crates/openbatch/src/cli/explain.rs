@@ -32,7 +32,10 @@ pub(crate) fn print(x: &TaskExplanation) -> anyhow::Result<()> {
         )
         .opt("max parallel tasks", x.max_parallel_tasks)
         .opt("running tasks", x.running_tasks)
-        .opt("tasks ahead", x.tasks_ahead);
+        .opt("tasks ahead", x.tasks_ahead)
+        .opt("instances (nodes)", x.instances)
+        .opt("nodes held", x.held_nodes)
+        .opt("held nodes empty", x.held_nodes_empty);
     if let Some(d) = &x.dependencies {
         f.add(
             "unmet task ids",
