@@ -570,11 +570,14 @@ async fn a_preemption_during_a_run_requeues_and_completes_every_task_once() {
     let save = format!(r#"cp \"$AZ_BATCH_TASK_PREEMPTION_NOTICE\" {nd}/$AZ_BATCH_TASK_ID.notice"#);
     let tasks: Vec<TaskCreate> = (0..8)
         .map(|i| {
+            // Each says it is ready once its trap is set: a SIGTERM before that would end the
+            // shell before it could save the notice.
+            let ready = format!("touch {nd}/$AZ_BATCH_TASK_ID.ready");
             let script = if i % 2 == 0 {
-                format!("trap '{save}; exit 0' TERM; sleep 4 & wait")
+                format!("trap '{save}; exit 0' TERM; {ready}; sleep 4 & wait")
             } else {
                 format!(
-                    "trap '{save}' TERM; i=0; while [ $i -lt 20 ]; do sleep 0.2; i=$((i+1)); done"
+                    "trap '{save}' TERM; {ready}; i=0; while [ $i -lt 20 ]; do sleep 0.2; i=$((i+1)); done"
                 )
             };
             task(
@@ -593,6 +596,22 @@ async fn a_preemption_during_a_run_requeues_and_completes_every_task_once() {
     })
     .await;
     let victim = nodes[0].id.clone();
+    wait_until(Duration::from_secs(10), "4 tasks ready", || {
+        let dir = notices.path().to_path_buf();
+        async move {
+            std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.filter(|e| {
+                        e.as_ref()
+                            .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".ready"))
+                    })
+                    .count()
+                        >= 4
+                })
+                .unwrap_or(false)
+        }
+    })
+    .await;
     let victims: Vec<String> = c
         .list_tasks("j", &ListOptions::default())
         .await
