@@ -28,6 +28,7 @@ mod nodes;
 pub(crate) mod ops;
 mod pools;
 mod preempt;
+mod priority;
 mod sched;
 mod schedules;
 mod state;

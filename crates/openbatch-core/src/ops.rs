@@ -298,6 +298,9 @@ impl Core {
         }
         job.version = version;
         job.last_modified = now;
+        // Priority and allowTaskPreemption decide who may take whose node: place again.
+        let pool = job.pool_key();
+        self.dirty_pools.insert(pool);
         for tk in &waiting {
             self.enqueue(&key, tk);
         }

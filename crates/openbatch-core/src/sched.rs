@@ -12,6 +12,8 @@
 //! - `nodeFillType`: `spread` puts each task on the node with the most free slots, `pack`
 //!   fills the busiest node that still fits first.
 //! - A job's `maxParallelTasks` caps its runs in flight.
+//! - Jobs with `allowTaskPreemption` give way: a waiting task of a higher-priority job that
+//!   fits no node gets one by requeueing their tasks (`priority.rs`).
 //! - A task's `affinityInfo.affinityId` is a preference: the task runs on that node when the
 //!   node can take it at the moment the task's turn comes, and wherever the fill type says
 //!   otherwise. It never changes the order in which tasks start.
@@ -42,7 +44,21 @@ impl Core {
         placed
     }
 
+    /// Place what fits; then, while a waiting task of a higher-priority job can get a node by
+    /// requeueing tasks of jobs that allow it (`priority.rs`), do that and place again. Each
+    /// round that preempts must start something, so the loop ends.
     fn schedule_pool(&mut self, pool_key: &str, now: DateTime<Utc>, fx: &mut Vec<Effect>) -> bool {
+        let mut placed = self.place_pool(pool_key, now, fx);
+        while self.preempt_for_priority(pool_key, now, fx) {
+            if !self.place_pool(pool_key, now, fx) {
+                break;
+            }
+            placed = true;
+        }
+        placed
+    }
+
+    fn place_pool(&mut self, pool_key: &str, now: DateTime<Utc>, fx: &mut Vec<Effect>) -> bool {
         let Some(pool) = self.pools.get(pool_key) else {
             return false;
         };

@@ -498,6 +498,8 @@ fn two_thousand_nodes_two_hundred_thousand_tasks() {
         let job: m::JobCreate = serde_json::from_value(json!({
             "id": format!("job{j}"), "poolInfo": {"poolId": "sim"},
             "priority": (j as i32 % 5) * 100 - 200,
+            // The lowest-priority jobs give way to the others (priority preemption).
+            "allowTaskPreemption": j % 5 == 0,
             "constraints": {"maxTaskRetryCount": 2},
             "usesTaskDependencies": j % 2 == 0,
         }))

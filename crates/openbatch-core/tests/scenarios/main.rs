@@ -19,6 +19,7 @@ mod jobs;
 mod nodes;
 mod pools;
 mod preemption;
+mod priority;
 mod replay;
 mod schedules;
 mod scheduling;
