@@ -74,10 +74,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn pick<T: Clone>(items: &[T], i: usize) -> Option<T> {
-    (!items.is_empty()).then(|| items[i % items.len()].clone())
-}
-
 struct World {
     sim: Sim,
     next_task: usize,
@@ -116,31 +112,6 @@ impl World {
                     .map(move |t| (j.to_string(), t.id))
             })
             .collect()
-    }
-
-    fn known_nodes(&self) -> Vec<String> {
-        self.sim
-            .core
-            .node_ids()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect()
-    }
-
-    fn outstanding_removals(&self) -> Vec<String> {
-        let known: BTreeSet<String> = self.known_nodes().into_iter().collect();
-        self.sim
-            .remove_requested
-            .iter()
-            .filter(|n| known.contains(*n))
-            .cloned()
-            .collect()
-    }
-
-    /// An agent reports the end of a run: killed runs end with 137.
-    fn finish(&mut self, run: RunId, exit_code: i32) {
-        let killed = self.sim.runs[&run].killed;
-        self.sim.finish(run, if killed { 137 } else { exit_code });
     }
 
     fn step(&mut self, op: &Op) {
@@ -188,7 +159,7 @@ impl World {
                     .map(|(id, _)| *id)
                     .collect();
                 if let Some(run) = pick(&runs, *run) {
-                    self.finish(run, *exit_code);
+                    self.sim.finish_as_agent(run, *exit_code);
                 }
             }
             Op::Disconnect { node } => {
@@ -198,12 +169,12 @@ impl World {
                 }
             }
             Op::Lose { node } => {
-                if let Some(node) = pick(&self.known_nodes(), *node) {
+                if let Some(node) = pick(&self.sim.known_nodes(), *node) {
                     self.sim.lose(&node);
                 }
             }
             Op::Removed { node } => {
-                if let Some(node) = pick(&self.outstanding_removals(), *node) {
+                if let Some(node) = pick(&self.sim.outstanding_removals(), *node) {
                     self.sim.removed(&node);
                 }
             }
@@ -246,25 +217,7 @@ impl World {
             id: "p".into(),
             resize: serde_json::from_value(json!({"targetDedicatedNodes": 5})).unwrap(),
         });
-        for _ in 0..500 {
-            for n in self.sim.pending() {
-                self.sim.connect(&n);
-            }
-            let removals = self.outstanding_removals();
-            for n in &removals {
-                self.sim.removed(n);
-            }
-            let runs: Vec<RunId> = self.sim.runs.keys().copied().collect();
-            if runs.is_empty() && removals.is_empty() && self.sim.pending().is_empty() {
-                return;
-            }
-            for r in runs {
-                if self.sim.runs.contains_key(&r) {
-                    self.finish(r, 0);
-                }
-            }
-        }
-        panic!("the simulation does not settle");
+        self.sim.settle(|_| {});
     }
 }
 

@@ -112,8 +112,16 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn pick<T: Clone>(items: &[T], i: usize) -> Option<T> {
-    (!items.is_empty()).then(|| items[i % items.len()].clone())
+/// Connected nodes whose start task runs.
+fn starting(sim: &Sim) -> Vec<String> {
+    sim.nodes("p")
+        .into_iter()
+        .filter(|n| {
+            sim.connected.contains(&n.id)
+                && n.start_task_info.as_ref().map(|i| i.state) == Some(StartTaskState::Running)
+        })
+        .map(|n| n.id)
+        .collect()
 }
 
 struct World {
@@ -174,44 +182,6 @@ impl World {
             .collect()
     }
 
-    fn known_nodes(&self) -> Vec<String> {
-        self.sim
-            .core
-            .node_ids()
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect()
-    }
-
-    /// Connected nodes whose start task runs.
-    fn starting(&self) -> Vec<String> {
-        self.sim
-            .nodes("p")
-            .into_iter()
-            .filter(|n| {
-                self.sim.connected.contains(&n.id)
-                    && n.start_task_info.as_ref().map(|i| i.state) == Some(StartTaskState::Running)
-            })
-            .map(|n| n.id)
-            .collect()
-    }
-
-    fn outstanding_removals(&self) -> Vec<String> {
-        let known: BTreeSet<String> = self.known_nodes().into_iter().collect();
-        self.sim
-            .remove_requested
-            .iter()
-            .filter(|n| known.contains(*n))
-            .cloned()
-            .collect()
-    }
-
-    /// An agent reports the end of a run: killed runs end with 137.
-    fn finish(&mut self, run: RunId, exit_code: i32) {
-        let killed = self.sim.runs[&run].killed;
-        self.sim.finish(run, if killed { 137 } else { exit_code });
-    }
-
     fn step(&mut self, op: &Op) {
         let sim = &mut self.sim;
         sim.advance(1);
@@ -266,7 +236,7 @@ impl World {
                     .map(|(id, _)| *id)
                     .collect();
                 if let Some(run) = pick(&runs, *run) {
-                    self.finish(run, *exit_code);
+                    self.sim.finish_as_agent(run, *exit_code);
                 }
             }
             Op::Disconnect { node } => {
@@ -276,12 +246,12 @@ impl World {
                 }
             }
             Op::Lose { node } => {
-                if let Some(node) = pick(&self.known_nodes(), *node) {
+                if let Some(node) = pick(&self.sim.known_nodes(), *node) {
                     self.sim.lose(&node);
                 }
             }
             Op::Removed { node } => {
-                if let Some(node) = pick(&self.outstanding_removals(), *node) {
+                if let Some(node) = pick(&self.sim.outstanding_removals(), *node) {
                     self.sim.removed(&node);
                 }
             }
@@ -339,7 +309,7 @@ impl World {
             }
             Op::TerminateJob { .. } | Op::DeleteJob { .. } => {}
             Op::StartTaskDone { node, exit_code } => {
-                if let Some(node) = pick(&self.starting(), *node) {
+                if let Some(node) = pick(&starting(&self.sim), *node) {
                     self.sim.start_task_done(&node, *exit_code);
                 }
             }
@@ -353,39 +323,21 @@ impl World {
             id: "p".into(),
             resize: serde_json::from_value(json!({"targetDedicatedNodes": 2})).unwrap(),
         });
-        for _ in 0..500 {
-            for n in self.sim.pending() {
-                self.sim.connect(&n);
-            }
-            for n in self.starting() {
-                self.sim.start_task_done(&n, 0);
+        self.sim.settle(|sim| {
+            for n in starting(sim) {
+                sim.start_task_done(&n, 0);
             }
             // An operator replaces the nodes whose start task failed.
-            let failed: Vec<String> = self
-                .sim
+            let failed: Vec<String> = sim
                 .nodes("p")
                 .into_iter()
                 .filter(|n| n.state == NodeState::StartTaskFailed)
                 .map(|n| n.id)
                 .collect();
             for n in &failed {
-                self.sim.lose(n);
+                sim.lose(n);
             }
-            let removals = self.outstanding_removals();
-            for n in &removals {
-                self.sim.removed(n);
-            }
-            let runs: Vec<RunId> = self.sim.runs.keys().copied().collect();
-            if runs.is_empty() && removals.is_empty() && self.sim.pending().is_empty() {
-                return;
-            }
-            for r in runs {
-                if self.sim.runs.contains_key(&r) {
-                    self.finish(r, 0);
-                }
-            }
-        }
-        panic!("the simulation does not settle");
+        });
     }
 }
 

@@ -67,6 +67,12 @@ pub fn add(job: &str, tasks: Vec<TaskCreate>) -> Input {
     }
 }
 
+/// The `i`-th item, wrapping around; `None` when there are none (for random operations that
+/// name "some node" or "some task" by an index).
+pub fn pick<T: Clone>(items: &[T], i: usize) -> Option<T> {
+    (!items.is_empty()).then(|| items[i % items.len()].clone())
+}
+
 pub fn urls() -> Urls {
     Urls {
         base: "https://acct.openbatch.test".into(),
@@ -528,6 +534,54 @@ impl Sim {
     }
 
     /// Finish every run executing now (killed ones too), oldest first.
+    /// An agent reports the end of a run as a real one would: a run the core killed ends with
+    /// 137, whatever `exit_code` the test meant.
+    pub fn finish_as_agent(&mut self, run: RunId, exit_code: i32) {
+        let killed = self.runs[&run].killed;
+        self.finish(run, if killed { 137 } else { exit_code });
+    }
+
+    /// The ids of every node the core knows.
+    pub fn known_nodes(&self) -> Vec<String> {
+        self.core.node_ids().into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Nodes the core asked the provider to remove and still knows.
+    pub fn outstanding_removals(&self) -> Vec<String> {
+        let known: BTreeSet<String> = self.known_nodes().into_iter().collect();
+        self.remove_requested
+            .iter()
+            .filter(|n| known.contains(*n))
+            .cloned()
+            .collect()
+    }
+
+    /// Play agents and provider until nothing runs, nothing boots and nothing waits to be
+    /// removed: connect what boots, call `round` (the test's own chores), carry out removals,
+    /// and end every run. Panics if that does not converge in 500 rounds.
+    pub fn settle(&mut self, mut round: impl FnMut(&mut Sim)) {
+        for _ in 0..500 {
+            for n in self.pending() {
+                self.connect(&n);
+            }
+            round(self);
+            let removals = self.outstanding_removals();
+            for n in &removals {
+                self.removed(n);
+            }
+            let runs: Vec<RunId> = self.runs.keys().copied().collect();
+            if runs.is_empty() && removals.is_empty() && self.pending().is_empty() {
+                return;
+            }
+            for r in runs {
+                if self.runs.contains_key(&r) {
+                    self.finish_as_agent(r, 0);
+                }
+            }
+        }
+        panic!("the simulation does not settle");
+    }
+
     pub fn finish_all(&mut self, exit_code: i32) {
         let runs: Vec<RunId> = self.runs.keys().copied().collect();
         for r in runs {
