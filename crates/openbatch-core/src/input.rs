@@ -245,6 +245,14 @@ pub enum Effect {
         node: String,
         grace: std::time::Duration,
     },
+    /// A deleted job (`task: None`) or task is gone for good: the logs the server keeps of its
+    /// runs can be deleted. Only runs before `before_run` are meant (run ids only grow): a job
+    /// or task created again under the same id keeps the logs of its own runs.
+    DiscardLogs {
+        job: String,
+        task: Option<String>,
+        before_run: RunId,
+    },
     /// Install these application packages on the node now, ahead of the runs that need them
     /// (a node joined a pool with packages, or the pool's packages changed). The runs install
     /// them anyway (once per node) if this did not happen; it decides nothing.

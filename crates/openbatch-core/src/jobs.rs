@@ -182,7 +182,15 @@ impl Core {
 
     /// Forget a deleted job whose runs are all gone; its job schedule, if any, learns of it.
     fn remove_job(&mut self, key: &str, now: DateTime<Utc>) {
-        if let Some(schedule) = self.jobs.remove(key).and_then(|j| j.schedule) {
+        let Some(job) = self.jobs.remove(key) else {
+            return;
+        };
+        self.deferred.push(Effect::DiscardLogs {
+            job: job.spec.id.clone(),
+            task: None,
+            before_run: self.next_run,
+        });
+        if let Some(schedule) = job.schedule {
             self.scheduled_job_removed(&schedule, key, now);
         }
     }

@@ -287,6 +287,13 @@ impl Core {
             let slots = task.required_slots() as i64;
             adjust(&mut job.counts, (task.state, task.exec.result), -1);
             adjust(&mut job.slot_counts, (task.state, task.exec.result), -slots);
+            if task.location.is_some() {
+                self.deferred.push(Effect::DiscardLogs {
+                    job: job.spec.id.clone(),
+                    task: Some(task.spec.id),
+                    before_run: self.next_run,
+                });
+            }
         }
     }
 

@@ -284,7 +284,9 @@ impl World {
                         self.kills.push(*run);
                     }
                 }
-                Effect::RunStartTask { .. } | Effect::InstallPackages { .. } => {}
+                Effect::RunStartTask { .. }
+                | Effect::InstallPackages { .. }
+                | Effect::DiscardLogs { .. } => {}
                 Effect::RemoveNode { node } => {
                     self.drop_agent(node);
                     let n = node.clone();

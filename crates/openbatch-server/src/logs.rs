@@ -201,6 +201,43 @@ impl AutoStorage {
             .collect()
     }
 
+    /// Deletes the kept logs of a deleted job (`task: None`) or task: every run's before
+    /// `before_run`. Failures are logged; the objects then stay behind.
+    pub(crate) async fn discard_logs(&self, job: &str, task: Option<&str>, before_run: RunId) {
+        let Ok(container) = self.storage.container(LOGS_CONTAINER) else {
+            return;
+        };
+        let prefix = match task {
+            Some(task) => format!("jobs/{job}/{task}/"),
+            None => format!("jobs/{job}/"),
+        };
+        let blobs = match container.list(&prefix).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(%prefix, error = %e, "could not list the logs of a deleted job or task");
+                return;
+            }
+        };
+        let mut deleted = 0usize;
+        for b in blobs {
+            // jobs/<job>/<task>/<run>/<file>
+            let run = b
+                .name
+                .strip_prefix("jobs/")
+                .and_then(|rest| rest.split('/').nth(2))
+                .and_then(|run| run.parse::<RunId>().ok());
+            if run.is_some_and(|r| r < before_run) {
+                match container.delete(&b.name).await {
+                    Ok(()) => deleted += 1,
+                    Err(e) => {
+                        tracing::warn!(blob = %b.name, error = %e, "could not delete a kept log")
+                    }
+                }
+            }
+        }
+        tracing::debug!(%prefix, deleted, "kept logs of a deleted job or task deleted");
+    }
+
     /// The kept copy of one file of a task directory (`stdout.txt` or `stderr.txt`).
     pub(crate) async fn kept_log(
         &self,
@@ -279,5 +316,47 @@ mod tests {
             .container_url
             .starts_with("http://x/openbatch/storage/openbatch-logs?"));
         assert_eq!(up.prefix, "nodes/n1/startup/");
+    }
+
+    #[tokio::test]
+    async fn discarding_deletes_only_the_runs_before_the_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let st =
+            AutoStorage::open(&StorageConfig::default(), dir.path(), b"key", "http://x/").unwrap();
+        let c = st.storage.container(LOGS_CONTAINER).unwrap();
+        for blob in [
+            "jobs/j/t/5/stdout.txt",
+            "jobs/j/t/9/stderr.txt",
+            "jobs/j/u/6/stdout.txt",
+            "jobs/j/t/12/stdout.txt", // a task of the same id, created again after the delete
+            "jobs/jj/t/5/stdout.txt", // another job whose id starts the same
+        ] {
+            c.put(blob, "x".into()).await.unwrap();
+        }
+        let names = || async {
+            let mut n: Vec<String> = c
+                .list("jobs/")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|b| b.name)
+                .collect();
+            n.sort();
+            n
+        };
+        st.discard_logs("j", Some("t"), 10).await;
+        assert_eq!(
+            names().await,
+            [
+                "jobs/j/t/12/stdout.txt",
+                "jobs/j/u/6/stdout.txt",
+                "jobs/jj/t/5/stdout.txt"
+            ]
+        );
+        st.discard_logs("j", None, 10).await;
+        assert_eq!(
+            names().await,
+            ["jobs/j/t/12/stdout.txt", "jobs/jj/t/5/stdout.txt"]
+        );
     }
 }

@@ -297,6 +297,19 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
             Effect::KillTask { node, run } => {
                 state.agents.send(&node, &ServerMsg::KillTask { run });
             }
+            Effect::DiscardLogs {
+                job,
+                task,
+                before_run,
+            } => {
+                // In the background: a large job has many objects, and nothing waits on this.
+                let storage = state.storage.clone();
+                tokio::spawn(async move {
+                    storage
+                        .discard_logs(&job, task.as_deref(), before_run)
+                        .await;
+                });
+            }
             Effect::RestartNode { node, wipe } => {
                 state.agents.send(&node, &ServerMsg::Restart { wipe });
             }

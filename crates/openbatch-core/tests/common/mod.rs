@@ -377,6 +377,17 @@ impl Sim {
                     self.preempt_notices.push(node.clone());
                 }
                 Effect::InstallPackages { .. } => {}
+                // Logs are discarded only for what is gone for good.
+                Effect::DiscardLogs { job, task, .. } => match task {
+                    None => assert!(
+                        self.core.job(job, &urls()).is_err(),
+                        "logs of job {job} discarded while it exists"
+                    ),
+                    Some(task) => assert!(
+                        self.core.task(job, task, &urls()).is_err(),
+                        "logs of task {job}/{task} discarded while it exists"
+                    ),
+                },
             }
         }
     }

@@ -363,3 +363,56 @@ fn delete_an_active_task() {
     assert!(sim.last_run_tasks().is_empty());
     assert_eq!(sim.tasks("j").len(), 1);
 }
+
+/// The logs the server keeps of a task's runs go with the task: deleting a task that ran asks
+/// for them to be discarded (runs up to now only), deleting one that never ran asks nothing, and
+/// a deleted job's logs go as a whole once the job is gone.
+#[test]
+fn deleted_tasks_and_jobs_discard_their_kept_logs() {
+    let discards = |sim: &Sim| -> Vec<(String, Option<String>, u64)> {
+        sim.last
+            .iter()
+            .filter_map(|fx| match fx {
+                Effect::DiscardLogs {
+                    job,
+                    task,
+                    before_run,
+                } => Some((job.clone(), task.clone(), *before_run)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut sim = setup(1, json!({}));
+    sim.ok(add("j", simple_tasks("t", 2)));
+    let run = sim.run_of("j", "t1");
+    sim.finish_task("j", "t1", 0);
+    sim.ok(Input::DeleteTask {
+        job: "j".into(),
+        task: "t1".into(),
+    });
+    let d = discards(&sim);
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0].0.as_str(), d[0].1.as_deref()), ("j", Some("t1")));
+    assert!(d[0].2 > run, "the task's own runs are covered");
+    sim.ok(add("j", simple_tasks("never", 1)));
+    sim.ok(Input::DeleteTask {
+        job: "j".into(),
+        task: "never1".into(),
+    });
+    assert!(
+        discards(&sim).is_empty(),
+        "a task that never ran kept nothing"
+    );
+
+    // The job waits for its running task's end; then it is gone, and its logs with it.
+    sim.ok(Input::DeleteJob { id: "j".into() });
+    assert!(discards(&sim).is_empty());
+    sim.finish_all(0);
+    assert_eq!(
+        discards(&sim)
+            .into_iter()
+            .map(|(j, t, _)| (j, t))
+            .collect::<Vec<_>>(),
+        vec![("j".to_string(), None)]
+    );
+}
