@@ -551,6 +551,26 @@ impl Core {
         let count = nodes.len() as u32;
         let mut instances = Vec::with_capacity(nodes.len());
         let mut specs = Vec::with_capacity(nodes.len());
+        // What every instance is told: the gang's node addresses (an agent's address is the
+        // one it connected from; the node id when it has none yet), and the coordination step.
+        let hosts: Vec<String> = nodes
+            .iter()
+            .map(|id| match self.nodes.get(id) {
+                Some(n) if !n.ip_address.is_empty() => n.ip_address.clone(),
+                _ => id.clone(),
+            })
+            .collect();
+        let settings = self
+            .jobs
+            .get(jk)
+            .and_then(|j| j.tasks.get(tk))
+            .and_then(|t| t.spec.multi_instance_settings.clone());
+        let (coordination, common_files) = settings.map_or((None, Vec::new()), |m| {
+            (
+                Some(m.coordination_command_line).filter(|c| !c.trim().is_empty()),
+                m.common_resource_files,
+            )
+        });
         for (index, node_id) in nodes.iter().enumerate() {
             let run = self.next_run;
             self.next_run += 1;
@@ -558,6 +578,9 @@ impl Core {
             let instance = InstanceSpec {
                 index: index as u32,
                 count,
+                hosts: hosts.clone(),
+                coordination_command_line: coordination.clone(),
+                common_resource_files: common_files.clone(),
             };
             let Some(spec) = self.run_spec(jk, tk, run, slots, Some(instance)) else {
                 return;
