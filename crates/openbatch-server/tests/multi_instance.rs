@@ -42,6 +42,12 @@ async fn multi_instance_tasks_are_accepted_and_checked() {
     assert_eq!(m.coordination_command_line, "start");
     assert_eq!(m.common_resource_files.len(), 1);
 
+    // Not started yet: no subtasks; an unknown task is a 404.
+    assert!(client.list_subtasks("j", "mpi").await.unwrap().is_empty());
+    let err = client.list_subtasks("j", "nope").await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    assert_eq!(err.code(), Some("TaskNotFound"));
+
     // Zero instances, and a multi-instance task that asks for more than one slot.
     let zero = task(json!({
         "id": "zero", "commandLine": "x",

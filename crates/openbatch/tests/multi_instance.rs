@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use openbatch_api::models::{ExecutionResult, TaskState};
+use openbatch_api::models::{ExecutionResult, SubtaskState, TaskState};
 use serde_json::json;
 
 /// The coordination script: note this node's id, pid and host list in `$MARKERS`; the
@@ -153,6 +153,24 @@ async fn a_three_node_multi_instance_task_coordinates_runs_on_the_primary_and_cl
         let shared = std::fs::read_to_string(markers.path().join(format!("{n}.shared"))).unwrap();
         assert!(shared.trim().ends_with("workitems/j/job-1/mpi"), "{shared}");
     }
+    // subtasksinfo lists the two subtasks (not the primary) on the other nodes, completed.
+    let subs = c.list_subtasks("j", "mpi").await.unwrap();
+    assert_eq!(
+        subs.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![Some(1), Some(2)]
+    );
+    let mut sub_nodes: Vec<String> = subs
+        .iter()
+        .filter_map(|s| s.node_info.as_ref()?.node_id.clone())
+        .collect();
+    sub_nodes.push(primary.trim().to_string());
+    sub_nodes.sort();
+    let mut all_nodes = nodes.clone();
+    all_nodes.sort();
+    assert_eq!(sub_nodes, all_nodes, "one instance per node");
+    assert!(subs
+        .iter()
+        .all(|s| s.state == Some(SubtaskState::Completed) && s.end_time.is_some()));
     // The subtasks' coordination commands were killed when the primary ended.
     let pids = subtask_pids(markers.path());
     assert_eq!(pids.len(), 2, "{pids:?}");
