@@ -781,3 +781,37 @@ fn run_start_task(
         send(&state, &AgentMsg::StartTaskFinished { result });
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The multi-instance variables in Azure's formats: `ip,ip`, `ip;ip`, the primary's
+    /// `ip:port`, and whether this node is the primary's.
+    #[test]
+    fn instance_env_names_the_hosts_and_the_master() {
+        let spec = openbatch_api::agent::InstanceSpec {
+            index: 1,
+            count: 3,
+            hosts: vec!["10.0.0.4".into(), "10.0.0.5".into(), "10.0.0.6".into()],
+            coordination_command_line: Some("start".into()),
+            common_resource_files: Vec::new(),
+        };
+        let env: HashMap<String, String> = instance_env(&spec, Path::new("/r/workitems/j/job-1/t"))
+            .into_iter()
+            .collect();
+        assert_eq!(env["AZ_BATCH_HOST_LIST"], "10.0.0.4,10.0.0.5,10.0.0.6");
+        assert_eq!(env["AZ_BATCH_NODE_LIST"], "10.0.0.4;10.0.0.5;10.0.0.6");
+        assert_eq!(env["AZ_BATCH_MASTER_NODE"], "10.0.0.4:6000");
+        assert_eq!(env["AZ_BATCH_IS_CURRENT_NODE_MASTER"], "false");
+        assert_eq!(env["AZ_BATCH_TASK_SHARED_DIR"], "/r/workitems/j/job-1/t");
+        let primary = openbatch_api::agent::InstanceSpec { index: 0, ..spec };
+        let run = instance_run(&primary).unwrap();
+        assert!(run.primary);
+        assert_eq!(run.coordination_command_line.as_deref(), Some("start"));
+        let env: HashMap<String, String> = instance_env(&primary, Path::new("/t"))
+            .into_iter()
+            .collect();
+        assert_eq!(env["AZ_BATCH_IS_CURRENT_NODE_MASTER"], "true");
+    }
+}

@@ -25,11 +25,15 @@ fi
 exec sleep 600
 "#;
 
-/// The primary's command: wait (with a deadline) for the three coordination markers, check
-/// the host list, then exit with `$EXIT`.
+/// The primary's command: wait (with a deadline) for the three coordination markers (and,
+/// with `$WAIT_GO` set, for the test's `go` file), check the host list, then exit with `$EXIT`.
 const PRIMARY: &str = r#"
 i=0
 while [ "$(ls "$MARKERS"/*.hosts 2>/dev/null | wc -l)" -lt 3 ] && [ $i -lt 200 ]; do
+  sleep 0.1; i=$((i+1))
+done
+i=0
+while [ -n "$WAIT_GO" ] && [ ! -e "$MARKERS/go" ] && [ $i -lt 300 ]; do
   sleep 0.1; i=$((i+1))
 done
 n=$(ls "$MARKERS"/*.hosts | wc -l)
@@ -108,9 +112,27 @@ async fn a_three_node_multi_instance_task_coordinates_runs_on_the_primary_and_cl
     wait_idle(&c, "p", 3).await;
     c.create_job(&job("j", "p")).await.unwrap();
     let markers = tempfile::tempdir().unwrap();
-    c.create_task("j", &mpi_task("mpi", markers.path(), 0, 0))
-        .await
-        .unwrap();
+    let mut t = mpi_task("mpi", markers.path(), 0, 0);
+    t.environment_settings
+        .push(serde_json::from_value(json!({"name": "WAIT_GO", "value": "1"})).unwrap());
+    c.create_task("j", &t).await.unwrap();
+    // While the attempt runs, subtasksinfo shows both subtasks running, each on its own node.
+    wait_until(Duration::from_secs(30), "two running subtasks", || async {
+        c.list_subtasks("j", "mpi").await.is_ok_and(|subs| {
+            subs.len() == 2
+                && subs
+                    .iter()
+                    .all(|s| s.state == Some(SubtaskState::Running) && s.end_time.is_none())
+        })
+    })
+    .await;
+    let running = c.list_subtasks("j", "mpi").await.unwrap();
+    let running_nodes: std::collections::BTreeSet<_> = running
+        .iter()
+        .filter_map(|s| s.node_info.as_ref()?.node_id.clone())
+        .collect();
+    assert_eq!(running_nodes.len(), 2, "{running:?}");
+    std::fs::write(markers.path().join("go"), "").unwrap();
     wait_completed(&c, "j", 1, Duration::from_secs(60)).await;
 
     let t = c.get_task("j", "mpi").await.unwrap();
