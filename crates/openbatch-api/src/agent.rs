@@ -94,10 +94,27 @@ pub struct RunSpec {
 /// instances; a subtask's failure fails the attempt; a subtask reported ended with success
 /// before that frees its node early, so an agent should keep a subtask's run (its coordination
 /// service) in flight until it is killed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The agent downloads `common_resource_files` into the task directory (Azure's
+/// `AZ_BATCH_TASK_SHARED_DIR`) on every instance and runs `coordination_command_line` there;
+/// the primary then stages the task's own resource files and runs its command line, while a
+/// subtask stays in flight (its coordination command running, or its process group kept) until
+/// it is killed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceSpec {
     pub index: u32,
     pub count: u32,
+    /// The instances' node addresses (the address each agent connected from), in instance
+    /// order: `hosts[0]` is the primary's. Empty from a core that predates it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// `multiInstanceSettings.coordinationCommandLine`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordination_command_line: Option<String>,
+    /// `multiInstanceSettings.commonResourceFiles` (the server resolves auto-storage ones at
+    /// dispatch, like the task's own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub common_resource_files: Vec<ResourceFile>,
 }
 
 /// One application package a run (or start task) needs, resolved to a concrete version.

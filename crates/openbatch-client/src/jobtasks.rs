@@ -24,3 +24,25 @@ impl Client {
         self.list_all(url).await
     }
 }
+
+impl Client {
+    /// `GET /jobs/{id}/tasks/{tid}/subtasksinfo`: the subtasks of a multi-instance task
+    /// (instances 1 and up) in its current or latest attempt.
+    pub async fn list_subtasks(
+        &self,
+        job_id: &str,
+        task_id: &str,
+    ) -> Result<Vec<openbatch_api::models::Subtask>, ClientError> {
+        let url = self.url(
+            &[
+                Lit("jobs"),
+                Val("job id", job_id),
+                Lit("tasks"),
+                Val("task id", task_id),
+                Lit("subtasksinfo"),
+            ],
+            &[],
+        )?;
+        self.list_all(url).await
+    }
+}

@@ -41,12 +41,62 @@
 use chrono::{DateTime, Utc};
 use openbatch_api::agent::InstanceSpec;
 use openbatch_api::models::{
-    ErrorCategory, FailureInfo, JobState, NameValuePair, TaskCreate, TaskState,
+    self as m, ErrorCategory, ExecutionResult, FailureInfo, JobState, NameValuePair, SubtaskState,
+    TaskCreate, TaskState,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::input::{Effect, RunResult};
 use crate::state::{Core, JobOrder, Reservation, Task};
+use crate::view::Urls;
 use crate::CoreError;
+
+/// One subtask (instance 1 and up) of a multi-instance task's current or latest attempt: what
+/// `subtasksinfo` lists. Started `running` with the gang; `completed` when its run reports its
+/// end (with that result), or when the attempt ends without it (stopped: the time only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SubtaskRecord {
+    pub(crate) index: u32,
+    pub(crate) run: u64,
+    pub(crate) node_id: String,
+    pub(crate) pool_id: String,
+    pub(crate) state: SubtaskState,
+    pub(crate) state_time: DateTime<Utc>,
+    #[serde(default)]
+    pub(crate) previous: Option<(SubtaskState, DateTime<Utc>)>,
+    pub(crate) start_time: DateTime<Utc>,
+    #[serde(default)]
+    pub(crate) end_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub(crate) exit_code: Option<i32>,
+    #[serde(default)]
+    pub(crate) failure: Option<FailureInfo>,
+    #[serde(default)]
+    pub(crate) result: Option<ExecutionResult>,
+}
+
+impl SubtaskRecord {
+    /// The subtask ends now: with its run's result when it reported one.
+    fn complete(&mut self, result: Option<&RunResult>, now: DateTime<Utc>) {
+        if self.state == SubtaskState::Completed {
+            return;
+        }
+        self.previous = Some((self.state, self.state_time));
+        self.state = SubtaskState::Completed;
+        self.state_time = now;
+        self.end_time = Some(now);
+        if let Some(r) = result {
+            self.end_time = Some(r.end_time.max(self.start_time));
+            self.exit_code = r.exit_code;
+            self.failure = r.failure.clone();
+            self.result = Some(if r.failure.is_none() && r.exit_code == Some(0) {
+                ExecutionResult::Success
+            } else {
+                ExecutionResult::Failure
+            });
+        }
+    }
+}
 
 /// The failure code of a multi-instance task wider than its pool can have.
 pub(crate) const TOO_WIDE_CODE: &str = "TaskRequiresMoreNodesThanPoolHas";
@@ -551,6 +601,26 @@ impl Core {
         let count = nodes.len() as u32;
         let mut instances = Vec::with_capacity(nodes.len());
         let mut specs = Vec::with_capacity(nodes.len());
+        // What every instance is told: the gang's node addresses (an agent's address is the
+        // one it connected from; the node id when it has none yet), and the coordination step.
+        let hosts: Vec<String> = nodes
+            .iter()
+            .map(|id| match self.nodes.get(id) {
+                Some(n) if !n.ip_address.is_empty() => n.ip_address.clone(),
+                _ => id.clone(),
+            })
+            .collect();
+        let settings = self
+            .jobs
+            .get(jk)
+            .and_then(|j| j.tasks.get(tk))
+            .and_then(|t| t.spec.multi_instance_settings.clone());
+        let (coordination, common_files) = settings.map_or((None, Vec::new()), |m| {
+            (
+                Some(m.coordination_command_line).filter(|c| !c.trim().is_empty()),
+                m.common_resource_files,
+            )
+        });
         for (index, node_id) in nodes.iter().enumerate() {
             let run = self.next_run;
             self.next_run += 1;
@@ -558,6 +628,9 @@ impl Core {
             let instance = InstanceSpec {
                 index: index as u32,
                 count,
+                hosts: hosts.clone(),
+                coordination_command_line: coordination.clone(),
+                common_resource_files: common_files.clone(),
             };
             let Some(spec) = self.run_spec(jk, tk, run, slots, Some(instance)) else {
                 return;
@@ -571,11 +644,36 @@ impl Core {
         for (run, node_id, slots) in &instances {
             self.occupy(jk, tk, *run, node_id, *slots, now);
         }
+        let subtasks: Vec<SubtaskRecord> = instances
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(index, (run, node_id, _))| SubtaskRecord {
+                index: index as u32,
+                run: *run,
+                node_id: node_id.clone(),
+                pool_id: self
+                    .nodes
+                    .get(node_id)
+                    .and_then(|n| self.pools.get(&n.pool))
+                    .map(|p| p.spec.id.clone())
+                    .unwrap_or_default(),
+                state: SubtaskState::Running,
+                state_time: now,
+                previous: None,
+                start_time: now,
+                end_time: None,
+                exit_code: None,
+                failure: None,
+                result: None,
+            })
+            .collect();
         if let Some(t) = self.jobs.get_mut(jk).and_then(|j| j.tasks.get_mut(tk)) {
             t.gang = instances
                 .iter()
                 .map(|(run, node, _)| (*run, node.clone()))
                 .collect();
+            t.subtasks = subtasks;
         }
         for (spec, (_, node_id, _)) in specs.into_iter().zip(&instances) {
             fx.push(Effect::RunTask {
@@ -600,10 +698,13 @@ impl Core {
     /// End the gang's attempt: every instance still in flight but `except` is killed (their
     /// slots stay taken until their agents report it) and forgotten by the task. The kills go
     /// out at the end of `apply`.
-    fn stop_instances(&mut self, jk: &str, tk: &str, except: u64) {
+    fn stop_instances(&mut self, jk: &str, tk: &str, except: u64, now: DateTime<Utc>) {
         let Some(t) = self.jobs.get_mut(jk).and_then(|j| j.tasks.get_mut(tk)) else {
             return;
         };
+        for sub in &mut t.subtasks {
+            sub.complete(None, now);
+        }
         for (run, node) in std::mem::take(&mut t.gang) {
             if run != except {
                 self.deferred.push(Effect::KillTask { node, run });
@@ -631,7 +732,7 @@ impl Core {
     /// agent no longer has it): the whole gang goes back to the queue, its other instances
     /// killed. Like any requeue, no retry is used.
     pub(crate) fn requeue_gang(&mut self, run: u64, jk: &str, tk: &str, now: DateTime<Utc>) {
-        self.stop_instances(jk, tk, run);
+        self.stop_instances(jk, tk, run, now);
         // With the task's instances forgotten, the run is requeued as a single-node one: its
         // slots are released, and if it was the primary, the task goes back to the queue.
         let primary = self
@@ -667,6 +768,14 @@ impl Core {
             .and_then(|j| j.tasks.get(tk))
             .and_then(|t| t.current_run);
         let failed = result.failure.is_some() || result.exit_code != Some(0);
+        if let Some(sub) = self
+            .jobs
+            .get_mut(jk)
+            .and_then(|j| j.tasks.get_mut(tk))
+            .and_then(|t| t.subtasks.iter_mut().find(|s| s.run == run))
+        {
+            sub.complete(Some(&result), now);
+        }
         if primary != Some(run) && !failed {
             if let Some(t) = self.jobs.get_mut(jk).and_then(|j| j.tasks.get_mut(tk)) {
                 t.gang.retain(|(r, _)| *r != run);
@@ -674,11 +783,56 @@ impl Core {
             // No longer an instance in flight: it ends as a run of nothing current.
             return self.task_completed(node_id, run, result, now, fx);
         }
-        self.stop_instances(jk, tk, run);
+        self.stop_instances(jk, tk, run, now);
         if let Some(t) = self.jobs.get_mut(jk).and_then(|j| j.tasks.get_mut(tk)) {
             // A failed subtask's report is the attempt's.
             t.current_run = Some(run);
         }
         self.task_completed(node_id, run, result, now, fx)
+    }
+}
+
+impl Core {
+    /// `GET /jobs/{job}/tasks/{task}/subtasksinfo`: the subtasks of the task's current or
+    /// latest attempt, by id (the instance index; the primary is not listed). Empty for a task
+    /// that is not multi-instance or has not started.
+    pub fn list_subtasks(
+        &self,
+        job_id: &str,
+        task_id: &str,
+        urls: &Urls,
+    ) -> Result<Vec<m::Subtask>, CoreError> {
+        let (jk, tk) = self.find_task(job_id, task_id)?;
+        let job = &self.jobs[&jk];
+        let task = &job.tasks[&tk];
+        let dir = openbatch_api::agent::task_dir(&job.spec.id, &task.spec.id);
+        Ok(task
+            .subtasks
+            .iter()
+            .map(|s| {
+                let node_url = urls.node_url(&s.pool_id, &s.node_id);
+                m::Subtask {
+                    id: Some(s.index as i32),
+                    node_info: Some(m::NodeInfo {
+                        affinity_id: Some(s.node_id.clone()),
+                        node_url: Some(node_url.clone()),
+                        pool_id: Some(s.pool_id.clone()),
+                        node_id: Some(s.node_id.clone()),
+                        task_root_directory: Some(dir.clone()),
+                        task_root_directory_url: Some(format!("{node_url}/files/{dir}")),
+                    }),
+                    start_time: Some(s.start_time),
+                    end_time: s.end_time,
+                    exit_code: s.exit_code,
+                    container_info: None,
+                    failure_info: s.failure.clone(),
+                    state: Some(s.state),
+                    state_transition_time: Some(s.state_time),
+                    previous_state: s.previous.map(|p| p.0),
+                    previous_state_transition_time: s.previous.map(|p| p.1),
+                    result: s.result,
+                }
+            })
+            .collect())
     }
 }

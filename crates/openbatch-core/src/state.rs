@@ -257,6 +257,10 @@ pub(crate) struct Task {
     /// flight, (run, node), the primary (`current_run`) first. Empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) gang: Vec<(RunId, String)>,
+    /// For a multi-instance task: its subtasks (instances 1 and up) in the current or latest
+    /// attempt, as `subtasksinfo` lists them. Empty before its first start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) subtasks: Vec<crate::gang::SubtaskRecord>,
 }
 
 impl Task {

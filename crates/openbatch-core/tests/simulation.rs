@@ -176,7 +176,7 @@ impl World {
         let mut started: Started = HashMap::new();
         for fx in effects {
             if let Effect::RunTask { node, spec } = fx {
-                if let Some(i) = spec.instance {
+                if let Some(i) = &spec.instance {
                     assert_eq!(
                         self.used.get(node).copied().unwrap_or(0),
                         0,
@@ -243,7 +243,7 @@ impl World {
                             "{key:?} started before its dependency {d} completed"
                         );
                     }
-                    let instance = spec.instance.map(|i| (i.index, i.count));
+                    let instance = spec.instance.as_ref().map(|i| (i.index, i.count));
                     match instance {
                         Some((index, _)) => {
                             // The primary comes first; the others join its attempt.

@@ -450,6 +450,42 @@ fn resource_files(
         .collect()
 }
 
+/// The port named in `AZ_BATCH_MASTER_NODE`. Azure documents the variable as the primary's
+/// `ip:port` and tells programs not to use the port; openbatch keeps the same shape.
+const MASTER_PORT: u16 = 6000;
+
+/// The multi-instance variables of one instance (Azure's names and formats). With nodes
+/// started by the local provider every address is the same (the loopback), repeated once
+/// per instance.
+fn instance_env(i: &openbatch_api::agent::InstanceSpec, task_dir: &Path) -> Vec<(String, String)> {
+    let master = i.hosts.first().cloned().unwrap_or_default();
+    vec![
+        (
+            "AZ_BATCH_TASK_SHARED_DIR".into(),
+            task_dir.display().to_string(),
+        ),
+        ("AZ_BATCH_HOST_LIST".into(), i.hosts.join(",")),
+        ("AZ_BATCH_NODE_LIST".into(), i.hosts.join(";")),
+        (
+            "AZ_BATCH_MASTER_NODE".into(),
+            format!("{master}:{MASTER_PORT}"),
+        ),
+        (
+            "AZ_BATCH_IS_CURRENT_NODE_MASTER".into(),
+            (i.index == 0).to_string(),
+        ),
+    ]
+}
+
+/// The wire instance as the runner takes it.
+fn instance_run(i: &openbatch_api::agent::InstanceSpec) -> Result<runner::InstanceRun, String> {
+    Ok(runner::InstanceRun {
+        primary: i.index == 0,
+        coordination_command_line: i.coordination_command_line.clone(),
+        common_resource_files: resource_files(&i.common_resource_files)?,
+    })
+}
+
 /// The wire output files as the runner takes them (those with a container destination; the
 /// server refuses others when the task is added).
 fn output_files(files: &[openbatch_api::models::OutputFile]) -> Vec<OutputFileSpec> {
@@ -610,6 +646,18 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
         Ok(f) => f,
         Err(m) => return finish_task(state, run, unsupported_result(m)),
     };
+    let instance = match spec.instance.as_ref().map(instance_run).transpose() {
+        Ok(i) => i,
+        Err(m) => return finish_task(state, run, unsupported_result(m)),
+    };
+    // A subtask stages nothing of the task's own and uploads none of its output files: those
+    // are the primary's (Azure downloads the task's resource files on the primary only).
+    let subtask = instance.as_ref().is_some_and(|i| !i.primary);
+    let (files, outputs) = if subtask {
+        (Vec::new(), Vec::new())
+    } else {
+        (files, output_files(&spec.output_files))
+    };
     let mut env = node_env(root, &lock(state).identity);
     env.extend([
         ("AZ_BATCH_JOB_ID".into(), spec.job_id.clone()),
@@ -634,6 +682,9 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
             ),
         ]);
     }
+    if let Some(i) = &spec.instance {
+        env.extend(instance_env(i, &task_dir));
+    }
     let notice = task_dir.join(NOTICE_FILE);
     // A notice left by an earlier attempt of this task on this node is stale.
     let _ = std::fs::remove_file(&notice);
@@ -650,10 +701,11 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
         task_dir,
         env,
         resource_files: files,
-        output_files: output_files(&spec.output_files),
+        output_files: outputs,
         max_wall_clock: spec.max_wall_clock,
         log_upload: spec.log_upload.map(log_spec),
         applications: applications(root, &spec.app_packages),
+        instance,
     });
     {
         let mut s = lock(state);
@@ -716,6 +768,7 @@ fn run_start_task(
         max_wall_clock: None,
         log_upload: log_upload.map(log_spec),
         applications: applications(root, app_packages),
+        instance: None,
     });
     let state = state.clone();
     tokio::spawn(async move {
@@ -727,4 +780,38 @@ fn run_start_task(
         }
         send(&state, &AgentMsg::StartTaskFinished { result });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The multi-instance variables in Azure's formats: `ip,ip`, `ip;ip`, the primary's
+    /// `ip:port`, and whether this node is the primary's.
+    #[test]
+    fn instance_env_names_the_hosts_and_the_master() {
+        let spec = openbatch_api::agent::InstanceSpec {
+            index: 1,
+            count: 3,
+            hosts: vec!["10.0.0.4".into(), "10.0.0.5".into(), "10.0.0.6".into()],
+            coordination_command_line: Some("start".into()),
+            common_resource_files: Vec::new(),
+        };
+        let env: HashMap<String, String> = instance_env(&spec, Path::new("/r/workitems/j/job-1/t"))
+            .into_iter()
+            .collect();
+        assert_eq!(env["AZ_BATCH_HOST_LIST"], "10.0.0.4,10.0.0.5,10.0.0.6");
+        assert_eq!(env["AZ_BATCH_NODE_LIST"], "10.0.0.4;10.0.0.5;10.0.0.6");
+        assert_eq!(env["AZ_BATCH_MASTER_NODE"], "10.0.0.4:6000");
+        assert_eq!(env["AZ_BATCH_IS_CURRENT_NODE_MASTER"], "false");
+        assert_eq!(env["AZ_BATCH_TASK_SHARED_DIR"], "/r/workitems/j/job-1/t");
+        let primary = openbatch_api::agent::InstanceSpec { index: 0, ..spec };
+        let run = instance_run(&primary).unwrap();
+        assert!(run.primary);
+        assert_eq!(run.coordination_command_line.as_deref(), Some("start"));
+        let env: HashMap<String, String> = instance_env(&primary, Path::new("/t"))
+            .into_iter()
+            .collect();
+        assert_eq!(env["AZ_BATCH_IS_CURRENT_NODE_MASTER"], "true");
+    }
 }

@@ -31,6 +31,7 @@ pub mod apps;
 mod cmdline;
 mod download;
 mod failure;
+mod instance;
 pub mod launcher;
 mod process;
 mod sys;
@@ -129,6 +130,25 @@ pub struct RunSpec {
     /// Application packages to install (once per node) before the resource files; their
     /// `AZ_BATCH_APP_PACKAGE_*` variables are added to `env` (which can override them).
     pub applications: Option<apps::Applications>,
+    /// Set when the run is one instance of a multi-instance task (see [`InstanceRun`]).
+    pub instance: Option<InstanceRun>,
+}
+
+/// One node's part of a multi-instance task. Before anything else, the common resource files
+/// are downloaded into `task_dir` (Azure's `AZ_BATCH_TASK_SHARED_DIR`) and the coordination
+/// command line runs in `working_dir`, writing to the same `stdout.txt` and `stderr.txt`.
+/// Its failure (or a kill) ends the run. Then the primary stages its resource files and runs
+/// `command_line`, as for any run, and when that ends, kills whatever the coordination command
+/// left running in its process group. A subtask runs nothing more: it stays in flight, its
+/// coordination command still running or its process group kept, until it is killed (or its
+/// wall clock ends), and then its whole process group is killed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRun {
+    /// Instance 0: the one that runs `command_line`.
+    pub primary: bool,
+    pub coordination_command_line: Option<String>,
+    /// Downloaded into `task_dir`, not `working_dir`.
+    pub common_resource_files: Vec<ResourceFileSpec>,
 }
 
 /// A container URL with a SAS granting write, and the blob name prefix for the run's logs:
@@ -407,6 +427,30 @@ async fn run(
 async fn execute(
     spec: &RunSpec,
     control: Arc<Control>,
+    kill_rx: watch::Receiver<Option<KillReason>>,
+    deadline: Option<Instant>,
+) -> Ended {
+    let Some(inst) = &spec.instance else {
+        return execute_command(spec, control, kill_rx, deadline).await;
+    };
+    match instance::coordinate(spec, inst, &control, &kill_rx, deadline).await {
+        instance::Coordinated::Ended(ended) => ended,
+        instance::Coordinated::Primary { leftover } => {
+            let (ended, leftover) =
+                instance::watch_group(execute_command(spec, control, kill_rx, deadline), leftover)
+                    .await;
+            if let Some(pgid) = leftover {
+                instance::kill_leftover(pgid, KILL_GRACE).await;
+            }
+            ended
+        }
+    }
+}
+
+/// Stage, spawn and supervise `spec.command_line`.
+async fn execute_command(
+    spec: &RunSpec,
+    control: Arc<Control>,
     mut kill_rx: watch::Receiver<Option<KillReason>>,
     deadline: Option<Instant>,
 ) -> Ended {
@@ -433,11 +477,51 @@ async fn execute(
 
 /// Directories, output files, command line and resource files: everything before the spawn.
 async fn prepare(spec: &RunSpec) -> Result<(tokio::process::Command, String), FailureInfo> {
+    // An instance's coordination command has already opened (and truncated) the logs.
+    let (stdout, stderr) = open_logs(spec, spec.instance.is_none())?;
+    let argv = cmdline::parse(&spec.command_line)?;
+    let app_env = match &spec.applications {
+        Some(a) if !a.packages.is_empty() => apps::install_all(a).await?,
+        _ => Vec::new(),
+    };
+    download::stage(&spec.working_dir, &spec.resource_files).await?;
+    Ok(command(spec, &argv, &app_env, stdout, stderr))
+}
+
+/// The process to spawn for `argv`: in the working directory, with the run's environment and
+/// its logs, in its own process group.
+fn command(
+    spec: &RunSpec,
+    argv: &[String],
+    app_env: &[(String, String)],
+    stdout: Stdio,
+    stderr: Stdio,
+) -> (tokio::process::Command, String) {
+    let program = argv[0].clone();
+    let mut command =
+        tokio::process::Command::new(cmdline::resolve_program(&program, &spec.working_dir));
+    command
+        .args(&argv[1..])
+        .current_dir(&spec.working_dir)
+        .envs(app_env.iter().map(|(name, value)| (name, value)))
+        .envs(spec.env.iter().map(|(name, value)| (name, value)))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        // Its own group, so that a kill reaches everything the task started.
+        .process_group(0)
+        .kill_on_drop(false);
+    (command, program)
+}
+
+/// Creates the task and working directories and opens `stdout.txt` and `stderr.txt`
+/// (truncated, or appended to).
+fn open_logs(spec: &RunSpec, truncate: bool) -> Result<(Stdio, Stdio), FailureInfo> {
     // The filesystem work before the spawn (two mkdirs, two opens on local disk) is done
     // inline: a trip to the blocking pool costs more than the calls themselves, and with
     // thousands of short tasks those hops are a visible share of each task's cost.
     let (task_dir, working_dir) = (spec.task_dir.clone(), spec.working_dir.clone());
-    let (stdout, stderr) = (move || {
+    (move || {
         for dir in [&task_dir, &working_dir] {
             std::fs::create_dir_all(dir).map_err(|err| {
                 let code = if err.raw_os_error() == Some(libc::ENOSPC) {
@@ -456,43 +540,25 @@ async fn prepare(spec: &RunSpec) -> Result<(tokio::process::Command, String), Fa
         }
         // Opened before anything can fail from here on, so that the file API always finds them.
         Ok::<_, FailureInfo>((
-            open_output(&task_dir, "stdout.txt")?,
-            open_output(&task_dir, "stderr.txt")?,
+            open_output(&task_dir, "stdout.txt", truncate)?,
+            open_output(&task_dir, "stderr.txt", truncate)?,
         ))
-    })()?;
-
-    let argv = cmdline::parse(&spec.command_line)?;
-    let app_env = match &spec.applications {
-        Some(a) if !a.packages.is_empty() => apps::install_all(a).await?,
-        _ => Vec::new(),
-    };
-    download::stage(&spec.working_dir, &spec.resource_files).await?;
-
-    let program = argv[0].clone();
-    let mut command =
-        tokio::process::Command::new(cmdline::resolve_program(&program, &spec.working_dir));
-    command
-        .args(&argv[1..])
-        .current_dir(&spec.working_dir)
-        .envs(app_env.iter().map(|(name, value)| (name, value)))
-        .envs(spec.env.iter().map(|(name, value)| (name, value)))
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        // Its own group, so that a kill reaches everything the task started.
-        .process_group(0)
-        .kill_on_drop(false);
-    Ok((command, program))
+    })()
 }
 
 /// Creates (truncating) `task_dir/name` and hands it over as the process's stdout or stderr: the
 /// process writes to the file directly, nothing passes through the agent.
-fn open_output(task_dir: &std::path::Path, name: &str) -> Result<Stdio, FailureInfo> {
+fn open_output(
+    task_dir: &std::path::Path,
+    name: &str,
+    truncate: bool,
+) -> Result<Stdio, FailureInfo> {
     let path = task_dir.join(name);
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(truncate)
+        .append(!truncate)
         .open(&path)
         .map_err(|err| {
             let code = if err.raw_os_error() == Some(libc::ENOSPC) {

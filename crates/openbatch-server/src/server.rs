@@ -256,10 +256,14 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
                 );
             }
             Effect::RunTask { node, mut spec } => {
-                let resolved = match state.storage.resolve_packages(&mut spec.app_packages).await {
-                    Ok(()) => state.storage.resolve(&mut spec.resource_files).await,
-                    Err(failure) => Err(failure),
-                };
+                let mut resolved =
+                    match state.storage.resolve_packages(&mut spec.app_packages).await {
+                        Ok(()) => state.storage.resolve(&mut spec.resource_files).await,
+                        Err(failure) => Err(failure),
+                    };
+                if let (Ok(()), Some(i)) = (&resolved, spec.instance.as_mut()) {
+                    resolved = state.storage.resolve(&mut i.common_resource_files).await;
+                }
                 if let Err(failure) = resolved {
                     // The node never hears of this run: the server reports it as the node
                     // would have, a run that could not start.

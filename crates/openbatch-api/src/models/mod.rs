@@ -15,6 +15,7 @@ mod node;
 mod ops;
 mod pool;
 mod schedule;
+mod subtask;
 mod task;
 
 pub use application::*;
@@ -27,6 +28,7 @@ pub use node::*;
 pub use ops::*;
 pub use pool::*;
 pub use schedule::*;
+pub use subtask::*;
 pub use task::*;
 
 use serde::{Deserialize, Serialize};

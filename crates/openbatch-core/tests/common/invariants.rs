@@ -187,7 +187,7 @@ impl Sim {
         let mut started: Started = BTreeMap::new();
         for fx in effects {
             if let openbatch_core::Effect::RunTask { node, spec } = fx {
-                if let Some(i) = spec.instance {
+                if let Some(i) = &spec.instance {
                     started
                         .entry((spec.job_id.clone(), spec.task_id.clone()))
                         .or_default()

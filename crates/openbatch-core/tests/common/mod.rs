@@ -357,7 +357,7 @@ impl Sim {
                             slots: spec.required_slots,
                             started: self.now,
                             killed: false,
-                            instance: spec.instance.map(|i| (i.index, i.count)),
+                            instance: spec.instance.as_ref().map(|i| (i.index, i.count)),
                         },
                     );
                 }

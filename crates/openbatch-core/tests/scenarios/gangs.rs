@@ -676,3 +676,76 @@ fn a_held_gang_waits_for_its_jobs_max_parallel_tasks() {
     sim.finish_task("j", "t", 0);
     assert_eq!(instances(&sim, "j", "mpi").len(), 2);
 }
+
+/// `subtasksinfo`: the subtasks (instances 1 and up, not the primary) of the current or latest
+/// attempt, with their nodes; `running` while the attempt runs, `completed` when it ends (a
+/// failed subtask with its own result), replaced by a retry's.
+#[test]
+fn subtasks_are_listed_with_their_nodes_and_states() {
+    use openbatch_api::models::{ExecutionResult, SubtaskState};
+    let mut sim = Sim::new();
+    setup(
+        &mut sim,
+        3,
+        1,
+        "spread",
+        json!({"constraints": {"maxTaskRetryCount": 1}}),
+    );
+    assert!(sim.core.list_subtasks("j", "nope", &urls()).is_err());
+    sim.ok(add(
+        "j",
+        vec![
+            gang("mpi", 3),
+            task(json!({"id": "plain", "commandLine": "x"})),
+        ],
+    ));
+    assert!(sim
+        .core
+        .list_subtasks("j", "plain", &urls())
+        .unwrap()
+        .is_empty());
+    let inst = instances(&sim, "j", "mpi");
+    let subs = sim.core.list_subtasks("j", "mpi", &urls()).unwrap();
+    assert_eq!(
+        subs.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![Some(1), Some(2)]
+    );
+    for (s, i) in subs.iter().zip(&inst[1..]) {
+        assert_eq!(s.state, Some(SubtaskState::Running));
+        let node = s.node_info.as_ref().unwrap();
+        assert_eq!(node.node_id.as_deref(), Some(i.2.as_str()));
+        assert_eq!(node.pool_id.as_deref(), Some("p"));
+        assert_eq!(
+            node.task_root_directory.as_deref(),
+            Some("workitems/j/job-1/mpi")
+        );
+        assert!(s.start_time.is_some() && s.end_time.is_none());
+    }
+    // Subtask 2 fails: it is completed with its result, subtask 1 is stopped with the attempt.
+    sim.finish(inst[2].1, 3);
+    let subs = sim.core.list_subtasks("j", "mpi", &urls()).unwrap();
+    assert!(subs.iter().all(|s| s.state == Some(SubtaskState::Completed)
+        && s.previous_state == Some(SubtaskState::Running)
+        && s.end_time.is_some()));
+    assert_eq!(subs[1].exit_code, Some(3));
+    assert_eq!(subs[1].result, Some(ExecutionResult::Failure));
+    assert_eq!(subs[0].exit_code, None);
+    report_kills(&mut sim);
+    // The retry's subtasks replace them, and the primary's success completes them.
+    let inst = instances(&sim, "j", "mpi");
+    let subs = sim.core.list_subtasks("j", "mpi", &urls()).unwrap();
+    assert_eq!(subs.len(), 2);
+    assert!(subs.iter().all(|s| s.state == Some(SubtaskState::Running)));
+    sim.finish(inst[0].1, 0);
+    assert_eq!(sim.task_state("j", "mpi"), TaskState::Completed);
+    let subs = sim.core.list_subtasks("j", "mpi", &urls()).unwrap();
+    assert!(subs
+        .iter()
+        .all(|s| s.state == Some(SubtaskState::Completed)));
+    // Kept through a snapshot and a replay.
+    let back = snapshot(&sim.core);
+    assert_eq!(back.list_subtasks("j", "mpi", &urls()).unwrap(), subs);
+    let mut replayed = Core::new(Limits::default());
+    replay_into(&mut replayed, &sim.entries());
+    assert_eq!(replayed.list_subtasks("j", "mpi", &urls()).unwrap(), subs);
+}

@@ -35,6 +35,8 @@ pub(super) struct Exited {
     pub(super) status: ExitStatus,
     /// Set when we killed the process group, and why.
     pub(super) killed_by: Option<KillReason>,
+    /// The process's group (its pid): background children it left may still be in it.
+    pub(super) pgid: u32,
 }
 
 impl Exited {
@@ -234,7 +236,7 @@ async fn supervise(
         status = child.wait() => {
             control.pid.store(0, Ordering::Release);
             let status = status.map_err(|err| wait_failure(&err))?;
-            return Ok(Exited { status, killed_by: None });
+            return Ok(Exited { status, killed_by: None, pgid });
         }
         reason = kill_requested(&mut kill_rx) => reason,
         () = sleep_until(deadline) => KillReason::MaxWallClockTimeExceeded,
@@ -245,6 +247,7 @@ async fn supervise(
     Ok(Exited {
         status: status.map_err(|err| wait_failure(&err))?,
         killed_by: Some(killed_by),
+        pgid,
     })
 }
 

@@ -8,6 +8,7 @@ use tempfile::TempDir;
 
 use super::*;
 
+mod instances;
 mod outputs;
 mod resources;
 
@@ -26,6 +27,7 @@ fn spec(dir: &TempDir, command_line: &str) -> RunSpec {
         max_wall_clock: None,
         log_upload: None,
         applications: None,
+        instance: None,
     }
 }
 
@@ -346,6 +348,7 @@ fn agent_process_for_the_parent_death_test() {
             max_wall_clock: None,
             log_upload: None,
             applications: None,
+            instance: None,
         });
         assert!(eventually(Duration::from_secs(10), || handle.pid().is_some()).await);
         let pid = handle.pid().expect("a pid");

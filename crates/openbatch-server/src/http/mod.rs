@@ -15,6 +15,7 @@ mod pools;
 mod schedules;
 mod storage;
 mod storagesas;
+mod subtasks;
 mod tasks;
 mod tokens;
 
@@ -134,6 +135,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             get(tasks::get).delete(tasks::delete).put(ops::put_task),
         )
         .route("/jobs/{job}/tasks/{task}/terminate", post(tasks::terminate))
+        .route("/jobs/{job}/tasks/{task}/subtasksinfo", get(subtasks::list))
         .route(
             "/openbatch/jobs/{job}/tasks/{task}/explain",
             get(explain::explain),

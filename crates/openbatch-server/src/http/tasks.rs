@@ -19,9 +19,6 @@ pub(crate) async fn create(
     body: Bytes,
 ) -> ApiResult {
     let spec: TaskCreate = parse_body(&body)?;
-    if let Some(e) = not_run_yet(&spec) {
-        return Err(e.into());
-    }
     let id = spec.id.clone();
     let applied = st
         .engine
@@ -54,19 +51,6 @@ pub(crate) async fn create(
         );
     }
     Ok(resp)
-}
-
-/// The core places multi-instance tasks (gang placement, `openbatch-core/src/gang.rs`), but
-/// the agents do not run their instances yet, so the REST API refuses them rather than accept
-/// work it cannot do.
-fn not_run_yet(spec: &TaskCreate) -> Option<ApiError> {
-    spec.multi_instance_settings.as_ref().map(|_| {
-        ApiError::new(
-            400,
-            codes::UNSUPPORTED_OPERATION,
-            "Multi-instance tasks (multiInstanceSettings) are not supported yet by this openbatch server: their placement is implemented, running their instances is not.",
-        )
-    })
 }
 
 /// Rebuild an ApiError from the body the core produced for one task.
@@ -136,13 +120,10 @@ pub(crate) async fn add_collection(
             .unwrap_or_default()
             .to_string();
         let refused = match serde_json::from_value::<TaskCreate>(raw) {
-            Ok(t) => match not_run_yet(&t) {
-                Some(e) => e,
-                None => {
-                    good.push(t);
-                    continue;
-                }
-            },
+            Ok(t) => {
+                good.push(t);
+                continue;
+            }
             Err(e) => body_error(&e.to_string()),
         };
         early.push(TaskAddResult {

@@ -16,13 +16,13 @@ use crate::runner::{codes, start, FailureCategory, KillReason, ResourceFileSpec,
 
 /// A minimal HTTP/1.1 server: `route(path_and_query, request_number)` gives the status and body.
 /// It closes every connection, so no pooled connection outlives a test's runtime.
-struct TestServer {
+pub(super) struct TestServer {
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
 }
 
 impl TestServer {
-    async fn start(
+    pub(super) async fn start(
         route: impl Fn(&str, usize) -> (u16, Vec<u8>) + Send + Sync + 'static,
     ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -60,7 +60,7 @@ impl TestServer {
         TestServer { addr, requests }
     }
 
-    fn url(&self, path_and_query: &str) -> String {
+    pub(super) fn url(&self, path_and_query: &str) -> String {
         format!("http://{}{path_and_query}", self.addr)
     }
 
@@ -69,7 +69,11 @@ impl TestServer {
     }
 }
 
-fn resource(http_url: String, file_path: &str, file_mode: Option<&str>) -> ResourceFileSpec {
+pub(super) fn resource(
+    http_url: String,
+    file_path: &str,
+    file_mode: Option<&str>,
+) -> ResourceFileSpec {
     ResourceFileSpec {
         source: ResourceSource::HttpUrl(http_url),
         file_path: file_path.to_owned(),
