@@ -233,15 +233,23 @@ def test_paging_is_stable_under_concurrent_inserts(client):
 
 
 def test_features_not_yet_supported_are_refused_not_ignored(client):
+    # Multi-instance tasks, output files and container resource files are supported now (see
+    # test_multi_instance.py and test_storage.py). Auto pools are not: refused, never ignored.
+    with pytest.raises(HttpResponseError) as e:
+        client.create_job(
+            m.BatchJobCreateOptions(
+                id=unique_id("j"),
+                pool_info=m.BatchPoolInfo(
+                    auto_pool_specification=m.BatchAutoPoolSpecification(
+                        pool_lifetime_option=m.BatchPoolLifetimeOption.JOB,
+                        pool=m.BatchPoolSpecification(vm_size="Standard_D2s_v3"),
+                    )
+                ),
+            )
+        )
+    assert e.value.status_code == 400 and e.value.error.code == "UnsupportedOperation"
     job_id = unique_id("j")
     client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=unique_id("nopool"))))
-    # Output files and container resource files are supported now: see test_storage.py.
-    for extra in (
-        {"multi_instance_settings": m.MultiInstanceSettings(number_of_instances=2, coordination_command_line="/bin/true")},
-    ):
-        with pytest.raises(HttpResponseError) as e:
-            client.create_task(job_id, m.BatchTaskCreateOptions(id="t", command_line="/bin/true", **extra))
-        assert e.value.status_code == 400 and e.value.error.code == "UnsupportedOperation", extra
     # Per-task errors of a collection carry the request id like any other error body.
     result = client.create_task_collection(
         job_id, m.BatchTaskGroup(task_values=[m.BatchTaskCreateOptions(id="bad id", command_line="/bin/true")])

@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::{EnvironmentSetting, FailureInfo, OutputFile, ResourceFile, StartTask};
 
-pub const PROTOCOL_VERSION: u32 = 2;
+/// The agent protocol's version; the server refuses agents that speak another. 3 added
+/// application packages (`InstallPackages`, `RunSpec::app_packages`), multi-instance runs
+/// (`RunSpec::instance`), job preparation tasks and `RunResult::empty_logs`.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The header that carries the join token on the WebSocket upgrade request.
 pub const TOKEN_HEADER: &str = "x-openbatch-join-token";
