@@ -8,9 +8,12 @@
 //! largest single cost of a task on a node. The launcher is a fresh exec of the same binary
 //! (`openbatch node launcher`) that does nothing but fork, so its few pages are cheap to copy.
 //!
-//! The chain of lives: the launcher dies with the agent thread that started it (the agent's
-//! main thread), and each task dies with the launcher's main thread, which forks it. Killing the
-//! agent therefore still kills every task.
+//! The launcher starts tasks with `posix_spawn` (no pre-exec hook, so std uses vfork and copies
+//! no page tables), which cannot set `PR_SET_PDEATHSIG` on the task. It keeps the guarantee
+//! itself: it gets SIGTERM when the agent's main thread ends (its own PDEATHSIG), and then, or
+//! when the agent closes its pipe, it SIGKILLs the process group of every task still running
+//! and exits. Killing the agent therefore still kills every task; only a SIGKILL of the
+//! launcher itself would leave them running.
 //!
 //! Protocol: one JSON object per line. The agent writes [`Request`]s to the launcher's stdin; the
 //! launcher answers each with [`Event::Spawned`] (or [`Event::Failed`]) and, when the process
@@ -19,7 +22,7 @@
 //! The agent uses the launcher only when the binary configured one ([`use_task_launcher`]) and it
 //! runs on its main thread; otherwise (unit tests, embedders) it forks tasks itself as before.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -71,14 +74,52 @@ enum Event {
 /// Runs the launcher until its stdin closes. `parent_pid` is the agent that started it: if it
 /// is already gone, the launcher refuses to start.
 pub fn serve(parent_pid: u32) -> io::Result<()> {
-    sys::die_with_parent(parent_pid)?;
+    // The agent's death arrives as SIGTERM, taken by one thread that kills every task group
+    // still running and exits. Blocked before any thread exists, so that only that one takes
+    // it; children start with an empty mask (std resets it), so tasks still get SIGTERM.
+    let term = sys::block_signal(libc::SIGTERM)?;
+    sys::signal_when_parent_dies(parent_pid, libc::SIGTERM)?;
+    let groups: Arc<Mutex<HashSet<u32>>> = Arc::default();
+    {
+        let groups = Arc::clone(&groups);
+        std::thread::Builder::new()
+            .name("guard".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                sys::wait_signal(&term);
+                // Held to the end: no task starts after this.
+                let groups = groups.lock().unwrap_or_else(|e| e.into_inner());
+                for pgid in groups.iter() {
+                    let _ = sys::signal_group(*pgid, libc::SIGKILL);
+                }
+                std::process::exit(0);
+            })?;
+    }
+    let served = serve_requests(&groups);
+    // The agent closed the pipe (or said something unreadable): it is gone or stopping, and
+    // nothing will watch the tasks any more. They go, as with the agent's death.
+    let groups = groups.lock().unwrap_or_else(|e| e.into_inner());
+    for pgid in groups.iter() {
+        let _ = sys::signal_group(*pgid, libc::SIGKILL);
+    }
+    served
+}
+
+fn serve_requests(groups: &Arc<Mutex<HashSet<u32>>>) -> io::Result<()> {
     let out = Arc::new(Mutex::new(io::stdout()));
     for line in io::stdin().lock().lines() {
         let line = line?;
         let req: Request = serde_json::from_str(&line)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let id = req.id;
-        match start(&req) {
+        // Started and recorded under the lock, so the guard never misses a task.
+        let started = {
+            let mut live = groups.lock().unwrap_or_else(|e| e.into_inner());
+            start(&req).inspect(|child| {
+                live.insert(child.id());
+            })
+        };
+        match started {
             Ok(child) => {
                 emit(
                     &out,
@@ -87,7 +128,7 @@ pub fn serve(parent_pid: u32) -> io::Result<()> {
                         pid: child.id(),
                     },
                 );
-                watch(child, id, &out);
+                watch(child, id, &out, groups);
             }
             Err(err) => emit(
                 &out,
@@ -121,34 +162,50 @@ fn start(req: &Request) -> io::Result<std::process::Child> {
     if let Some(cwd) = &req.cwd {
         command.current_dir(cwd);
     }
-    sys::kill_child_when_parent_dies(&mut command);
+    // No pre_exec hook: std then starts the process with posix_spawn (vfork), which copies
+    // no page tables. The guard thread stands in for PR_SET_PDEATHSIG.
     command.spawn()
 }
 
 /// Reaps `child` on a small thread of its own and reports its exit.
-fn watch(mut child: std::process::Child, id: u64, out: &Arc<Mutex<io::Stdout>>) {
+fn watch(
+    mut child: std::process::Child,
+    id: u64,
+    out: &Arc<Mutex<io::Stdout>>,
+    groups: &Arc<Mutex<HashSet<u32>>>,
+) {
     let pid = child.id();
     let out2 = Arc::clone(out);
+    let groups2 = Arc::clone(groups);
     let spawned = std::thread::Builder::new()
         .name("reaper".into())
         .stack_size(64 * 1024)
-        .spawn(move || match child.wait() {
-            Ok(status) => emit(
-                &out2,
-                &Event::Exited {
-                    id,
-                    status: status.into_raw(),
-                },
-            ),
-            // Only possible if someone else reaped it: say it is lost, with a status that reads
-            // as killed.
-            Err(_) => emit(
-                &out2,
-                &Event::Exited {
-                    id,
-                    status: libc::SIGKILL,
-                },
-            ),
+        .spawn(move || {
+            match child.wait().inspect(|_| {
+                // The leader is gone: what it left in its group is not a running task (a
+                // finished task's daemons are left alone, as a shell would).
+                groups2
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&pid);
+            }) {
+                Ok(status) => emit(
+                    &out2,
+                    &Event::Exited {
+                        id,
+                        status: status.into_raw(),
+                    },
+                ),
+                // Only possible if someone else reaped it: say it is lost, with a status that reads
+                // as killed.
+                Err(_) => emit(
+                    &out2,
+                    &Event::Exited {
+                        id,
+                        status: libc::SIGKILL,
+                    },
+                ),
+            }
         });
     if let Err(err) = spawned {
         // Without a reaper the exit would never be reported: stop the task now and say so.

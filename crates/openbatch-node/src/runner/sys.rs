@@ -30,19 +30,47 @@ pub(super) fn kill_child_when_parent_dies(_command: &mut std::process::Command) 
 /// when its parent (expected to be `parent_pid`) is already gone, so that nothing runs orphaned.
 /// Async-signal-safe: it runs between fork and exec.
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 pub(super) fn die_with_parent(parent_pid: u32) -> io::Result<()> {
+    signal_when_parent_dies(parent_pid, libc::SIGKILL)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn signal_when_parent_dies(_parent_pid: u32, _signal: libc::c_int) -> io::Result<()> {
+    Ok(())
+}
+
+/// Blocks `signal` in the calling thread (and in the threads it starts afterwards), so that
+/// only [`wait_signal`] takes it. Returns the set to wait on.
+#[allow(unsafe_code)]
+pub(super) fn block_signal(signal: libc::c_int) -> io::Result<libc::sigset_t> {
+    // SAFETY: the set is initialised by sigemptyset before use, and pthread_sigmask only reads
+    // it; a null old-set pointer is allowed.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(set)
+    }
+}
+
+/// Waits until a signal of `set` (blocked in every thread) is pending, and takes it.
+#[allow(unsafe_code)]
+pub(super) fn wait_signal(set: &libc::sigset_t) {
+    let mut got: libc::c_int = 0;
+    // SAFETY: both pointers are to live, initialised values of the right types.
+    while unsafe { libc::sigwait(set, &mut got) } != 0 {}
+}
+
+/// Like [`die_with_parent`], with `signal` instead of SIGKILL.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub(super) fn signal_when_parent_dies(parent_pid: u32, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: prctl with PR_SET_PDEATHSIG takes plain integers and touches no memory of ours.
-    if unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    } == -1
-    {
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) } == -1 {
         return Err(io::Error::last_os_error());
     }
     // If the parent died before prctl, the signal will never come: don't start an orphan.
