@@ -22,7 +22,7 @@
 //! The agent uses the launcher only when the binary configured one ([`use_task_launcher`]) and it
 //! runs on its main thread; otherwise (unit tests, embedders) it forks tasks itself as before.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -71,6 +71,30 @@ enum Event {
 // ---------------------------------------------------------------------------------------------
 // The launcher process.
 
+/// The tasks running now, by pid (= process group id): the request id each was started for.
+#[derive(Default)]
+struct Live {
+    tasks: Mutex<HashMap<u32, u64>>,
+    /// Signalled when a task is added, for the reaper waiting for one.
+    added: std::sync::Condvar,
+}
+
+impl Live {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, u64>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// SIGKILL to the group of every task still running. The lock is kept: nothing starts
+    /// after this.
+    fn kill_all_and_exit(&self, code: i32) -> ! {
+        let tasks = self.lock();
+        for pgid in tasks.keys() {
+            let _ = sys::signal_group(*pgid, libc::SIGKILL);
+        }
+        std::process::exit(code)
+    }
+}
+
 /// Runs the launcher until its stdin closes. `parent_pid` is the agent that started it: if it
 /// is already gone, the launcher refuses to start.
 pub fn serve(parent_pid: u32) -> io::Result<()> {
@@ -79,59 +103,52 @@ pub fn serve(parent_pid: u32) -> io::Result<()> {
     // it; children start with an empty mask (std resets it), so tasks still get SIGTERM.
     let term = sys::block_signal(libc::SIGTERM)?;
     sys::signal_when_parent_dies(parent_pid, libc::SIGTERM)?;
-    let groups: Arc<Mutex<HashSet<u32>>> = Arc::default();
+    let live: Arc<Live> = Arc::default();
+    let out = Arc::new(Mutex::new(io::stdout()));
     {
-        let groups = Arc::clone(&groups);
+        let live = Arc::clone(&live);
         std::thread::Builder::new()
             .name("guard".into())
             .stack_size(64 * 1024)
             .spawn(move || {
                 sys::wait_signal(&term);
-                // Held to the end: no task starts after this.
-                let groups = groups.lock().unwrap_or_else(|e| e.into_inner());
-                for pgid in groups.iter() {
-                    let _ = sys::signal_group(*pgid, libc::SIGKILL);
-                }
-                std::process::exit(0);
+                live.kill_all_and_exit(0)
             })?;
     }
-    let served = serve_requests(&groups);
+    {
+        let (live, out) = (Arc::clone(&live), Arc::clone(&out));
+        std::thread::Builder::new()
+            .name("reaper".into())
+            .stack_size(64 * 1024)
+            .spawn(move || reap(&live, &out))?;
+    }
+    let served = serve_requests(&live, &out);
     // The agent closed the pipe (or said something unreadable): it is gone or stopping, and
     // nothing will watch the tasks any more. They go, as with the agent's death.
-    let groups = groups.lock().unwrap_or_else(|e| e.into_inner());
-    for pgid in groups.iter() {
-        let _ = sys::signal_group(*pgid, libc::SIGKILL);
+    if let Err(err) = &served {
+        eprintln!("openbatch task launcher: {err}");
     }
-    served
+    live.kill_all_and_exit(i32::from(served.is_err()))
 }
 
-fn serve_requests(groups: &Arc<Mutex<HashSet<u32>>>) -> io::Result<()> {
-    let out = Arc::new(Mutex::new(io::stdout()));
+fn serve_requests(live: &Live, out: &Mutex<io::Stdout>) -> io::Result<()> {
     for line in io::stdin().lock().lines() {
         let line = line?;
         let req: Request = serde_json::from_str(&line)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let id = req.id;
-        // Started and recorded under the lock, so the guard never misses a task.
-        let started = {
-            let mut live = groups.lock().unwrap_or_else(|e| e.into_inner());
-            start(&req).inspect(|child| {
-                live.insert(child.id());
-            })
-        };
-        match started {
-            Ok(child) => {
-                emit(
-                    &out,
-                    &Event::Spawned {
-                        id,
-                        pid: child.id(),
-                    },
-                );
-                watch(child, id, &out, groups);
+        // Started, recorded and announced under the lock: the guard never misses a task, and
+        // the reaper never reaps one it cannot name, nor reports its exit before its start.
+        let mut tasks = live.lock();
+        match start(&req) {
+            Ok(pid) => {
+                tasks.insert(pid, id);
+                emit(out, &Event::Spawned { id, pid });
+                drop(tasks);
+                live.added.notify_one();
             }
             Err(err) => emit(
-                &out,
+                out,
                 &Event::Failed {
                     id,
                     errno: err.raw_os_error(),
@@ -143,7 +160,9 @@ fn serve_requests(groups: &Arc<Mutex<HashSet<u32>>>) -> io::Result<()> {
     Ok(())
 }
 
-fn start(req: &Request) -> io::Result<std::process::Child> {
+/// Starts the task; returns its pid. The `Child` handle is dropped: [`reap`] waits for every
+/// child of the launcher.
+fn start(req: &Request) -> io::Result<u32> {
     // Not an errno of the spawn: the agent would read ENOENT as "program not found".
     let output = |path: &Path| {
         std::fs::OpenOptions::new()
@@ -164,60 +183,44 @@ fn start(req: &Request) -> io::Result<std::process::Child> {
     }
     // No pre_exec hook: std then starts the process with posix_spawn (vfork), which copies
     // no page tables. The guard thread stands in for PR_SET_PDEATHSIG.
-    command.spawn()
+    command.spawn().map(|child| child.id())
 }
 
-/// Reaps `child` on a small thread of its own and reports its exit.
-fn watch(
-    mut child: std::process::Child,
-    id: u64,
-    out: &Arc<Mutex<io::Stdout>>,
-    groups: &Arc<Mutex<HashSet<u32>>>,
-) {
-    let pid = child.id();
-    let out2 = Arc::clone(out);
-    let groups2 = Arc::clone(groups);
-    let spawned = std::thread::Builder::new()
-        .name("reaper".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            match child.wait().inspect(|_| {
-                // The leader is gone: what it left in its group is not a running task (a
-                // finished task's daemons are left alone, as a shell would).
-                groups2
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&pid);
-            }) {
-                Ok(status) => emit(
-                    &out2,
-                    &Event::Exited {
-                        id,
-                        status: status.into_raw(),
-                    },
-                ),
-                // Only possible if someone else reaped it: say it is lost, with a status that reads
-                // as killed.
-                Err(_) => emit(
-                    &out2,
-                    &Event::Exited {
-                        id,
-                        status: libc::SIGKILL,
-                    },
-                ),
+/// One thread reaps every task (a thread per task cost a clone per task): it waits for any
+/// child while some task runs, and reports each exit with its request id.
+fn reap(live: &Live, out: &Mutex<io::Stdout>) {
+    loop {
+        {
+            let mut tasks = live.lock();
+            while tasks.is_empty() {
+                tasks = live.added.wait(tasks).unwrap_or_else(|e| e.into_inner());
             }
-        });
-    if let Err(err) = spawned {
-        // Without a reaper the exit would never be reported: stop the task now and say so.
-        let _ = sys::signal_group(pid, libc::SIGKILL);
-        eprintln!("openbatch task launcher: no thread to reap task {pid}: {err}");
-        emit(
-            out,
-            &Event::Exited {
-                id,
-                status: libc::SIGKILL,
-            },
-        );
+        }
+        let (pid, status) = match sys::wait_any_child() {
+            Ok(reaped) => reaped,
+            Err(err) => {
+                // No child left to wait for, yet tasks are listed: something else reaped them.
+                // Say they are gone (as killed) rather than spin.
+                eprintln!("openbatch task launcher: waiting for tasks failed: {err}");
+                let lost: Vec<u64> = live.lock().drain().map(|(_, id)| id).collect();
+                for id in lost {
+                    emit(
+                        out,
+                        &Event::Exited {
+                            id,
+                            status: libc::SIGKILL,
+                        },
+                    );
+                }
+                continue;
+            }
+        };
+        // The leader is gone: what it left in its group is not a running task (a finished
+        // task's daemons are left alone, as a shell would).
+        let id = live.lock().remove(&pid);
+        if let Some(id) = id {
+            emit(out, &Event::Exited { id, status });
+        }
     }
 }
 

@@ -57,6 +57,24 @@ pub(super) fn block_signal(signal: libc::c_int) -> io::Result<libc::sigset_t> {
     }
 }
 
+/// Waits for any child of this process to end and reaps it: its pid and raw wait status.
+/// `ECHILD` when it has none.
+#[allow(unsafe_code)]
+pub(super) fn wait_any_child() -> io::Result<(u32, i32)> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: waitpid writes the status into a live c_int and touches nothing else of ours.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid > 0 {
+            return Ok((pid as u32, status));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 /// Waits until a signal of `set` (blocked in every thread) is pending, and takes it.
 #[allow(unsafe_code)]
 pub(super) fn wait_signal(set: &libc::sigset_t) {
