@@ -41,7 +41,7 @@
 use chrono::{DateTime, Utc};
 use openbatch_api::agent::InstanceSpec;
 use openbatch_api::models::{
-    self as m, ErrorCategory, ExecutionResult, FailureInfo, JobState, NameValuePair, SubtaskState,
+    self as m, ErrorCategory, ExecutionResult, FailureInfo, NameValuePair, SubtaskState,
     TaskCreate, TaskState,
 };
 use serde::{Deserialize, Serialize};
@@ -498,22 +498,7 @@ impl Core {
         let Some(r) = self.pools.get(pool_key).and_then(|p| p.reservation.clone()) else {
             return false;
         };
-        let task = self
-            .jobs
-            .get(&r.job)
-            .filter(|j| j.state == JobState::Active)
-            .and_then(|j| j.tasks.get(&r.task))
-            .filter(|t| t.state == TaskState::Active && t.current_run.is_none());
-        let n = task.and_then(|t| t.instances());
-        let queued = task.is_some_and(|t| {
-            self.jobs.get(&r.job).is_some_and(|j| {
-                self.queues
-                    .get(pool_key)
-                    .and_then(|q| q.get(&(std::cmp::Reverse(j.priority()), j.seq)))
-                    .is_some_and(|jq| jq.gangs.contains_key(&t.seq))
-            })
-        });
-        let Some(n) = n.filter(|_| queued) else {
+        let Some(n) = self.reserved_task(pool_key, &r).and_then(|t| t.instances()) else {
             self.release_reservation(pool_key);
             return false;
         };

@@ -191,6 +191,25 @@ impl Core {
         placed
     }
 
+    /// The task a reservation of `pool_key` holds nodes for, while it still waits for them:
+    /// its job is active and on that pool, it is active with no run, and it is in the run
+    /// queue. `None`: the hold is stale.
+    pub(crate) fn reserved_task(
+        &self,
+        pool_key: &str,
+        r: &crate::state::Reservation,
+    ) -> Option<&crate::state::Task> {
+        let job = self
+            .jobs
+            .get(&r.job)
+            .filter(|j| j.state == JobState::Active && j.pool_key() == pool_key)?;
+        let task = job
+            .tasks
+            .get(&r.task)
+            .filter(|t| t.state == TaskState::Active && t.current_run.is_none())?;
+        self.is_queued(&r.job, &r.task).then_some(task)
+    }
+
     /// The node held for a waiting single-node task, if any (a gang's held nodes are out of
     /// the capacity index instead).
     fn reserved_node(&self, pool_key: &str) -> Option<String> {
@@ -261,21 +280,8 @@ impl Core {
         if !r.gang.is_empty() {
             return self.place_reserved_gang(pool_key, now, fx);
         }
-        let task = self
-            .jobs
-            .get(&r.job)
-            .filter(|j| j.state == JobState::Active)
-            .and_then(|j| j.tasks.get(&r.task))
-            .filter(|t| t.state == TaskState::Active && t.current_run.is_none());
-        let queued = task.is_some_and(|t| {
-            self.jobs.get(&r.job).is_some_and(|j| {
-                self.queues
-                    .get(pool_key)
-                    .and_then(|q| q.get(&(std::cmp::Reverse(j.priority()), j.seq)))
-                    .and_then(|jq| jq.by_slots.get(&t.required_slots()))
-                    .is_some_and(|b| b.contains_key(&t.seq))
-            })
-        });
+        let task = self.reserved_task(pool_key, &r);
+        let queued = task.is_some();
         let need = task.map(|t| t.required_slots()).unwrap_or(0);
         let node_ok = self
             .nodes

@@ -214,6 +214,31 @@ impl Core {
         self.dirty_pools.insert(pool);
     }
 
+    /// Whether the task waits in its pool's run queue (where `enqueue` put it: a gang among
+    /// the job's gangs, any other task in its slots bucket).
+    pub(crate) fn is_queued(&self, jk: &str, tk: &str) -> bool {
+        let Some(job) = self.jobs.get(jk) else {
+            return false;
+        };
+        let Some(task) = job.tasks.get(tk) else {
+            return false;
+        };
+        let Some(jq) = self
+            .queues
+            .get(&job.pool_key())
+            .and_then(|q| q.get(&(std::cmp::Reverse(job.priority()), job.seq)))
+        else {
+            return false;
+        };
+        match task.instances() {
+            Some(_) => jq.gangs.contains_key(&task.seq),
+            None => jq
+                .by_slots
+                .get(&task.required_slots())
+                .is_some_and(|b| b.contains_key(&task.seq)),
+        }
+    }
+
     pub(crate) fn dequeue(&mut self, jk: &str, tk: &str) {
         let Some(job) = self.jobs.get(jk) else { return };
         let Some(task) = job.tasks.get(tk) else {
