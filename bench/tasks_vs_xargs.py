@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -55,6 +56,34 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> tuple[float, float]:
+    """(own, reaped children's) CPU seconds of a process, from /proc/PID/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return (0.0, 0.0)
+    fields = stat.rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return ((utime + stime) / CLK_TCK, (cutime + cstime) / CLK_TCK)
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            found.append(int(entry.name))
+    return found
+
+
 def deadline_loop(timeout: float, what: str, interval: float):
     """Yields until the caller breaks; raises TimeoutError after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -87,6 +116,22 @@ class Server:
         self.data_dir = Path(self.tmp.name) / "data"
         self.log_path = Path(self.tmp.name) / "server.log"
         self.process: subprocess.Popen | None = None
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far: the server, its node agents, their task launchers, and the
+        tasks (reaped by the launchers)."""
+        out = {"server": proc_cpu(self.process.pid)[0], "agent": 0.0, "launcher": 0.0, "tasks": 0.0}
+        for pid_file in (self.data_dir / "nodes").glob("*/agent.pid"):
+            try:
+                agent = int(pid_file.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            out["agent"] += proc_cpu(agent)[0]
+            for child in children_of(agent):
+                own, reaped = proc_cpu(child)
+                out["launcher"] += own
+                out["tasks"] += reaped
+        return out
 
     def __enter__(self) -> BatchClient:
         with open(self.log_path, "wb") as out:
@@ -145,7 +190,7 @@ def create_pool(client: BatchClient) -> None:
             return
 
 
-def run_openbatch(client: BatchClient, job_id: str, n: int, submit_threads: int) -> dict:
+def run_openbatch(client: BatchClient, server: "Server", job_id: str, n: int, submit_threads: int) -> dict:
     client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=POOL_ID)))
     width = len(str(n - 1))
     tasks = [m.BatchTaskCreateOptions(id=f"t{i:0{width}d}", command_line="/bin/true") for i in range(n)]
@@ -157,6 +202,8 @@ def run_openbatch(client: BatchClient, job_id: str, n: int, submit_threads: int)
         if failed:
             raise RuntimeError(f"{len(failed)} tasks were not added, e.g. {failed[0]}")
 
+    cpu_before = server.cpu()
+    client_before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     if submit_threads <= 1:
         for chunk in chunks:
@@ -172,18 +219,25 @@ def run_openbatch(client: BatchClient, job_id: str, n: int, submit_threads: int)
         if counts.completed >= n:
             break
     total = time.perf_counter() - start
+    cpu_after = server.cpu()
+    client_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = {k: cpu_after[k] - cpu_before[k] for k in cpu_after}
+    cpu["client"] = (client_after.ru_utime + client_after.ru_stime) - (client_before.ru_utime + client_before.ru_stime)
     if counts.failed:
         raise RuntimeError(f"{counts.failed} of {n} /bin/true tasks failed")
 
-    client.begin_delete_job(job_id, polling_interval=0.2).result()
-    return {"submit_s": submitted, "total_s": total}
+    return {"submit_s": submitted, "total_s": total, "cpu_s": cpu}
 
 
-def run_xargs(n: int) -> float:
+def run_xargs(n: int) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds of xargs and its processes."""
     lines = "".join(f"{i}\n" for i in range(n)).encode()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(["xargs", "-P", "2", "-I{}", "/bin/true"], input=lines, check=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def main() -> None:
@@ -204,17 +258,32 @@ def main() -> None:
     binary = server_binary()
     log(f"server binary: {binary}")
     runs = []
-    with Server(binary) as client:
+    server = Server(binary)
+    with server as client:
         create_pool(client)
         for k in range(args.repeat):
-            ob = run_openbatch(client, f"bench-job-{k}", args.tasks, args.submit_threads)
-            xa = run_xargs(args.tasks)
-            runs.append({"openbatch_s": ob["total_s"], "submit_s": ob["submit_s"], "xargs_s": xa})
+            ob = run_openbatch(client, server, f"bench-job-{k}", args.tasks, args.submit_threads)
+            xa, xa_cpu = run_xargs(args.tasks)
+            runs.append(
+                {
+                    "openbatch_s": ob["total_s"],
+                    "submit_s": ob["submit_s"],
+                    "xargs_s": xa,
+                    "openbatch_cpu_s": ob["cpu_s"],
+                    "xargs_cpu_s": xa_cpu,
+                }
+            )
+            per_task = ", ".join(f"{name} {1e6 * s / args.tasks:.0f}" for name, s in ob["cpu_s"].items())
             print(
                 f"run {k + 1}/{args.repeat}: openbatch {ob['total_s']:.3f}s "
-                f"(submitted in {ob['submit_s']:.3f}s), xargs {xa:.3f}s",
+                f"(submitted in {ob['submit_s']:.3f}s), xargs {xa:.3f}s\n"
+                f"  CPU per task (us): openbatch: {per_task}; xargs with its processes {1e6 * xa_cpu / args.tasks:.0f}",
                 flush=True,
             )
+        # Deleted only now: a node removes a deleted job's task directories in the background,
+        # which would run into the next repeat's timing.
+        for k in range(args.repeat):
+            client.begin_delete_job(f"bench-job-{k}", polling_interval=0.2).result()
 
     ob_median = statistics.median(r["openbatch_s"] for r in runs)
     xa_median = statistics.median(r["xargs_s"] for r in runs)

@@ -27,6 +27,8 @@ pub const AGENT_VERSION: &str = concat!("openbatch-node/", env!("CARGO_PKG_VERSI
 /// Backoff between connection attempts, doubling up to the maximum.
 const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// At most this many queued messages go out in one write to the server.
+const WRITE_BATCH: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -290,8 +292,19 @@ async fn connect_once(
         }
     }
     let writer = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            if sink.send(m).await.is_err() {
+        // What queued up while the last write was under way goes out in one write (one
+        // syscall for many short messages when tasks end fast), capped to bound the buffer.
+        'writing: while let Some(m) = rx.recv().await {
+            if sink.feed(m).await.is_err() {
+                break;
+            }
+            for _ in 1..WRITE_BATCH {
+                let Ok(m) = rx.try_recv() else { break };
+                if sink.feed(m).await.is_err() {
+                    break 'writing;
+                }
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }

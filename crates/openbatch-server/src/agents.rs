@@ -23,6 +23,10 @@ use crate::tokens::TokenOwner;
 const FILE_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Chunks of a file read buffered between the agent connection and the HTTP response.
 const FILE_CHUNKS_BUFFERED: usize = 16;
+/// How long an ack waits for others to share its message.
+const ACK_DELAY: Duration = Duration::from_millis(10);
+/// At most this many queued messages go out in one write to an agent.
+const WRITE_BATCH: usize = 256;
 
 enum PendingReq {
     List(oneshot::Sender<Result<Vec<FileEntry>, FileError>>),
@@ -372,8 +376,19 @@ pub(crate) async fn serve_agent(
         serde_json::to_string(&welcome).unwrap_or_default().into(),
     ));
     let writer = tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            if sink.send(m).await.is_err() {
+        // What queued up while the last write was under way goes out in one write (one
+        // syscall for many short messages when tasks end fast), capped to bound the buffer.
+        'writing: while let Some(m) = rx.recv().await {
+            if sink.feed(m).await.is_err() {
+                break;
+            }
+            for _ in 1..WRITE_BATCH {
+                let Ok(m) = rx.try_recv() else { break };
+                if sink.feed(m).await.is_err() {
+                    break 'writing;
+                }
+            }
+            if sink.flush().await.is_err() {
                 break;
             }
         }
@@ -476,6 +491,9 @@ fn spawn_acker(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
+            // Acks only let the agent forget results, so they can wait a moment: the ones for
+            // tasks that end meanwhile go in the same message (one write instead of one each).
+            tokio::time::sleep(ACK_DELAY).await;
             let mut runs = Vec::new();
             let mut start_task = false;
             let mut next = Some(first);
