@@ -25,9 +25,9 @@ use chrono::{DateTime, Utc};
 use openbatch_api::agent::TaskDirRef;
 use openbatch_api::models::TaskState;
 
+use crate::id_key;
 use crate::input::Effect;
 use crate::state::{Core, Node, Task};
-use crate::id_key;
 
 /// Azure's default `retentionTime`.
 const DEFAULT_RETENTION_DAYS: i64 = 7;
@@ -88,8 +88,7 @@ impl Core {
     /// A task record is gone (deleted, or with its job): out of the index.
     pub(crate) fn unindex_retention(&mut self, jk: &str, tk: &str, task: &Task) {
         if let Some(at) = task.retention_at {
-            self.retention
-                .remove(&(at, jk.to_string(), tk.to_string()));
+            self.retention.remove(&(at, jk.to_string(), tk.to_string()));
         }
     }
 

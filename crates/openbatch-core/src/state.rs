@@ -724,7 +724,10 @@ impl Core {
                 let jobs = self.expire_jobs(now, &mut fx);
                 let schedules = self.tick_schedules(now);
                 let retention = self.expire_retention(now);
-                (Reply::Done, lost || preempted || jobs || schedules || retention)
+                (
+                    Reply::Done,
+                    lost || preempted || jobs || schedules || retention,
+                )
             }
             Input::CreateJobSchedule(spec) => (self.create_job_schedule(*spec, now)?, true),
             Input::UpdateJobSchedule {

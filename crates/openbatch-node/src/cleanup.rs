@@ -108,9 +108,7 @@ pub(crate) fn take_dirs(
                                 taken.push(to);
                                 Outcome::Taken
                             }
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                                Outcome::Missing
-                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::Missing,
                             Err(e) => {
                                 // Another file system under the root (a mount): removed in
                                 // place instead.
@@ -262,7 +260,9 @@ mod tests {
         let in_use = |d: &TaskDirRef| {
             running.iter().any(|(j, t)| {
                 j.eq_ignore_ascii_case(&d.job_id)
-                    && d.task_id.as_deref().is_none_or(|x| x.eq_ignore_ascii_case(t))
+                    && d.task_id
+                        .as_deref()
+                        .is_none_or(|x| x.eq_ignore_ascii_case(t))
             })
         };
         let (out, taken) = take_dirs(

@@ -39,7 +39,11 @@ async fn task_directories_go_after_retention_and_with_their_task_and_job() {
         .add_task_collection(
             "j",
             &[
-                task("short", write, json!({"constraints": {"retentionTime": "PT6S"}})),
+                task(
+                    "short",
+                    write,
+                    json!({"constraints": {"retentionTime": "PT6S"}}),
+                ),
                 task("kept", write, json!({})),
             ],
         )
@@ -74,15 +78,22 @@ async fn task_directories_go_after_retention_and_with_their_task_and_job() {
 
     // After the retention time the directory is gone from the node's disk, and the node's
     // file API no longer finds the task's files.
-    wait_until(Duration::from_secs(30), "the expired directory to go", || async {
-        !short.exists()
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "the expired directory to go",
+        || async { !short.exists() },
+    )
     .await;
     assert!(not_found(
         c.get_task_file("j", "short", "wd/out.txt", None).await
     ));
-    let node_path = format!("{}/stdout.txt", openbatch_api::agent::task_dir("j", "short"));
-    assert!(not_found(c.get_node_file("p", &node, &node_path, None).await));
+    let node_path = format!(
+        "{}/stdout.txt",
+        openbatch_api::agent::task_dir("j", "short")
+    );
+    assert!(not_found(
+        c.get_node_file("p", &node, &node_path, None).await
+    ));
     // The kept copy of its log (in auto-storage) stays until the task is deleted.
     assert_eq!(
         c.get_task_file("j", "short", "stdout.txt", None)
@@ -95,9 +106,11 @@ async fn task_directories_go_after_retention_and_with_their_task_and_job() {
 
     // Deleting a task deletes its directory.
     c.delete_task("j", "kept").await.unwrap();
-    wait_until(Duration::from_secs(30), "the deleted task's directory to go", || async {
-        !kept.exists()
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "the deleted task's directory to go",
+        || async { !kept.exists() },
+    )
     .await;
 
     // Deleting the job deletes its whole directory (`workitems/j`).
@@ -114,9 +127,11 @@ async fn task_directories_go_after_retention_and_with_their_task_and_job() {
     assert!(job_dir.ends_with("workitems/j"), "{}", job_dir.display());
     assert!(job_dir.exists());
     c.delete_job("j").await.unwrap();
-    wait_until(Duration::from_secs(30), "the job's directory to go", || async {
-        !job_dir.exists()
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "the job's directory to go",
+        || async { !job_dir.exists() },
+    )
     .await;
     // Nothing is left behind in the agent's trash once it is removed in the background.
     let trash = job_dir
@@ -124,8 +139,10 @@ async fn task_directories_go_after_retention_and_with_their_task_and_job() {
         .and_then(|w| w.parent())
         .map(|root| root.join("volatile/deleting"))
         .unwrap();
-    wait_until(Duration::from_secs(30), "the trash to be emptied", || async {
-        std::fs::read_dir(&trash).map_or(true, |d| d.count() == 0)
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "the trash to be emptied",
+        || async { std::fs::read_dir(&trash).map_or(true, |d| d.count() == 0) },
+    )
     .await;
 }

@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use openbatch_api::models::{self as m, NodeState, TaskCounts, TaskCreate, TaskState};
 pub use openbatch_api::agent::TaskDirRef;
+use openbatch_api::models::{self as m, NodeState, TaskCounts, TaskCreate, TaskState};
 use openbatch_core::{
     Applied, Core, CoreError, Effect, Input, Limits, NodeHello, RunId, RunResult, Urls,
 };
@@ -384,7 +384,10 @@ impl Sim {
                 // A directory is never deleted under a run that uses it (a run being killed
                 // may still be there: the core requeued it and the agent kills it).
                 Effect::DeleteTaskDirs { node, dirs } => {
-                    assert!(self.connected.contains(node), "cleanup sent to {node}, which is not connected");
+                    assert!(
+                        self.connected.contains(node),
+                        "cleanup sent to {node}, which is not connected"
+                    );
                     for d in dirs {
                         let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
                         if let Some((run, _)) = self.runs.iter().find(|(_, r)| {
@@ -393,7 +396,10 @@ impl Sim {
                                 && same(&r.job, &d.job_id)
                                 && d.task_id.as_deref().is_none_or(|t| same(t, &r.task))
                         }) {
-                            panic!("{node} asked to delete {} while run {run} uses it", d.path());
+                            panic!(
+                                "{node} asked to delete {} while run {run} uses it",
+                                d.path()
+                            );
                         }
                         self.deleted_dirs.push((node.clone(), d.clone()));
                     }
@@ -657,9 +663,11 @@ impl Sim {
         self.last
             .iter()
             .filter_map(|fx| match fx {
-                Effect::DeleteTaskDirs { node, dirs } => {
-                    Some(dirs.iter().map(|d| (node.clone(), d.path())).collect::<Vec<_>>())
-                }
+                Effect::DeleteTaskDirs { node, dirs } => Some(
+                    dirs.iter()
+                        .map(|d| (node.clone(), d.path()))
+                        .collect::<Vec<_>>(),
+                ),
                 _ => None,
             })
             .flatten()

@@ -98,7 +98,10 @@ fn task_delete_deletes_the_directory_on_the_node_it_ran_on() {
         job: "j".into(),
         task: "t1".into(),
     });
-    assert_eq!(sim.last_dir_deletes(), vec![path(&n1, "workitems/j/job-1/t1")]);
+    assert_eq!(
+        sim.last_dir_deletes(),
+        vec![path(&n1, "workitems/j/job-1/t1")]
+    );
 
     let run = sim.run_of("j", "t2");
     sim.ok(Input::DeleteTask {
@@ -109,7 +112,10 @@ fn task_delete_deletes_the_directory_on_the_node_it_ran_on() {
     assert!(sim.last_dir_deletes().is_empty(), "not under the run");
     sim.advance(1);
     sim.finish(run, 137);
-    assert_eq!(sim.last_dir_deletes(), vec![path(&n2, "workitems/j/job-1/t2")]);
+    assert_eq!(
+        sim.last_dir_deletes(),
+        vec![path(&n2, "workitems/j/job-1/t2")]
+    );
 }
 
 /// A task retried on another node has a directory on each node it ran on: all of them go.
@@ -206,7 +212,10 @@ fn a_scheduled_jobs_directory_is_its_own() {
     sim.ok(Input::DeleteJob {
         id: "nightly:job-1".into(),
     });
-    assert_eq!(sim.last_dir_deletes(), vec![path(&node, "workitems/nightly/job-1")]);
+    assert_eq!(
+        sim.last_dir_deletes(),
+        vec![path(&node, "workitems/nightly/job-1")]
+    );
 }
 
 /// Only the latest completion starts the clock: a task reactivated before its retention time
@@ -234,7 +243,10 @@ fn a_reactivated_task_keeps_its_directory() {
     assert!(sim.last_dir_deletes().is_empty());
     sim.advance(1);
     sim.tick();
-    assert_eq!(sim.last_dir_deletes(), vec![path(&node, "workitems/j/job-1/t")]);
+    assert_eq!(
+        sim.last_dir_deletes(),
+        vec![path(&node, "workitems/j/job-1/t")]
+    );
 }
 
 /// A task deleted and added again under the same id before its node heard of the deletion:
@@ -282,11 +294,17 @@ fn an_offline_node_gets_its_deletions_when_it_reconnects() {
     assert!(a.changed, "the expiry is recorded");
     assert!(sim.last_dir_deletes().is_empty(), "nobody to tell");
     sim.connect(&node);
-    assert_eq!(sim.last_dir_deletes(), vec![path(&node, "workitems/j/job-1/t")]);
+    assert_eq!(
+        sim.last_dir_deletes(),
+        vec![path(&node, "workitems/j/job-1/t")]
+    );
     // The message was lost with the connection: asked again.
     sim.disconnect(&node);
     sim.connect(&node);
-    assert_eq!(sim.last_dir_deletes(), vec![path(&node, "workitems/j/job-1/t")]);
+    assert_eq!(
+        sim.last_dir_deletes(),
+        vec![path(&node, "workitems/j/job-1/t")]
+    );
     sim.dirs_deleted(&node, vec![dir("j", Some("t"))]);
     sim.disconnect(&node);
     sim.connect(&node);
@@ -335,10 +353,16 @@ fn retention_survives_a_restart() {
         after.connect(&nb);
         assert!(after.last_dir_deletes().is_empty(), "b has time left");
         after.connect(&na);
-        assert_eq!(after.last_dir_deletes(), vec![path(&na, "workitems/j/job-1/a")]);
+        assert_eq!(
+            after.last_dir_deletes(),
+            vec![path(&na, "workitems/j/job-1/a")]
+        );
         after.now = sim.now + chrono::Duration::seconds(1200 - 30);
         after.tick();
-        assert_eq!(after.last_dir_deletes(), vec![path(&nb, "workitems/j/job-1/b")]);
+        assert_eq!(
+            after.last_dir_deletes(),
+            vec![path(&nb, "workitems/j/job-1/b")]
+        );
     }
 }
 
