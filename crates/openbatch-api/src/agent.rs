@@ -15,8 +15,9 @@ use crate::models::{EnvironmentSetting, FailureInfo, OutputFile, ResourceFile, S
 
 /// The agent protocol's version; the server refuses agents that speak another. 3 added
 /// application packages (`InstallPackages`, `RunSpec::app_packages`), multi-instance runs
-/// (`RunSpec::instance`), job preparation tasks and `RunResult::empty_logs`.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// (`RunSpec::instance`), job preparation tasks and `RunResult::empty_logs`. 4 added the
+/// cleanup of task directories (`DeleteTaskDirs`, `TaskDirsDeleted`).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The header that carries the join token on the WebSocket upgrade request.
 pub const TOKEN_HEADER: &str = "x-openbatch-join-token";
@@ -32,6 +33,36 @@ pub fn task_dir(job_id: &str, task_id: &str) -> String {
     match job_id.split_once(':') {
         Some((schedule, run)) => format!("workitems/{schedule}/{run}/{task_id}"),
         None => format!("workitems/{job_id}/job-1/{task_id}"),
+    }
+}
+
+/// A job's directory relative to the node root: `workitems/<job>` (which holds `job-1`), and
+/// for a job that a job schedule created `workitems/<schedule>/job-<n>` (the schedule's other
+/// jobs live beside it).
+pub fn job_dir(job_id: &str) -> String {
+    match job_id.split_once(':') {
+        Some((schedule, run)) => format!("workitems/{schedule}/{run}"),
+        None => format!("workitems/{job_id}"),
+    }
+}
+
+/// A directory under `workitems/` that the server asks a node to delete: one task's directory
+/// ([`task_dir`]), or with no task the whole job's ([`job_dir`]). Ids are as the job and task
+/// were created (case preserved), as the agent named the directories.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TaskDirRef {
+    pub job_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+}
+
+impl TaskDirRef {
+    /// The directory relative to the node root.
+    pub fn path(&self) -> String {
+        match &self.task_id {
+            Some(t) => task_dir(&self.job_id, t),
+            None => job_dir(&self.job_id),
+        }
     }
 }
 
@@ -235,6 +266,11 @@ pub enum AgentMsg {
         req: u64,
         result: Result<(), FileError>,
     },
+    /// The answer to `DeleteTaskDirs`: these directories are gone (or were refused and never
+    /// will be: outside `workitems/`, or in use by a run). The server stops asking for them.
+    TaskDirsDeleted {
+        dirs: Vec<TaskDirRef>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -300,6 +336,13 @@ pub enum ServerMsg {
     InstallPackages {
         app_packages: Vec<AppPackage>,
     },
+    /// Delete these task (or job) directories, with everything in them. A missing one is
+    /// fine; one that a run on the node still uses is left alone. Answered with
+    /// `TaskDirsDeleted` once they are out of the way; the server asks again after a reconnect
+    /// until it has that answer.
+    DeleteTaskDirs {
+        dirs: Vec<TaskDirRef>,
+    },
     /// Leave the pool: stop running tasks and exit.
     Shutdown,
     /// Reboot: stop every task, forget the start task's outcome, and connect again as a fresh
@@ -336,5 +379,12 @@ mod tests {
     fn task_dirs_follow_azure_layout() {
         assert_eq!(task_dir("j", "t"), "workitems/j/job-1/t");
         assert_eq!(task_dir("nightly:job-7", "t"), "workitems/nightly/job-7/t");
+        assert_eq!(job_dir("j"), "workitems/j");
+        assert_eq!(job_dir("nightly:job-7"), "workitems/nightly/job-7");
+        let t = TaskDirRef {
+            job_id: "j".into(),
+            task_id: Some("t".into()),
+        };
+        assert_eq!(t.path(), "workitems/j/job-1/t");
     }
 }

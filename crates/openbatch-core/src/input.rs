@@ -194,7 +194,13 @@ pub enum Input {
     },
     /// The server restarted: every node is disconnected until its agent dials in again.
     ServerRestarted,
-    /// Time passed: connection timeouts, deferred deletions, job wall-clock limits, job schedules that are due.
+    /// A node's agent deleted these task or job directories (`Effect::DeleteTaskDirs`): the
+    /// node no longer owes them.
+    TaskDirsDeleted {
+        node: String,
+        dirs: Vec<openbatch_api::agent::TaskDirRef>,
+    },
+    /// Time passed: connection timeouts, deferred deletions, job wall-clock limits, job schedules that are due, task directories past their retention time.
     Tick,
 }
 
@@ -259,6 +265,13 @@ pub enum Effect {
     InstallPackages {
         node: String,
         app_packages: Vec<openbatch_api::agent::AppPackage>,
+    },
+    /// Delete these task or job directories on the node (retention time passed, task or job
+    /// deleted); answer with `Input::TaskDirsDeleted`. The core asks again after a reconnect
+    /// until then; deleting a missing directory is fine.
+    DeleteTaskDirs {
+        node: String,
+        dirs: Vec<openbatch_api::agent::TaskDirRef>,
     },
 }
 

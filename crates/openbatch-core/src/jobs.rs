@@ -72,6 +72,7 @@ impl Core {
                 deps: Default::default(),
                 schedule,
                 node_tasks: BTreeMap::new(),
+                ran_on: Default::default(),
             },
         );
         self.add_job_manager(&key, now);
@@ -190,6 +191,7 @@ impl Core {
             task: None,
             before_run: self.next_run,
         });
+        self.job_removed_dirs(key, &job);
         if let Some(schedule) = job.schedule {
             self.scheduled_job_removed(&schedule, key, now);
         }

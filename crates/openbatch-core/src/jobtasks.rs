@@ -416,6 +416,7 @@ impl Core {
         if let Some(n) = self.nodes.get_mut(node) {
             n.running.insert(run, (jk.to_string(), key.to_string(), 0));
         }
+        self.note_run_dir(jk, key, node);
         fx.push(Effect::RunTask {
             node: node.to_string(),
             spec: Box::new(spec),

@@ -186,6 +186,7 @@ impl Core {
         }
         let still: std::collections::BTreeSet<u64> = hello.running.iter().copied().collect();
         self.recheck_releases_on(&node_id);
+        self.resend_dir_cleanup(&node_id);
         for run in &ours {
             if !still.contains(run) && !unsent.contains(run) {
                 self.requeue_run(*run, now);

@@ -541,6 +541,7 @@ impl Core {
                 .insert(run, (jk.to_string(), tk.to_string(), slots));
             node.used_slots += slots;
         }
+        self.note_run_dir(jk, tk, node_id);
         self.set_node_state(node_id, NodeState::Running, now);
     }
 }

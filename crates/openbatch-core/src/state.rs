@@ -120,6 +120,10 @@ pub(crate) struct Node {
     /// their slots are taken, but the agent has not been told to start them (see `jobtasks.rs`).
     #[serde(default)]
     pub(crate) waiting: BTreeSet<RunId>,
+    /// Task and job directories this node is to delete, until its agent says it did (see
+    /// `cleanup.rs`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub(crate) dir_cleanup: BTreeSet<openbatch_api::agent::TaskDirRef>,
     /// The free slots this node is filed under in its pool's capacity index, if it is there.
     /// Derived; rebuilt on load.
     #[serde(skip)]
@@ -167,6 +171,7 @@ impl Node {
             recent_tasks: VecDeque::new(),
             preemption: None,
             waiting: BTreeSet::new(),
+            dir_cleanup: BTreeSet::new(),
             indexed_free: None,
             indexed_empty: false,
         }
@@ -217,6 +222,10 @@ pub(crate) struct Job {
     /// Per node id: the job preparation and release tasks on that node (see `jobtasks.rs`).
     #[serde(default)]
     pub(crate) node_tasks: BTreeMap<String, crate::jobtasks::NodeJobTasks>,
+    /// Nodes where anything of the job ran: its directory is deleted there with the job (see
+    /// `cleanup.rs`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub(crate) ran_on: BTreeSet<String>,
 }
 
 impl Job {
@@ -261,6 +270,14 @@ pub(crate) struct Task {
     /// attempt, as `subtasksinfo` lists them. Empty before its first start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) subtasks: Vec<crate::gang::SubtaskRecord>,
+    /// Nodes where an attempt (or an instance) of the task ran and its directory is still
+    /// there (see `cleanup.rs`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub(crate) ran_on: BTreeSet<String>,
+    /// When the task's directories may go, as filed in `Core::retention`. Derived; rebuilt on
+    /// load.
+    #[serde(skip)]
+    pub(crate) retention_at: Option<DateTime<Utc>>,
 }
 
 impl Task {
@@ -383,6 +400,14 @@ pub struct Core {
     /// ended or was lost); the end of `apply` looks at them. Derived; empty between inputs.
     #[serde(skip)]
     pub(crate) ending_jobs: BTreeSet<String>,
+    /// Completed tasks whose directories are still on nodes, by when they may go: (time, job
+    /// key, task key). Derived; rebuilt on load; kept by `refresh_retention` (`cleanup.rs`).
+    #[serde(skip)]
+    pub(crate) retention: BTreeSet<(DateTime<Utc>, String, String)>,
+    /// Nodes (and the job key, or all) whose directory cleanups are sent at the end of this
+    /// input. Derived; empty between inputs.
+    #[serde(skip)]
+    pub(crate) cleanup_out: BTreeSet<(String, Option<String>)>,
 }
 
 impl Core {
@@ -406,6 +431,8 @@ impl Core {
             deferred: Vec::new(),
             unrunnable: Vec::new(),
             ending_jobs: BTreeSet::new(),
+            retention: BTreeSet::new(),
+            cleanup_out: BTreeSet::new(),
         }
     }
 
@@ -457,6 +484,7 @@ impl Core {
         for (jk, tk) in waiting {
             self.enqueue(&jk, &tk);
         }
+        self.rebuild_retention();
         self.dirty_pools.clear();
     }
 
@@ -539,6 +567,7 @@ impl Core {
             "deferred effects left between inputs"
         );
         self.check_gang_indexes();
+        self.check_retention_index();
     }
 
     pub(crate) fn seq(&mut self) -> u64 {
@@ -686,12 +715,19 @@ impl Core {
                 true,
             ),
             Input::ServerRestarted => (Reply::Done, self.server_restarted(now)),
+            Input::TaskDirsDeleted { node, dirs } => {
+                (Reply::Done, self.task_dirs_deleted(&node, &dirs))
+            }
             Input::Tick => {
                 let lost = self.tick(now, &mut fx);
                 let preempted = self.preemption_tick(now, &mut fx);
                 let jobs = self.expire_jobs(now, &mut fx);
                 let schedules = self.tick_schedules(now);
-                (Reply::Done, lost || preempted || jobs || schedules)
+                let retention = self.expire_retention(now);
+                (
+                    Reply::Done,
+                    lost || preempted || jobs || schedules || retention,
+                )
             }
             Input::CreateJobSchedule(spec) => (self.create_job_schedule(*spec, now)?, true),
             Input::UpdateJobSchedule {
@@ -735,6 +771,8 @@ impl Core {
             fx.append(&mut self.deferred);
             placed |= self.schedule_dirty(now, &mut fx);
         }
+        // Last: placements above may have taken a directory over.
+        self.flush_dir_cleanup(&mut fx);
         Ok(Applied {
             reply,
             effects: fx,

@@ -162,6 +162,8 @@ impl Core {
             job_manager: false,
             gang: Vec::new(),
             subtasks: Vec::new(),
+            ran_on: Default::default(),
+            retention_at: None,
         };
         let slots = task.required_slots() as i64;
         job.counts.active += 1;
@@ -300,6 +302,7 @@ impl Core {
         adjust(&mut job.counts, new, 1);
         adjust(&mut job.slot_counts, new, slots);
         self.deps_task_changed(jk, tk, was_done, was_satisfying);
+        self.refresh_retention(jk, tk);
     }
 
     /// Remove a task's record, keeping the job's counts exact.
@@ -313,13 +316,16 @@ impl Core {
             let slots = task.required_slots() as i64;
             adjust(&mut job.counts, (task.state, task.exec.result), -1);
             adjust(&mut job.slot_counts, (task.state, task.exec.result), -slots);
+            let job_id = job.spec.id.clone();
             if task.location.is_some() {
                 self.deferred.push(Effect::DiscardLogs {
-                    job: job.spec.id.clone(),
-                    task: Some(task.spec.id),
+                    job: job_id.clone(),
+                    task: Some(task.spec.id.clone()),
                     before_run: self.next_run,
                 });
             }
+            self.unindex_retention(jk, tk, &task);
+            self.task_removed_dirs(&job_id, &task);
         }
     }
 
@@ -419,6 +425,7 @@ impl Core {
             self.dirty_pools.insert(node.pool.clone());
         }
         self.refresh_capacity(&node_id);
+        self.run_dir_released(&node_id, &jk);
         Some((jk, tk, node_id))
     }
 

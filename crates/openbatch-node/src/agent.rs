@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::cleanup;
 use crate::files;
 use crate::runner::{
     self, KillReason, OutputFileSpec, ResourceFileSpec, ResourceSource, RunKiller, RunOutcome,
@@ -61,6 +62,8 @@ struct Identity {
 struct Shared {
     identity: Identity,
     running: HashMap<RunId, RunKiller>,
+    /// The (job id, task id) of each running run: their directories are not deleted.
+    run_dirs: HashMap<RunId, (String, String)>,
     /// Where each running task finds its preemption notice (`AZ_BATCH_TASK_PREEMPTION_NOTICE`).
     notice_files: HashMap<RunId, PathBuf>,
     /// Finished runs the server has not acknowledged yet, in finishing order.
@@ -102,6 +105,9 @@ pub async fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
     let root = opts.root_dir.canonicalize()?;
     // An install the agent was killed in the middle of is started again when next needed.
     runner::apps::clean_partial(&root.join("applications"));
+    // Directories an earlier agent took for deletion but did not finish removing.
+    let trash_root = root.clone();
+    tokio::task::spawn_blocking(move || cleanup::clean_trash(&trash_root));
     let state: State = Arc::new(Mutex::new(Shared::default()));
     let url = ws_url(&opts.server_url)?;
     let mut backoff = RECONNECT_MIN;
@@ -161,6 +167,7 @@ async fn restart(state: &State, root: &Path, wipe: bool) {
     {
         let mut s = lock(state);
         s.running.clear();
+        s.run_dirs.clear();
         s.unacked.clear();
         s.start_task_unacked = None;
         s.start_task_running = false;
@@ -352,6 +359,7 @@ fn handle(msg: ServerMsg, root: &Path, state: &State) {
             }
         }
         ServerMsg::Preempt { grace, deadline } => preempt(state, grace, deadline),
+        ServerMsg::DeleteTaskDirs { dirs } => delete_task_dirs(dirs, root, state),
         ServerMsg::InstallPackages { app_packages } => {
             if let Some(apps) = applications(root, &app_packages) {
                 tokio::spawn(async move {
@@ -635,9 +643,43 @@ fn preempt(state: &State, grace: Duration, deadline: chrono::DateTime<chrono::Ut
     }
 }
 
+/// The server asks for task or job directories to go: each is moved out of the way now (in
+/// message order, before any run that comes next), unless a run here uses it, and removed on a
+/// blocking thread. The answer names every requested directory, deleted or refused for good.
+fn delete_task_dirs(dirs: Vec<openbatch_api::agent::TaskDirRef>, root: &Path, state: &State) {
+    let busy: Vec<(String, String)> = lock(state).run_dirs.values().cloned().collect();
+    let in_use = |d: &openbatch_api::agent::TaskDirRef| {
+        busy.iter().any(|(j, t)| {
+            j.eq_ignore_ascii_case(&d.job_id)
+                && d.task_id
+                    .as_deref()
+                    .is_none_or(|x| x.eq_ignore_ascii_case(t))
+        })
+    };
+    let (outcomes, taken) = cleanup::take_dirs(root, &dirs, &in_use);
+    for (d, o) in dirs.iter().zip(&outcomes) {
+        match o {
+            cleanup::Outcome::Taken | cleanup::Outcome::Missing => {
+                tracing::debug!(dir = %d.path(), outcome = ?o, "task directory deleted");
+            }
+            cleanup::Outcome::InUse => {
+                tracing::info!(dir = %d.path(), "a run on this node uses a directory the server asked to delete; it is kept");
+            }
+            cleanup::Outcome::Refused(why) => {
+                tracing::warn!(job_id = %d.job_id, task_id = ?d.task_id, reason = %why, "refused to delete a directory");
+            }
+        }
+    }
+    if !taken.is_empty() {
+        tokio::task::spawn_blocking(move || cleanup::remove_all(&taken));
+    }
+    send(state, &AgentMsg::TaskDirsDeleted { dirs });
+}
+
 fn finish_task(state: &State, run: RunId, result: RunResult) {
     let mut s = lock(state);
     s.running.remove(&run);
+    s.run_dirs.remove(&run);
     s.notice_files.remove(&run);
     let order = s.next_order;
     s.next_order += 1;
@@ -706,6 +748,7 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
             .iter()
             .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())),
     );
+    let (job_id, task_id) = (spec.job_id.clone(), spec.task_id.clone());
     let span = tracing::debug_span!("task", job_id = %spec.job_id, task_id = %spec.task_id, run);
     let _enter = span.enter();
     let handle = runner::start(runner::RunSpec {
@@ -723,6 +766,7 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
     {
         let mut s = lock(state);
         s.running.insert(run, handle.killer());
+        s.run_dirs.insert(run, (job_id, task_id));
         s.notice_files.insert(run, notice);
     }
     let state = state.clone();

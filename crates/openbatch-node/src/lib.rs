@@ -6,6 +6,7 @@
 //! wall-clock limits and reports results. It never decides placement: it runs what it is told.
 
 pub mod agent;
+mod cleanup;
 mod files;
 mod metrics;
 pub mod runner;

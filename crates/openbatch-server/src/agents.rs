@@ -446,6 +446,12 @@ pub(crate) async fn serve_agent(
                         });
                         let _ = ack_tx.send((pending, Vec::new(), true));
                     }
+                    AgentMsg::TaskDirsDeleted { dirs } => {
+                        let _ = state.engine.submit_nowait(Input::TaskDirsDeleted {
+                            node: node_id.clone(),
+                            dirs,
+                        });
+                    }
                     AgentMsg::Hello { .. } => {}
                     other => state.agents.on_file_msg(other),
                 }

@@ -314,6 +314,13 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
                         .await;
                 });
             }
+            Effect::DeleteTaskDirs { node, dirs } => {
+                // The agent answers with `TaskDirsDeleted`; until then the core sends these
+                // again whenever the node reconnects.
+                state
+                    .agents
+                    .send(&node, &ServerMsg::DeleteTaskDirs { dirs });
+            }
             Effect::RestartNode { node, wipe } => {
                 state.agents.send(&node, &ServerMsg::Restart { wipe });
             }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+pub use openbatch_api::agent::TaskDirRef;
 use openbatch_api::models::{self as m, NodeState, TaskCounts, TaskCreate, TaskState};
 use openbatch_core::{
     Applied, Core, CoreError, Effect, Input, Limits, NodeHello, RunId, RunResult, Urls,
@@ -158,6 +159,8 @@ pub struct Sim {
     /// The last result an agent reported for each task (keys lowercased), for the dependency
     /// invariant's own reading of exit conditions.
     pub last_results: BTreeMap<(String, String), RunResult>,
+    /// Every directory a node was asked to delete (`Effect::DeleteTaskDirs`), in order.
+    pub deleted_dirs: Vec<(String, TaskDirRef)>,
 }
 
 impl Default for Sim {
@@ -196,6 +199,7 @@ impl Sim {
             checks: true,
             run_tasks: BTreeMap::new(),
             last_results: BTreeMap::new(),
+            deleted_dirs: Vec::new(),
         }
     }
 
@@ -377,6 +381,29 @@ impl Sim {
                     self.preempt_notices.push(node.clone());
                 }
                 Effect::InstallPackages { .. } => {}
+                // A directory is never deleted under a run that uses it (a run being killed
+                // may still be there: the core requeued it and the agent kills it).
+                Effect::DeleteTaskDirs { node, dirs } => {
+                    assert!(
+                        self.connected.contains(node),
+                        "cleanup sent to {node}, which is not connected"
+                    );
+                    for d in dirs {
+                        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+                        if let Some((run, _)) = self.runs.iter().find(|(_, r)| {
+                            &r.node == node
+                                && !r.killed
+                                && same(&r.job, &d.job_id)
+                                && d.task_id.as_deref().is_none_or(|t| same(t, &r.task))
+                        }) {
+                            panic!(
+                                "{node} asked to delete {} while run {run} uses it",
+                                d.path()
+                            );
+                        }
+                        self.deleted_dirs.push((node.clone(), d.clone()));
+                    }
+                }
                 // Logs are discarded only for what is gone for good.
                 Effect::DiscardLogs { job, task, .. } => match task {
                     None => assert!(
@@ -629,6 +656,30 @@ impl Sim {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The directories the last input asked nodes to delete: (node, path).
+    pub fn last_dir_deletes(&self) -> Vec<(String, String)> {
+        self.last
+            .iter()
+            .filter_map(|fx| match fx {
+                Effect::DeleteTaskDirs { node, dirs } => Some(
+                    dirs.iter()
+                        .map(|d| (node.clone(), d.path()))
+                        .collect::<Vec<_>>(),
+                ),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// The agent of `node` answers that it deleted these directories.
+    pub fn dirs_deleted(&mut self, node: &str, dirs: Vec<TaskDirRef>) -> Applied {
+        self.ok(Input::TaskDirsDeleted {
+            node: node.into(),
+            dirs,
+        })
     }
 
     pub fn last_removals(&self) -> Vec<String> {

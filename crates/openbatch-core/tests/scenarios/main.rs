@@ -9,6 +9,7 @@
 mod common;
 
 mod apps;
+mod cleanup;
 mod dependencies;
 mod exit_conditions;
 mod explain;
