@@ -7,6 +7,7 @@
 
 pub mod agent;
 mod files;
+pub mod gpu;
 mod metrics;
 pub mod runner;
 
