@@ -5,8 +5,22 @@
 //!   get, the resize error and the restart are checked on machines without GPUs.
 //! - `real_gpu_*` runs only where `nvidia-smi -L` lists a GPU, and otherwise passes after
 //!   printing "skipped: no GPU". It was run on an NVIDIA H100 (one GPU) machine with this test
-//!   binary and `openbatch` copied there (`OPENBATCH_TEST_BIN`); the README's GPU section records
-//!   the result.
+//!   binary and `openbatch` copied there (`OPENBATCH_TEST_BIN=.../openbatch ./gpu-test`); all 4
+//!   tests passed, and the real-GPU one printed:
+//!
+//!   ```text
+//!   host GPUs: ["GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-6d8d778f-9aec-d33c-c672-d18ce8381bac)"]
+//!   task stdout:
+//!   CUDA_VISIBLE_DEVICES=GPU-6d8d778f-9aec-d33c-c672-d18ce8381bac
+//!   GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-6d8d778f-9aec-d33c-c672-d18ce8381bac)
+//!   selected:
+//!   0, GPU-6d8d778f-9aec-d33c-c672-d18ce8381bac, NVIDIA H100 80GB HBM3
+//!   CUDA in the task: cuInit=0 devices=1
+//!   openbatch node show: ... gpu  0: NVIDIA H100 80GB HBM3 (GPU-6d8d778f-..., 81559 MiB)
+//!   resizeErrors: [ResizeError { code: Some("AllocationFailed"), message: Some("A node of VM
+//!     size Standard_NC6s_v3 needs 1 GPU of its own, and 0 of this machine's 1 GPU are free
+//!     ..."), values: [VmSize, GpusNeeded 1, GpusFree 0, GpusTotal 1] }]
+//!   ```
 
 mod common;
 
@@ -283,8 +297,17 @@ async fn ignore_mode_runs_gpu_sizes_without_gpus() {
         .await
         .unwrap();
     wait_task_done(&c, "j", "t").await;
-    // Nothing restricted: the agent found no GPU, so it set nothing.
-    assert_eq!(task_out(&c, "j", "t").await.trim(), "CVD=[] NVD=[]");
+    // Nothing restricted: the agent found no GPU, so it set nothing, and the task has what
+    // the server's environment had.
+    let inherited = |name: &str| std::env::var(name).unwrap_or_default();
+    assert_eq!(
+        task_out(&c, "j", "t").await.trim(),
+        format!(
+            "CVD=[{}] NVD=[{}]",
+            inherited("CUDA_VISIBLE_DEVICES"),
+            inherited("NVIDIA_VISIBLE_DEVICES")
+        )
+    );
 }
 
 /// The host's GPUs per `nvidia-smi -L` (`GPU 0: NVIDIA H100 ... (UUID: GPU-...)`), or None.
@@ -321,7 +344,8 @@ async fn real_gpu_a_node_sees_exactly_its_gpu_and_extra_nodes_fail() {
         "j",
         &task(
             "smi",
-            "/bin/sh -c 'echo \"CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES\"; nvidia-smi -L -i \"$CUDA_VISIBLE_DEVICES\"'",
+            "/bin/sh -c 'echo \"CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES\"; nvidia-smi -L; echo selected:; \
+             nvidia-smi -i \"$CUDA_VISIBLE_DEVICES\" --query-gpu=index,uuid,name --format=csv,noheader'",
             json!({}),
         ),
     )
@@ -336,13 +360,46 @@ async fn real_gpu_a_node_sees_exactly_its_gpu_and_extra_nodes_fail() {
         .expect("the variable")
         .to_string();
     assert!(uuid.starts_with("GPU-") && !uuid.contains(','), "{out}");
-    let listed: Vec<&str> = out.lines().filter(|l| l.starts_with("GPU ")).collect();
-    assert_eq!(listed.len(), 1, "{out}");
-    assert!(listed[0].contains(&uuid), "{out}");
+    // `nvidia-smi -L` lists every GPU of the machine (it ignores CUDA_VISIBLE_DEVICES); the
+    // variable selects exactly one of them.
+    let (all, selected) = out.split_once("selected:").expect("both parts");
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("GPU ") && l.contains(&uuid)),
+        "{out}"
+    );
+    let selected: Vec<&str> = selected.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(selected.len(), 1, "{out}");
+    assert!(selected[0].contains(&uuid), "{out}");
     assert!(
         host.iter().any(|h| h.contains(&uuid)),
         "{uuid} is not one of {host:?}"
     );
+    // Where Python and the CUDA driver library are at hand, CUDA itself counts the GPUs the
+    // task is shown (the UUID form of CUDA_VISIBLE_DEVICES included).
+    let cuda = std::process::Command::new("python3")
+        .args(["-c", "import ctypes; ctypes.CDLL('libcuda.so.1')"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if cuda {
+        c.create_task(
+            "j",
+            &task(
+                "cuda",
+                "python3 -c \"import ctypes; c = ctypes.CDLL('libcuda.so.1'); n = ctypes.c_int(); \
+                 r = c.cuInit(0); c.cuDeviceGetCount(ctypes.byref(n)); print('cuInit=%d devices=%d' % (r, n.value))\"",
+                json!({}),
+            ),
+        )
+        .await
+        .unwrap();
+        wait_task_done(&c, "j", "cuda").await;
+        let out = task_out(&c, "j", "cuda").await;
+        println!("CUDA in the task: {out}");
+        assert_eq!(out.trim(), "cuInit=0 devices=1");
+    } else {
+        println!("no python3 with libcuda.so.1 here: CUDA's own count not checked");
+    }
     let node = node_ids(&c, "gpu").await;
     let shown = server.cli_ok(&["node", "show", "gpu", &node[0]]);
     println!("openbatch node show:\n{shown}");
