@@ -227,6 +227,20 @@ pub struct NodeMetrics {
     pub network_out_bytes: u64,
 }
 
+/// One GPU of a node's machine, as `nvidia-smi` lists it (openbatch; Azure's node model has
+/// no GPU field).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuInfo {
+    /// The index `nvidia-smi` gives it on its machine (PCI bus order).
+    pub index: u32,
+    /// `GPU-...` (or `MIG-...`): stable, and what `CUDA_VISIBLE_DEVICES` names.
+    pub uuid: String,
+    pub name: String,
+    /// Total memory in MiB (0 when `nvidia-smi` does not say).
+    pub memory_mib: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AgentMsg {
     Hello {
@@ -241,6 +255,10 @@ pub enum AgentMsg {
         running: Vec<RunId>,
         finished: Vec<(RunId, RunResult)>,
         start_task: Option<RunResult>,
+        /// The GPUs this node's tasks see (assigned by the local provider, or all the GPUs a
+        /// joined node found).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gpus: Vec<GpuInfo>,
     },
     Heartbeat,
     /// A heartbeat that carries the node's resource use.

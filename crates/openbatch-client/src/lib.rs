@@ -22,6 +22,7 @@ mod apps;
 mod error;
 mod explain;
 mod files;
+mod gpus;
 mod jobtasks;
 mod request;
 mod resources;
@@ -40,6 +41,7 @@ use request::{Account, Body, Seg};
 
 pub use error::ClientError;
 pub use files::{FileDownload, FileInfo};
+pub use gpus::{GpuInfo, NodeGpus};
 pub use request::API_VERSION;
 pub use storage::StorageSas;
 pub use tokens::JoinToken;

@@ -139,6 +139,14 @@ pub enum Input {
     NodeRemoved {
         node: String,
     },
+    /// The provider could not allocate a node the core asked for (on the local provider: too
+    /// few free GPUs for its size). The node is forgotten and the pool gets `error` in its
+    /// `resizeErrors`; it does not grow again until its targets are set again (see
+    /// `allocation.rs`).
+    NodeAllocationFailed {
+        node: String,
+        error: openbatch_api::models::ResizeError,
+    },
     StartTaskCompleted {
         node: String,
         result: RunResult,

@@ -14,6 +14,7 @@
 //! request and response *bodies* are the `openbatch-api` models, which the core stores as the
 //! user's specification and renders back in views.
 
+mod allocation;
 mod apps;
 mod cleanup;
 mod cond;

@@ -355,7 +355,7 @@ impl Core {
     }
 
     /// Forget a node and let its pool catch up with its target.
-    fn drop_node(&mut self, node_id: &str, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
+    pub(crate) fn drop_node(&mut self, node_id: &str, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
         self.unindex_node(node_id);
         let Some(node) = self.nodes.remove(node_id) else {
             return;

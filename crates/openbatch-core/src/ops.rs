@@ -652,8 +652,14 @@ impl Core {
         pool.autoscale_run = Some(run);
         if let Some((dedicated, low, option)) = targets {
             let limit = MAX_AUTOSCALE_TARGET;
-            pool.target_dedicated = dedicated.min(limit);
-            pool.target_low_priority = low.min(limit);
+            let (dedicated, low) = (dedicated.min(limit), low.min(limit));
+            // New targets are a new resize (see `allocation.rs`); the same ones again are not,
+            // so a pool short of GPUs does not retry on every evaluation.
+            if (dedicated, low) != (pool.target_dedicated, pool.target_low_priority) {
+                pool.resize_errors.clear();
+            }
+            pool.target_dedicated = dedicated;
+            pool.target_low_priority = low;
             pool.deallocation = option;
             self.reconcile_pool_size(&key, now, fx);
         }

@@ -92,6 +92,7 @@ impl Core {
             nodes: BTreeSet::new(),
             autoscale_run: None,
             reservation: None,
+            resize_errors: Vec::new(),
         };
         self.pools.insert(key.clone(), pool);
         // Tasks of jobs that named this pool before it existed may be queued on it already.
@@ -171,6 +172,8 @@ impl Core {
         let pool = self.pools.get_mut(&key).expect("checked above");
         pool.target_dedicated = dedicated as u32;
         pool.target_low_priority = low as u32;
+        // A new resize: the errors of the last one go, and allocation is tried again.
+        pool.resize_errors.clear();
         pool.deallocation = resize
             .node_deallocation_option
             .unwrap_or(NodeDeallocationOption::Requeue);
@@ -233,7 +236,8 @@ impl Core {
                 }
                 return self.reconcile_pool_size(pool_key, now, fx);
             }
-            if have_count < target {
+            // After an allocation failure the pool stays short until its targets are set again.
+            if have_count < target && pool.resize_errors.is_empty() {
                 let missing = target - have_count;
                 let (vm_size, slots, pool_id) = (
                     pool.spec.vm_size.clone(),

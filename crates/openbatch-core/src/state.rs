@@ -61,6 +61,10 @@ pub(crate) struct Pool {
     /// after a snapshot load must be the ones the live server made.
     #[serde(default)]
     pub(crate) reservation: Option<Reservation>,
+    /// `resizeErrors`: nodes of the last resize that a provider could not allocate. While
+    /// there are any, the pool does not grow by itself (see `allocation.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) resize_errors: Vec<openbatch_api::models::ResizeError>,
 }
 
 /// See [`Pool::reservation`].
@@ -688,6 +692,10 @@ impl Core {
                 (Reply::Done, self.node_lost(&node, &reason, now, &mut fx))
             }
             Input::NodeRemoved { node } => (Reply::Done, self.node_removed(&node, now, &mut fx)),
+            Input::NodeAllocationFailed { node, error } => (
+                Reply::Done,
+                self.node_allocation_failed(&node, error, now, &mut fx),
+            ),
             // A start task that ends while its node is being preempted decides nothing.
             Input::StartTaskCompleted { node, .. }
                 if self

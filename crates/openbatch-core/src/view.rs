@@ -124,7 +124,7 @@ impl Core {
             resize_timeout: Some(s.resize_timeout.unwrap_or(openbatch_api::time::IsoDuration(
                 Some(std::time::Duration::from_secs(15 * 60)),
             ))),
-            resize_errors: Vec::new(),
+            resize_errors: p.resize_errors.clone(),
             current_dedicated_nodes: dedicated,
             current_low_priority_nodes: low,
             target_dedicated_nodes: p.target_dedicated as i32,

@@ -46,6 +46,9 @@ pub struct AgentOptions {
     pub slots: Option<u32>,
     /// Give up (and stop every task) after this long without reaching the server.
     pub give_up_after: Duration,
+    /// The GPUs the local provider assigned to this node (`Some(vec![])`: none). `None` (a
+    /// joined node, or a provider that does not assign GPUs): every GPU discovery finds.
+    pub gpus: Option<Vec<crate::gpu::GpuInfo>>,
 }
 
 /// What the node knows about itself once welcomed.
@@ -73,6 +76,9 @@ struct Shared {
     start_task_running: bool,
     /// The live connection's outbox, if any.
     outbox: Option<mpsc::UnboundedSender<Message>>,
+    /// The GPUs this node's tasks see, and the variables that show them (see `gpu.rs`).
+    gpus: Vec<crate::gpu::GpuInfo>,
+    gpu_env: Vec<(String, String)>,
 }
 
 type State = Arc<Mutex<Shared>>;
@@ -109,6 +115,12 @@ pub async fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
     let trash_root = root.clone();
     tokio::task::spawn_blocking(move || cleanup::clean_trash(&trash_root));
     let state: State = Arc::new(Mutex::new(Shared::default()));
+    {
+        let (gpus, gpu_env) = node_gpus(&opts);
+        let mut s = lock(&state);
+        s.gpus = gpus;
+        s.gpu_env = gpu_env;
+    }
     let url = ws_url(&opts.server_url)?;
     let mut backoff = RECONNECT_MIN;
     let mut last_contact = tokio::time::Instant::now();
@@ -154,6 +166,29 @@ pub async fn run_agent(opts: AgentOptions) -> anyhow::Result<()> {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(RECONNECT_MAX);
     }
+}
+
+/// The GPUs of this node and the environment that shows them to its tasks: the provider's
+/// assignment, or (joined nodes) every GPU this machine has. An operator who started a joined
+/// agent with `CUDA_VISIBLE_DEVICES` set keeps it: tasks inherit the agent's environment.
+fn node_gpus(opts: &AgentOptions) -> (Vec<crate::gpu::GpuInfo>, Vec<(String, String)>) {
+    let (gpus, how) = match &opts.gpus {
+        Some(assigned) => (assigned.clone(), "assigned by the server"),
+        None => (crate::gpu::discover(), "found on this machine"),
+    };
+    let list: Vec<String> = gpus.iter().map(crate::gpu::describe).collect();
+    if gpus.is_empty() && opts.gpus.is_none() {
+        tracing::info!("no GPUs found on this machine");
+    } else {
+        tracing::info!(count = gpus.len(), gpus = %list.join("; "), "GPUs {how}");
+    }
+    let inherited = std::env::var_os("CUDA_VISIBLE_DEVICES").is_some();
+    let env = if opts.gpus.is_some() || (!gpus.is_empty() && !inherited) {
+        crate::gpu::visible_env(&gpus)
+    } else {
+        Vec::new()
+    };
+    (gpus, env)
 }
 
 /// A reboot: every task is killed (the server already requeued or ended them), the start task
@@ -250,6 +285,7 @@ async fn connect_once(
             running: s.running.keys().copied().collect(),
             finished: s.unacked.values().cloned().collect(),
             start_task: None,
+            gpus: s.gpus.clone(),
         }
     };
     let text = serde_json::to_string(&hello).map_err(|e| unreachable(&e))?;
@@ -422,10 +458,12 @@ fn handle(msg: ServerMsg, root: &Path, state: &State) {
     }
 }
 
-/// The `AZ_BATCH_*` environment of every task on this node.
-fn node_env(root: &Path, id: &Identity) -> Vec<(String, String)> {
+/// The `AZ_BATCH_*` environment of every task on this node, and the variables that show it
+/// its GPUs (before the task's own settings, which win).
+fn node_env(root: &Path, s: &Shared) -> Vec<(String, String)> {
+    let id = &s.identity;
     let r = root.display().to_string();
-    vec![
+    let mut env: Vec<(String, String)> = vec![
         ("AZ_BATCH_ACCOUNT_NAME".into(), id.account_name.clone()),
         ("AZ_BATCH_ACCOUNT_URL".into(), id.account_url.clone()),
         ("AZ_BATCH_POOL_ID".into(), id.pool_id.clone()),
@@ -438,7 +476,9 @@ fn node_env(root: &Path, id: &Identity) -> Vec<(String, String)> {
         ("AZ_BATCH_NODE_SHARED_DIR".into(), format!("{r}/shared")),
         ("AZ_BATCH_NODE_STARTUP_DIR".into(), format!("{r}/startup")),
         ("AZ_BATCH_NODE_MOUNTS_DIR".into(), format!("{r}/fsmounts")),
-    ]
+    ];
+    env.extend(s.gpu_env.iter().cloned());
+    env
 }
 
 /// The wire resource files as the runner takes them. `autoStorageContainerName` never
@@ -713,7 +753,7 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
     } else {
         (files, output_files(&spec.output_files))
     };
-    let mut env = node_env(root, &lock(state).identity);
+    let mut env = node_env(root, &lock(state));
     env.extend([
         ("AZ_BATCH_JOB_ID".into(), spec.job_id.clone()),
         ("AZ_BATCH_TASK_ID".into(), spec.task_id.clone()),
@@ -802,7 +842,7 @@ fn run_start_task(
             return send(state, &AgentMsg::StartTaskFinished { result });
         }
     };
-    let mut env = node_env(root, &lock(state).identity);
+    let mut env = node_env(root, &lock(state));
     env.extend([
         ("AZ_BATCH_TASK_DIR".into(), dir.display().to_string()),
         (

@@ -8,6 +8,7 @@
 pub mod agent;
 mod cleanup;
 mod files;
+pub mod gpu;
 mod metrics;
 pub mod runner;
 

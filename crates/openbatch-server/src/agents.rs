@@ -46,6 +46,8 @@ pub(crate) struct Agents {
     conns: Mutex<HashMap<String, Conn>>,
     /// The latest resource metrics of each connected node (for autoscale formulas).
     metrics: Mutex<HashMap<String, NodeMetrics>>,
+    /// The GPUs each node's agent said its tasks see (in its latest Hello).
+    gpus: Mutex<HashMap<String, Vec<openbatch_api::agent::GpuInfo>>>,
     pending: Mutex<HashMap<u64, (String, PendingReq)>>,
     next: AtomicU64,
 }
@@ -63,6 +65,7 @@ impl Agents {
         Self {
             conns: Mutex::new(HashMap::new()),
             metrics: Mutex::new(HashMap::new()),
+            gpus: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
         }
@@ -70,6 +73,12 @@ impl Agents {
 
     fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<String, Conn>> {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The GPUs the node's agent reported when it last connected (since this server started).
+    pub(crate) fn gpus_of(&self, node: &str) -> Option<Vec<openbatch_api::agent::GpuInfo>> {
+        let gpus = self.gpus.lock().unwrap_or_else(|p| p.into_inner());
+        gpus.get(node).cloned()
     }
 
     fn metrics(&self) -> std::sync::MutexGuard<'_, HashMap<String, NodeMetrics>> {
@@ -284,6 +293,7 @@ pub(crate) async fn serve_agent(
         running,
         finished,
         start_task,
+        gpus,
     }) = hello
     else {
         let _ = sink
@@ -351,6 +361,16 @@ pub(crate) async fn serve_agent(
     else {
         return;
     };
+    if node_id.ends_with("_j") && !gpus.is_empty() {
+        let list: Vec<String> = gpus.iter().map(openbatch_node::gpu::describe).collect();
+        tracing::info!(node_id = %node_id, %peer, gpus = %list.join("; "), "a joined node has GPUs");
+    }
+    state
+        .agents
+        .gpus
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(node_id.clone(), gpus);
     // Register the connection, replacing any older one for the same node.
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     let conn_id = state.agents.next.fetch_add(1, Ordering::Relaxed);

@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub job_schedule_min_recurrence: Duration,
     /// The account's auto-storage (`[storage]`): a local directory by default.
     pub storage: openbatch_storage::StorageConfig,
+    /// The local provider (`[local]`): what it does with the host's GPUs (see `gpus.rs`).
+    pub local: crate::gpus::LocalConfig,
 }
 
 mod secs {
@@ -93,6 +95,7 @@ impl Default for ServerConfig {
             preemption_rate: 0.0,
             job_schedule_min_recurrence: Duration::from_secs(60),
             storage: openbatch_storage::StorageConfig::default(),
+            local: crate::gpus::LocalConfig::default(),
         }
     }
 }
@@ -184,6 +187,11 @@ impl ServerConfig {
             })?;
             self.node_lost_after = Duration::from_secs_f64(secs.max(0.0));
         }
+        if let Some(v) = get("OPENBATCH_LOCAL_GPUS") {
+            self.local.gpus = v
+                .parse()
+                .map_err(|e| anyhow::anyhow!("OPENBATCH_LOCAL_GPUS: {e}"))?;
+        }
         self.storage.apply_env(&get)?;
         Ok(())
     }
@@ -231,6 +239,20 @@ mod tests {
         cfg.apply_env(|k| (k == "OPENBATCH_JOB_SCHEDULE_MIN_RECURRENCE").then(|| "1".into()))
             .unwrap();
         assert_eq!(cfg.job_schedule_min_recurrence, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn local_gpu_mode_from_toml_and_env() {
+        assert_eq!(ServerConfig::default().local.gpus, crate::GpuMode::Assign);
+        let mut cfg: ServerConfig = toml::from_str("[local]\ngpus = \"ignore\"").unwrap();
+        assert_eq!(cfg.local.gpus, crate::GpuMode::Ignore);
+        cfg.apply_env(|k| (k == "OPENBATCH_LOCAL_GPUS").then(|| "assign".into()))
+            .unwrap();
+        assert_eq!(cfg.local.gpus, crate::GpuMode::Assign);
+        assert!(cfg
+            .apply_env(|k| (k == "OPENBATCH_LOCAL_GPUS").then(|| "some".into()))
+            .is_err());
+        assert!(toml::from_str::<ServerConfig>("[local]\ngpus = \"some\"").is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod apps;
 mod autoscale;
 mod config;
 mod engine;
+mod gpus;
 mod http;
 mod logs;
 mod preemption;
@@ -22,4 +23,5 @@ pub mod vmsizes;
 
 pub use account::{read_credentials, Credentials};
 pub use config::{ServerConfig, DEFAULT_LISTEN};
+pub use gpus::{GpuMode, LocalConfig};
 pub use server::{start, ServerHandle};

@@ -4,6 +4,9 @@
 //! The server starts and stops these processes; they dial back like any remote agent. Their
 //! pids are kept in `agent.pid` so that a restarted server can adopt agents that outlived it
 //! (they keep running their tasks and reconnect) and notice the ones that did not.
+//!
+//! The provider also owns the host's GPUs: each node of a GPU size gets its own (see
+//! `gpus.rs`), or is not allocated when too few are free.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,6 +18,7 @@ use tokio::process::Command;
 
 use crate::agents::Agents;
 use crate::engine::Engine;
+use crate::gpus::{GpuAllocator, GpuMode, Shortage};
 use crate::vmsizes::VmSize;
 
 /// How long a node agent gets to exit after `Shutdown` before it is killed.
@@ -30,6 +34,9 @@ pub(crate) struct LocalProvider {
     engine: Arc<Engine>,
     /// Node id -> pid of its agent, and whether we are removing it on purpose.
     procs: Mutex<HashMap<String, (u32, bool)>>,
+    gpu_mode: GpuMode,
+    /// The host's GPUs and the nodes holding them (`Assign` mode only).
+    gpus: Mutex<GpuAllocator>,
 }
 
 /// Whether `pid` is a live (not zombie) openbatch node agent. The command line is checked so
@@ -53,6 +60,12 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// `0: NVIDIA H100 (GPU-..., 81559 MiB); 1: ...`
+fn describe(gpus: &[openbatch_api::agent::GpuInfo]) -> String {
+    let list: Vec<String> = gpus.iter().map(openbatch_node::gpu::describe).collect();
+    list.join("; ")
+}
+
 fn kill(pid: u32, signal: i32) {
     #[allow(unsafe_code)]
     // SAFETY: kill(2) with a pid we started; no memory is shared with the callee.
@@ -68,7 +81,28 @@ impl LocalProvider {
         server_url: String,
         token: String,
         engine: Arc<Engine>,
+        gpu_mode: GpuMode,
     ) -> Self {
+        let mut gpus = GpuAllocator::default();
+        if gpu_mode == GpuMode::Assign {
+            // Once, at start: the GPUs of this machine, then what the nodes the core still
+            // has held before a restart (before anything new is provisioned).
+            gpus = GpuAllocator::new(openbatch_node::gpu::discover());
+            for (node, _) in engine.read().node_ids() {
+                if node.ends_with("_j") {
+                    continue;
+                }
+                let held = gpus.restore(&node, &crate::gpus::load(&root.join(&node)));
+                if !held.is_empty() {
+                    tracing::info!(node_id = %node, gpus = %describe(&held), "a local node keeps its GPUs across the restart");
+                }
+            }
+            tracing::info!(
+                total = gpus.total(),
+                free = gpus.free().len(),
+                "local nodes get GPUs of their own ([local] gpus = \"assign\")"
+            );
+        }
         Self {
             root,
             program,
@@ -76,7 +110,51 @@ impl LocalProvider {
             token,
             engine,
             procs: Mutex::new(HashMap::new()),
+            gpu_mode,
+            gpus: Mutex::new(gpus),
         }
+    }
+
+    fn gpus(&self) -> std::sync::MutexGuard<'_, GpuAllocator> {
+        self.gpus.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The node could not get its GPUs: it is not created, and its pool says why.
+    fn allocation_failed(&self, node: &str, pool: &str, vm_size: &str, short: Shortage) {
+        let plural = |n: u32| if n == 1 { "" } else { "s" };
+        let message = format!(
+            "A node of VM size {vm_size} needs {} GPU{} of its own, and {} of this machine's {} GPU{} {} free \
+             (the local provider gives each node its own GPUs; resize again once others are released, \
+             or set [local] gpus = \"ignore\" in the server config to run GPU sizes without them).",
+            short.needed,
+            plural(short.needed),
+            short.free,
+            short.total,
+            plural(short.total),
+            if short.free == 1 { "is" } else { "are" },
+        );
+        tracing::warn!(node_id = %node, pool_id = %pool, %message, "a local node could not be allocated");
+        let value = |name: &str, value: String| openbatch_api::models::NameValuePair {
+            name: Some(name.into()),
+            value: Some(value),
+        };
+        let error = openbatch_api::models::ResizeError {
+            code: Some("AllocationFailed".into()),
+            message: Some(message),
+            values: vec![
+                value("VmSize", vm_size.to_string()),
+                value("GpusNeeded", short.needed.to_string()),
+                value("GpusFree", short.free.to_string()),
+                value("GpusTotal", short.total.to_string()),
+            ],
+        };
+        let engine = self.engine.clone();
+        let node = node.to_string();
+        tokio::spawn(async move {
+            let _ = engine
+                .submit(Input::NodeAllocationFailed { node, error })
+                .await;
+        });
     }
 
     pub(crate) fn token(&self) -> &str {
@@ -89,6 +167,11 @@ impl LocalProvider {
 
     fn procs(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, bool)>> {
         self.procs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The GPUs the provider assigned to a local node (none in `Ignore` mode).
+    pub(crate) fn gpus_of(&self, node: &str) -> Vec<openbatch_api::agent::GpuInfo> {
+        self.gpus().held_by(node)
     }
 
     pub(crate) fn node_root(&self, node: &str) -> PathBuf {
@@ -108,9 +191,23 @@ impl LocalProvider {
         if node.ends_with("_j") {
             return;
         }
+        let gpus = match self.gpu_mode {
+            GpuMode::Ignore => None,
+            GpuMode::Assign => {
+                let need = size.as_ref().map_or(0, |s| s.gpus);
+                match self.gpus().assign(node, need) {
+                    Ok(g) => Some(g),
+                    Err(short) => return self.allocation_failed(node, pool, vm_size, short),
+                }
+            }
+        };
         let dir = self.node_root(node);
         let spawned = (|| -> std::io::Result<tokio::process::Child> {
             std::fs::create_dir_all(&dir)?;
+            if let Some(gpus) = &gpus {
+                // Kept beside the agent's pid, for a restarted server (see `gpus.rs`).
+                crate::gpus::save(&dir, gpus)?;
+            }
             let log = std::fs::File::create(dir.join("agent.log"))?;
             let mut cmd = Command::new(&self.program);
             cmd.arg("node")
@@ -137,6 +234,12 @@ impl LocalProvider {
                     .env("OPENBATCH_NODE_MEMORY_MIB", size.memory_mib.to_string())
                     .env("OPENBATCH_NODE_GPUS", size.gpus.to_string());
             }
+            if let Some(gpus) = &gpus {
+                cmd.env(
+                    "OPENBATCH_NODE_GPU_DEVICES",
+                    serde_json::to_string(gpus).map_err(std::io::Error::other)?,
+                );
+            }
             cmd.spawn()
         })();
         let mut child = match spawned {
@@ -159,7 +262,14 @@ impl LocalProvider {
         let pid = child.id().unwrap_or(0);
         let _ = std::fs::write(dir.join("agent.pid"), pid.to_string());
         self.procs().insert(node.to_string(), (pid, false));
-        tracing::info!(node_id = %node, pool_id = %pool, pid, "started a local node agent");
+        match gpus.as_deref() {
+            Some(g) if !g.is_empty() => {
+                tracing::info!(node_id = %node, pool_id = %pool, pid, gpus = %describe(g), "started a local node agent with its GPUs")
+            }
+            _ => {
+                tracing::info!(node_id = %node, pool_id = %pool, pid, "started a local node agent")
+            }
+        }
         let this = self.clone();
         let node = node.to_string();
         tokio::spawn(async move {
@@ -242,6 +352,11 @@ impl LocalProvider {
         if !node.ends_with("_j") {
             let dir = self.node_root(node);
             let _ = tokio::fs::remove_dir_all(&dir).await;
+        }
+        // Its agent and tasks are gone: its GPUs can go to another node.
+        let released = self.gpus().release(node);
+        if !released.is_empty() {
+            tracing::info!(node_id = %node, gpus = %released.join(","), "released a local node's GPUs");
         }
     }
 

@@ -117,6 +117,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         endpoint.clone(),
         tokens.local_token()?,
         engine.clone(),
+        config.local.gpus,
     ));
     let autoscaler = Arc::new(crate::autoscale::Autoscaler::new(
         engine.clone(),

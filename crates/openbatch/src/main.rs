@@ -156,6 +156,9 @@ struct RunArgs {
     token: String,
     #[arg(long, env = "OPENBATCH_VM_SIZE")]
     vm_size: Option<String>,
+    /// The GPUs the local provider assigned to this node, as JSON (absent: every GPU found).
+    #[arg(long, env = "OPENBATCH_NODE_GPU_DEVICES", hide_env_values = true)]
+    gpu_devices: Option<String>,
 }
 
 /// How long an agent keeps trying to reach a server that went away before it stops its tasks.
@@ -254,6 +257,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Autoscale(c) => cli::run_autoscale(c, &global).await,
             Command::Server(args) => run_server(args).await,
             Command::Node(NodeCli::Run(a)) => {
+                let gpus = match &a.gpu_devices {
+                    Some(json) => Some(serde_json::from_str(json).map_err(|e| {
+                        anyhow::anyhow!("OPENBATCH_NODE_GPU_DEVICES is not a GPU list: {e}")
+                    })?),
+                    None => None,
+                };
                 openbatch_node::run_agent(openbatch_node::AgentOptions {
                     server_url: a.server,
                     token: a.token,
@@ -263,6 +272,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     vm_size: a.vm_size,
                     slots: a.slots,
                     give_up_after: AGENT_GIVE_UP,
+                    gpus,
                 })
                 .await
             }
@@ -279,6 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     vm_size: a.vm_size,
                     slots: a.slots,
                     give_up_after: AGENT_GIVE_UP,
+                    gpus: None,
                 })
                 .await
             }

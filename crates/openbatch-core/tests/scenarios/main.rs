@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod allocation;
 mod apps;
 mod cleanup;
 mod dependencies;

@@ -6,6 +6,7 @@ mod autoscale;
 mod explain;
 mod files;
 mod follow;
+mod gpus;
 mod jobs;
 mod jobtasks;
 mod nodes;
@@ -80,6 +81,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route(
             "/openbatch/pools/{pool}/nodes/{node}/preempt",
             post(ops::preempt_node),
+        )
+        .route(
+            "/openbatch/pools/{pool}/nodes/{node}/gpus",
+            get(gpus::node_gpus),
         )
         .route(
             "/pools/{pool}/nodes/{node}/reimage",

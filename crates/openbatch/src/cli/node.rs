@@ -128,7 +128,24 @@ pub(crate) async fn run_node(cmd: NodeCommand, g: &GlobalArgs) -> anyhow::Result
         }
         NodeCommand::Show { pool_id, node_id } => {
             let node = client.get_node(&pool_id, &node_id).await.map_err(api)?;
-            emit(g.output, &node, |n| show(n).print())
+            // The GPUs are an openbatch extension: the JSON output stays Azure's node, and a
+            // server without the extension shows no GPU line.
+            let gpus = match g.output {
+                super::OutputFormat::Table => client.node_gpus(&pool_id, &node_id).await.ok(),
+                super::OutputFormat::Json => None,
+            };
+            emit(g.output, &node, |n| {
+                let mut f = show(n);
+                if let Some(gpus) = &gpus {
+                    if gpus.gpus.is_empty() {
+                        f.add("gpus", "none");
+                    }
+                    for gpu in &gpus.gpus {
+                        f.add("gpu", openbatch_node::gpu::describe(gpu));
+                    }
+                }
+                f.print()
+            })
         }
         NodeCommand::File(NodeFileCommand::List {
             pool_id,

@@ -14,6 +14,12 @@ use serde_json::json;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_openbatch");
 
+/// The binary the harness starts: `OPENBATCH_TEST_BIN` when set (a test binary copied to
+/// another machine, e.g. one with a GPU, next to its `openbatch`), else the one Cargo built.
+pub fn bin() -> String {
+    std::env::var("OPENBATCH_TEST_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
 pub struct Server {
     child: Option<Child>,
     pub dir: PathBuf,
@@ -56,7 +62,7 @@ impl Server {
             .append(true)
             .open(self.dir.with_extension("log"))
             .expect("log file");
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .args(["server", "--data-dir"])
             .arg(&self.dir)
             .args(["--listen", &self.listen])
@@ -104,7 +110,7 @@ impl Server {
 
     /// Run the CLI against this server.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        Command::new(bin())
             .args(args)
             .env("OPENBATCH_DATA_DIR", &self.dir)
             .env_remove("OPENBATCH_ENDPOINT")
