@@ -27,6 +27,7 @@
 //!   (143 for SIGTERM, 137 for SIGKILL). Azure documents that a task it ended "may show an
 //!   operating system-defined exit code"; it reports one whenever the process ran, and so do we.
 
+mod adopt;
 pub mod apps;
 mod cmdline;
 mod download;
