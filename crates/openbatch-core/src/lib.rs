@@ -24,6 +24,7 @@ mod gang;
 mod input;
 mod jobs;
 mod jobtasks;
+mod kept_logs;
 mod nodes;
 pub(crate) mod ops;
 mod pools;

@@ -352,6 +352,10 @@ pub struct Core {
     #[serde(default)]
     pub(crate) epoch: u64,
     pub(crate) next_version: u64,
+    /// Runs in flight of removed tasks, with their (job id, task id): their logs are discarded
+    /// when they end (see `kept_logs.rs`).
+    #[serde(default)]
+    pub(crate) discard_after: BTreeMap<RunId, (String, String)>,
     /// Runnable tasks per pool key, in scheduling order. Derived; rebuilt on load.
     #[serde(skip)]
     pub(crate) queues: BTreeMap<String, PoolQueue>,
@@ -398,6 +402,7 @@ impl Core {
             next_run: 1,
             epoch: 0,
             next_version: 1,
+            discard_after: BTreeMap::new(),
             queues: BTreeMap::new(),
             runs: BTreeMap::new(),
             dirty_pools: BTreeSet::new(),
