@@ -15,6 +15,7 @@
 //! user's specification and renders back in views.
 
 mod apps;
+mod barrier;
 mod cond;
 mod deps;
 mod error;

@@ -257,6 +257,10 @@ pub(crate) struct Task {
     /// flight, (run, node), the primary (`current_run`) first. Empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) gang: Vec<(RunId, String)>,
+    /// For a multi-instance task while an attempt runs: the instance runs whose coordination
+    /// command has completed (`barrier.rs`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub(crate) coordinated: BTreeSet<RunId>,
     /// For a multi-instance task: its subtasks (instances 1 and up) in the current or latest
     /// attempt, as `subtasksinfo` lists them. Empty before its first start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -691,6 +695,9 @@ impl Core {
                 true,
             ),
             Input::ServerRestarted => (Reply::Done, self.server_restarted(now)),
+            Input::InstanceCoordinated { node, run } => {
+                (Reply::Done, self.instance_coordinated(&node, run, &mut fx))
+            }
             Input::Tick => {
                 let lost = self.tick(now, &mut fx);
                 let preempted = self.preemption_tick(now, &mut fx);

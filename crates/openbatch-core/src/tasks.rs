@@ -161,6 +161,7 @@ impl Core {
             dependency_action: None,
             job_manager: false,
             gang: Vec::new(),
+            coordinated: Default::default(),
             subtasks: Vec::new(),
         };
         let slots = task.required_slots() as i64;

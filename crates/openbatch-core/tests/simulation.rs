@@ -286,7 +286,8 @@ impl World {
                 }
                 Effect::RunStartTask { .. }
                 | Effect::InstallPackages { .. }
-                | Effect::DiscardLogs { .. } => {}
+                | Effect::DiscardLogs { .. }
+                | Effect::RunPrimaryCommand { .. } => {}
                 Effect::RemoveNode { node } => {
                     self.drop_agent(node);
                     let n = node.clone();

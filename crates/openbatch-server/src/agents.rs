@@ -431,6 +431,13 @@ pub(crate) async fn serve_agent(
                         });
                         let _ = ack_tx.send((pending, Vec::new(), true));
                     }
+                    AgentMsg::Coordinated { run } => {
+                        // Nothing to acknowledge: the agent says it again after reconnecting.
+                        let _ = state.engine.submit_nowait(Input::InstanceCoordinated {
+                            node: node_id.clone(),
+                            run,
+                        });
+                    }
                     AgentMsg::Hello { .. } => {}
                     other => state.agents.on_file_msg(other),
                 }

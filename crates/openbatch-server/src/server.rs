@@ -304,6 +304,11 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
             Effect::KillTask { node, run } => {
                 state.agents.send(&node, &ServerMsg::KillTask { run });
             }
+            Effect::RunPrimaryCommand { node, run } => {
+                state
+                    .agents
+                    .send(&node, &ServerMsg::RunPrimaryCommand { run });
+            }
             Effect::DiscardLogs {
                 job,
                 task,

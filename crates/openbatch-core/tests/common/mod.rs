@@ -376,7 +376,7 @@ impl Sim {
                 Effect::PreemptNode { node, .. } => {
                     self.preempt_notices.push(node.clone());
                 }
-                Effect::InstallPackages { .. } => {}
+                Effect::InstallPackages { .. } | Effect::RunPrimaryCommand { .. } => {}
                 // Logs are discarded only for what is gone for good.
                 Effect::DiscardLogs { job, task, .. } => match task {
                     None => assert!(
