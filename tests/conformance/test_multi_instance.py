@@ -3,8 +3,8 @@ real server and three real node agents.
 
 The behaviour encoded here is Azure Batch's, from "Use multi-instance tasks to run Message
 Passing Interface (MPI) applications in Batch" and the SDK's model docs: every instance runs
-the coordination command, the primary then runs the task's command line and its result is the
-task's, the environment names the instances' hosts (`AZ_BATCH_HOST_LIST`) and the master
+the coordination command, the primary runs the task's command line once all have completed
+and its result is the task's, the environment names the instances' hosts (`AZ_BATCH_HOST_LIST`) and the master
 (`AZ_BATCH_MASTER_NODE`, `AZ_BATCH_IS_CURRENT_NODE_MASTER`), and `list_subtasks` lists the
 subtasks (not the primary), one per other node.
 """
@@ -35,18 +35,18 @@ def pool_id(client):
 
 
 def test_multi_instance_task_runs_on_three_nodes(client, pool_id, tmp_path):
-    """A subtask's coordination command keeps running (like an MPI daemon); the primary's
-    returns; the primary's command line waits for the three markers, and the task completes
-    with its exit code. Then `list_subtasks` shows subtasks 1 and 2 on the other nodes."""
+    """A subtask's coordination command starts a daemon (like an MPI daemon) and returns; the
+    primary's command line runs only once all three have, so the three markers are there
+    already, and the task completes with its exit code. Then `list_subtasks` shows subtasks 1
+    and 2 on the other nodes."""
     job_id = unique_id("mpi")
     client.create_job(m.BatchJobCreateOptions(id=job_id, pool_info=m.BatchPoolInfo(pool_id=pool_id)))
     markers = str(tmp_path)
     coordination = sh(
-        'echo "$AZ_BATCH_HOST_LIST" > "$MARKERS/$AZ_BATCH_NODE_ID"; '
-        'if [ "$AZ_BATCH_IS_CURRENT_NODE_MASTER" = true ]; then exit 0; fi; exec sleep 600'
+        'if [ "$AZ_BATCH_IS_CURRENT_NODE_MASTER" != true ]; then sleep 600 & sleep 1; fi; '
+        'echo "$AZ_BATCH_HOST_LIST" > "$MARKERS/$AZ_BATCH_NODE_ID"'
     )
     command = sh(
-        'i=0; while [ "$(ls "$MARKERS" | wc -l)" -lt 3 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; '
         'echo "markers=$(ls "$MARKERS" | wc -l) master=$AZ_BATCH_MASTER_NODE hosts=$AZ_BATCH_HOST_LIST"; '
         '[ "$(ls "$MARKERS" | wc -l)" -eq 3 ]'
     )

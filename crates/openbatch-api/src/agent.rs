@@ -16,8 +16,10 @@ use crate::models::{EnvironmentSetting, FailureInfo, OutputFile, ResourceFile, S
 /// The agent protocol's version; the server refuses agents that speak another. 3 added
 /// application packages (`InstallPackages`, `RunSpec::app_packages`), multi-instance runs
 /// (`RunSpec::instance`), job preparation tasks and `RunResult::empty_logs`. 4 added the
-/// cleanup of task directories (`DeleteTaskDirs`, `TaskDirsDeleted`).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// cleanup of task directories (`DeleteTaskDirs`, `TaskDirsDeleted`). 5 added the
+/// coordination barrier of multi-instance tasks (`AgentMsg::Coordinated`,
+/// `ServerMsg::RunPrimaryCommand`) and the node's GPUs (`Hello::gpus`).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The header that carries the join token on the WebSocket upgrade request.
 pub const TOKEN_HEADER: &str = "x-openbatch-join-token";
@@ -123,7 +125,7 @@ pub struct RunSpec {
 
 /// One node's part of a multi-instance task: instance `index` of `count`; index 0 is the
 /// primary (the one that runs the task's command line; the task's `nodeInfo` is its node).
-/// The contract for the agents (which do not run instances yet): an instance's run lasts until
+/// The contract for the agents: an instance's run lasts until
 /// its attempt ends. The primary's end is the attempt's end, and the core then kills the other
 /// instances; a subtask's failure fails the attempt; a subtask reported ended with success
 /// before that frees its node early, so an agent should keep a subtask's run (its coordination
@@ -131,8 +133,9 @@ pub struct RunSpec {
 ///
 /// The agent downloads `common_resource_files` into the task directory (Azure's
 /// `AZ_BATCH_TASK_SHARED_DIR`) on every instance and runs `coordination_command_line` there;
-/// the primary then stages the task's own resource files and runs its command line, while a
-/// subtask stays in flight (its coordination command running, or its process group kept) until
+/// each reports `AgentMsg::Coordinated` when it has; the primary then waits for
+/// `ServerMsg::RunPrimaryCommand` (every instance has coordinated), stages the task's own
+/// resource files and runs its command line, while a subtask stays in flight (its coordination command running, or its process group kept) until
 /// it is killed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceSpec {
@@ -270,6 +273,12 @@ pub enum AgentMsg {
     StartTaskFinished {
         result: RunResult,
     },
+    /// An instance of a multi-instance task ran its coordination command to success (or had
+    /// none). Said again after every reconnection while the run is in flight and, for the
+    /// primary, not yet released.
+    Coordinated {
+        run: RunId,
+    },
     Files {
         req: u64,
         result: Result<Vec<FileEntry>, FileError>,
@@ -317,6 +326,11 @@ pub enum ServerMsg {
         spec: Box<RunSpec>,
     },
     KillTask {
+        run: RunId,
+    },
+    /// Every instance of the primary `run`'s attempt has coordinated: run the task's command
+    /// line now.
+    RunPrimaryCommand {
         run: RunId,
     },
     /// These results are durable on the server; the agent may forget them.

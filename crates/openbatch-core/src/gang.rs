@@ -658,6 +658,7 @@ impl Core {
                 .iter()
                 .map(|(run, node, _)| (*run, node.clone()))
                 .collect();
+            t.coordinated.clear();
             t.subtasks = subtasks;
         }
         for (spec, (_, node_id, _)) in specs.into_iter().zip(&instances) {
@@ -690,6 +691,7 @@ impl Core {
         for sub in &mut t.subtasks {
             sub.complete(None, now);
         }
+        t.coordinated.clear();
         for (run, node) in std::mem::take(&mut t.gang) {
             if run != except {
                 self.deferred.push(Effect::KillTask { node, run });
@@ -762,9 +764,7 @@ impl Core {
             sub.complete(Some(&result), now);
         }
         if primary != Some(run) && !failed {
-            if let Some(t) = self.jobs.get_mut(jk).and_then(|j| j.tasks.get_mut(tk)) {
-                t.gang.retain(|(r, _)| *r != run);
-            }
+            self.instance_left_barrier(jk, tk, run);
             // No longer an instance in flight: it ends as a run of nothing current.
             return self.task_completed(node_id, run, result, now, fx);
         }

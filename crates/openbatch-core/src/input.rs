@@ -156,6 +156,13 @@ pub enum Input {
         run: RunId,
         result: RunResult,
     },
+    /// An instance of a multi-instance task's attempt ran its coordination command to success
+    /// (agents say it again after reconnecting, while the run is in flight). When every
+    /// instance has, the primary is told to run the task's command line.
+    InstanceCoordinated {
+        node: String,
+        run: RunId,
+    },
     /// Take a low-priority node's capacity back (an operator's command or the provider's
     /// random preemption): its runs get `grace` to end (SIGTERM and a notice file), their tasks
     /// are requeued, and after `recovery` the node boots again as a fresh machine.
@@ -249,6 +256,9 @@ pub enum Effect {
     RunTask { node: String, spec: Box<RunSpec> },
     /// Kill a run on a node (terminate, delete, node removal with terminate/requeue).
     KillTask { node: String, run: RunId },
+    /// Every instance of the multi-instance attempt whose primary is `run` has coordinated:
+    /// the primary runs the task's command line now.
+    RunPrimaryCommand { node: String, run: RunId },
     /// Stop the node's agent and release the node; answer with `Input::NodeRemoved`.
     RemoveNode { node: String },
     /// Restart the node's agent (a reboot; with `wipe`, a reimage that empties the node root).

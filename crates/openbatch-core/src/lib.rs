@@ -16,6 +16,7 @@
 
 mod allocation;
 mod apps;
+mod barrier;
 mod cleanup;
 mod cond;
 mod deps;
@@ -26,6 +27,7 @@ mod gang;
 mod input;
 mod jobs;
 mod jobtasks;
+mod kept_logs;
 mod nodes;
 pub(crate) mod ops;
 mod pools;

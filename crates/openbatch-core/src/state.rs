@@ -270,6 +270,10 @@ pub(crate) struct Task {
     /// flight, (run, node), the primary (`current_run`) first. Empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) gang: Vec<(RunId, String)>,
+    /// For a multi-instance task while an attempt runs: the instance runs whose coordination
+    /// command has completed (`barrier.rs`).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub(crate) coordinated: BTreeSet<RunId>,
     /// For a multi-instance task: its subtasks (instances 1 and up) in the current or latest
     /// attempt, as `subtasksinfo` lists them. Empty before its first start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -373,6 +377,10 @@ pub struct Core {
     #[serde(default)]
     pub(crate) epoch: u64,
     pub(crate) next_version: u64,
+    /// Runs in flight of removed tasks, with their (job id, task id): their logs are discarded
+    /// when they end (see `kept_logs.rs`).
+    #[serde(default)]
+    pub(crate) discard_after: BTreeMap<RunId, (String, String)>,
     /// Runnable tasks per pool key, in scheduling order. Derived; rebuilt on load.
     #[serde(skip)]
     pub(crate) queues: BTreeMap<String, PoolQueue>,
@@ -427,6 +435,7 @@ impl Core {
             next_run: 1,
             epoch: 0,
             next_version: 1,
+            discard_after: BTreeMap::new(),
             queues: BTreeMap::new(),
             runs: BTreeMap::new(),
             dirty_pools: BTreeSet::new(),
@@ -725,6 +734,9 @@ impl Core {
             Input::ServerRestarted => (Reply::Done, self.server_restarted(now)),
             Input::TaskDirsDeleted { node, dirs } => {
                 (Reply::Done, self.task_dirs_deleted(&node, &dirs))
+            }
+            Input::InstanceCoordinated { node, run } => {
+                (Reply::Done, self.instance_coordinated(&node, run, &mut fx))
             }
             Input::Tick => {
                 let lost = self.tick(now, &mut fx);

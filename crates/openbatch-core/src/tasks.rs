@@ -161,6 +161,7 @@ impl Core {
             dependency_action: None,
             job_manager: false,
             gang: Vec::new(),
+            coordinated: Default::default(),
             subtasks: Vec::new(),
             ran_on: Default::default(),
             retention_at: None,
@@ -318,11 +319,19 @@ impl Core {
             adjust(&mut job.slot_counts, (task.state, task.exec.result), -slots);
             let job_id = job.spec.id.clone();
             if task.location.is_some() {
+                let job_id = job.spec.id.clone();
                 self.deferred.push(Effect::DiscardLogs {
                     job: job_id.clone(),
                     task: Some(task.spec.id.clone()),
                     before_run: self.next_run,
                 });
+                // A run still in flight uploads its logs when it ends, after this discard.
+                let in_flight: Vec<u64> = task
+                    .current_run
+                    .into_iter()
+                    .chain(task.gang.iter().map(|(run, _)| *run))
+                    .collect();
+                self.discard_logs_after(&job_id, &task.spec.id, &in_flight);
             }
             self.unindex_retention(jk, tk, &task);
             self.task_removed_dirs(&job_id, &task);
@@ -417,6 +426,7 @@ impl Core {
     /// Release a run's slots on its node; returns (job key, task key) if the run was known.
     fn release_run(&mut self, run: u64) -> Option<(String, String, String)> {
         let (jk, tk, node_id) = self.runs.remove(&run)?;
+        self.run_released_for_logs(run);
         if let Some(node) = self.nodes.get_mut(&node_id) {
             if let Some((_, _, slots)) = node.running.remove(&run) {
                 node.used_slots = node.used_slots.saturating_sub(slots);

@@ -287,7 +287,8 @@ impl World {
                 Effect::RunStartTask { .. }
                 | Effect::InstallPackages { .. }
                 | Effect::DiscardLogs { .. }
-                | Effect::DeleteTaskDirs { .. } => {}
+                | Effect::DeleteTaskDirs { .. }
+                | Effect::RunPrimaryCommand { .. } => {}
                 Effect::RemoveNode { node } => {
                     self.drop_agent(node);
                     let n = node.clone();

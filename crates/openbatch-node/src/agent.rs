@@ -79,6 +79,8 @@ struct Shared {
     /// The GPUs this node's tasks see, and the variables that show them (see `gpu.rs`).
     gpus: Vec<crate::gpu::GpuInfo>,
     gpu_env: Vec<(String, String)>,
+    /// The coordination barriers of the multi-instance runs in flight: (barrier, primary).
+    barriers: HashMap<RunId, (runner::Barrier, bool)>,
 }
 
 type State = Arc<Mutex<Shared>>;
@@ -333,6 +335,15 @@ async fn connect_once(
                 let _ = tx.send(Message::Text(t.into()));
             }
         }
+        // Coordinations the server may not have recorded (it restarted), and primaries that
+        // may have missed their release: said again, the server ignores repeats.
+        for (run, (barrier, primary)) in &s.barriers {
+            if barrier.is_coordinated() && !(*primary && barrier.is_released()) {
+                if let Ok(t) = serde_json::to_string(&AgentMsg::Coordinated { run: *run }) {
+                    let _ = tx.send(Message::Text(t.into()));
+                }
+            }
+        }
     }
     let writer = tokio::spawn(async move {
         // What queued up while the last write was under way goes out in one write (one
@@ -389,6 +400,11 @@ fn handle(msg: ServerMsg, root: &Path, state: &State) {
             log_upload,
             app_packages,
         } => run_start_task(start_task, log_upload, &app_packages, root, state),
+        ServerMsg::RunPrimaryCommand { run } => {
+            if let Some((barrier, true)) = lock(state).barriers.get(&run) {
+                barrier.release();
+            }
+        }
         ServerMsg::KillTask { run } => {
             if let Some(k) = lock(state).running.get(&run) {
                 k.kill(KillReason::Terminated);
@@ -544,6 +560,7 @@ fn instance_run(i: &openbatch_api::agent::InstanceSpec) -> Result<runner::Instan
         primary: i.index == 0,
         coordination_command_line: i.coordination_command_line.clone(),
         common_resource_files: resource_files(&i.common_resource_files)?,
+        barrier: None,
     })
 }
 
@@ -721,6 +738,7 @@ fn finish_task(state: &State, run: RunId, result: RunResult) {
     s.running.remove(&run);
     s.run_dirs.remove(&run);
     s.notice_files.remove(&run);
+    s.barriers.remove(&run);
     let order = s.next_order;
     s.next_order += 1;
     s.unacked.insert(order, (run, result.clone()));
@@ -741,10 +759,28 @@ fn start_task(spec: RunSpec, root: &Path, state: &State) {
         Ok(f) => f,
         Err(m) => return finish_task(state, run, unsupported_result(m)),
     };
-    let instance = match spec.instance.as_ref().map(instance_run).transpose() {
+    let mut instance = match spec.instance.as_ref().map(instance_run).transpose() {
         Ok(i) => i,
         Err(m) => return finish_task(state, run, unsupported_result(m)),
     };
+    // With other instances, the primary's command line waits for all their coordination
+    // commands (the server releases it), and each instance reports its own.
+    if let Some(i) = instance
+        .as_mut()
+        .filter(|_| spec.instance.as_ref().is_some_and(|i| i.count > 1))
+    {
+        let barrier = runner::Barrier::new();
+        i.barrier = Some(barrier.clone());
+        let mut coordinated = barrier.watch_coordinated();
+        lock(state).barriers.insert(run, (barrier, i.primary));
+        let state = state.clone();
+        tokio::spawn(async move {
+            // Ends with the run (its barrier gone) if it never coordinates.
+            if coordinated.wait_for(|c| *c).await.is_ok() {
+                send(&state, &AgentMsg::Coordinated { run });
+            }
+        });
+    }
     // A subtask stages nothing of the task's own and uploads none of its output files: those
     // are the primary's (Azure downloads the task's resource files on the primary only).
     let subtask = instance.as_ref().is_some_and(|i| !i.primary);

@@ -27,7 +27,9 @@
 //!   (143 for SIGTERM, 137 for SIGKILL). Azure documents that a task it ended "may show an
 //!   operating system-defined exit code"; it reports one whenever the process ran, and so do we.
 
+mod adopt;
 pub mod apps;
+mod barrier;
 mod cmdline;
 mod download;
 mod failure;
@@ -52,6 +54,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+pub use barrier::Barrier;
 pub use failure::{codes, FailureCategory, FailureInfo};
 pub use process::KILL_GRACE;
 
@@ -137,7 +140,8 @@ pub struct RunSpec {
 /// One node's part of a multi-instance task. Before anything else, the common resource files
 /// are downloaded into `task_dir` (Azure's `AZ_BATCH_TASK_SHARED_DIR`) and the coordination
 /// command line runs in `working_dir`, writing to the same `stdout.txt` and `stderr.txt`.
-/// Its failure (or a kill) ends the run. Then the primary stages its resource files and runs
+/// Its failure (or a kill) ends the run. Its success is marked on the [`Barrier`], and the
+/// primary waits for the barrier's release. Then the primary stages its resource files and runs
 /// `command_line`, as for any run, and when that ends, kills whatever the coordination command
 /// left running in its process group. A subtask runs nothing more: it stays in flight, its
 /// coordination command still running or its process group kept, until it is killed (or its
@@ -149,6 +153,10 @@ pub struct InstanceRun {
     pub coordination_command_line: Option<String>,
     /// Downloaded into `task_dir`, not `working_dir`.
     pub common_resource_files: Vec<ResourceFileSpec>,
+    /// Where the coordination command's success is told, and, for the primary, what it waits
+    /// on before `command_line` (every instance has coordinated). `None`: no waiting (a task
+    /// of one instance).
+    pub barrier: Option<Barrier>,
 }
 
 /// A container URL with a SAS granting write, and the blob name prefix for the run's logs:

@@ -472,6 +472,13 @@ pub(crate) async fn serve_agent(
                             dirs,
                         });
                     }
+                    AgentMsg::Coordinated { run } => {
+                        // Nothing to acknowledge: the agent says it again after reconnecting.
+                        let _ = state.engine.submit_nowait(Input::InstanceCoordinated {
+                            node: node_id.clone(),
+                            run,
+                        });
+                    }
                     AgentMsg::Hello { .. } => {}
                     other => state.agents.on_file_msg(other),
                 }

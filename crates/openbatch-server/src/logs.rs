@@ -238,6 +238,50 @@ impl AutoStorage {
         tracing::debug!(%prefix, deleted, "kept logs of a deleted job or task deleted");
     }
 
+    /// Deletes the kept logs whose job or task the core no longer has: those a crash left
+    /// behind between journaling a delete and carrying out its `DiscardLogs` (effects are not
+    /// replayed). Run once at start, in the background. Each run directory is judged against
+    /// the core's state after the listing, so logs of a job or task created meanwhile stay.
+    pub(crate) async fn sweep_orphaned_logs(&self, engine: &crate::engine::Engine) {
+        let Ok(container) = self.storage.container(LOGS_CONTAINER) else {
+            return;
+        };
+        let blobs = match container.list("jobs/").await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list the kept task logs to sweep them");
+                return;
+            }
+        };
+        let orphaned: Vec<String> = {
+            let core = engine.read();
+            blobs
+                .into_iter()
+                .filter(|b| {
+                    // jobs/<job>/<task>/<run>/<file>
+                    let mut parts = b.name.splitn(5, '/').skip(1);
+                    match (parts.next(), parts.next()) {
+                        (Some(job), Some(task)) => !core.keeps_logs_of(job, task),
+                        _ => false,
+                    }
+                })
+                .map(|b| b.name)
+                .collect()
+        };
+        let mut deleted = 0usize;
+        for blob in &orphaned {
+            match container.delete(blob).await {
+                Ok(()) => deleted += 1,
+                Err(e) => {
+                    tracing::warn!(%blob, error = %e, "could not delete an orphaned kept log")
+                }
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, "kept logs of deleted jobs and tasks swept");
+        }
+    }
+
     /// The kept copy of one file of a task directory (`stdout.txt` or `stderr.txt`).
     pub(crate) async fn kept_log(
         &self,

@@ -153,6 +153,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         // Take the list first: adopt() submits inputs, which need the core lock.
         let nodes = engine.read().node_ids();
         provider.adopt(&nodes).await;
+        // Logs whose discard a crash interrupted (`logs.rs`).
+        let (storage, engine) = (state.storage.clone(), engine.clone());
+        tokio::spawn(async move { storage.sweep_orphaned_logs(&engine).await });
     }
     tokio::spawn(tick_loop(engine.clone(), stop_rx.clone()));
     tokio::spawn(autoscaler.run(stop_rx.clone()));
@@ -301,6 +304,11 @@ async fn dispatch_effects(state: Arc<AppState>, mut rx: EffectRx) {
             }
             Effect::KillTask { node, run } => {
                 state.agents.send(&node, &ServerMsg::KillTask { run });
+            }
+            Effect::RunPrimaryCommand { node, run } => {
+                state
+                    .agents
+                    .send(&node, &ServerMsg::RunPrimaryCommand { run });
             }
             Effect::DiscardLogs {
                 job,

@@ -1,6 +1,6 @@
 //! Multi-instance (MPI-style) tasks end to end, on the real binary with three local nodes:
-//! every instance runs the coordination command (subtasks keep theirs running), the primary
-//! then runs the command line, the task ends with the primary's result, and the subtasks'
+//! every instance runs the coordination command (subtasks keep a daemon running), the primary
+//! runs the command line once all of them have completed, the task ends with the primary's result, and the subtasks'
 //! processes are gone afterwards.
 
 mod common;
@@ -12,31 +12,33 @@ use common::*;
 use openbatch_api::models::{ExecutionResult, SubtaskState, TaskState};
 use serde_json::json;
 
-/// The coordination script: note this node's id, pid and host list in `$MARKERS`; the
-/// primary's returns, a subtask's keeps running (a stand-in for an MPI daemon).
+/// The coordination script: note this node's host list and shared directory in `$MARKERS`.
+/// A subtask's starts a daemon (an MPI daemon's stand-in, whose pid it notes) and notes its
+/// host list last, after a while: the primary's command line must only start once every
+/// instance's coordination command has completed.
 const COORDINATION: &str = r#"
-echo $$ >> "$MARKERS/$AZ_BATCH_NODE_ID.pid"
-echo "$AZ_BATCH_HOST_LIST" > "$MARKERS/$AZ_BATCH_NODE_ID.hosts"
 echo "$AZ_BATCH_TASK_SHARED_DIR" > "$MARKERS/$AZ_BATCH_NODE_ID.shared"
 if [ "$AZ_BATCH_IS_CURRENT_NODE_MASTER" = true ]; then
   echo "$AZ_BATCH_NODE_ID" > "$MARKERS/primary"
+  echo "$AZ_BATCH_HOST_LIST" > "$MARKERS/$AZ_BATCH_NODE_ID.hosts"
   exit 0
 fi
-exec sleep 600
+sleep 600 &
+echo $! >> "$MARKERS/$AZ_BATCH_NODE_ID.pid"
+sleep 1.5
+echo "$AZ_BATCH_HOST_LIST" > "$MARKERS/$AZ_BATCH_NODE_ID.tmp"
+mv "$MARKERS/$AZ_BATCH_NODE_ID.tmp" "$MARKERS/$AZ_BATCH_NODE_ID.hosts"
 "#;
 
-/// The primary's command: wait (with a deadline) for the three coordination markers (and,
-/// with `$WAIT_GO` set, for the test's `go` file), check the host list, then exit with `$EXIT`.
+/// The primary's command: the three coordination markers must be there already (no waiting:
+/// the coordination barrier), then wait (with `$WAIT_GO` set) for the test's `go` file, check
+/// the host list, and exit with `$EXIT`.
 const PRIMARY: &str = r#"
-i=0
-while [ "$(ls "$MARKERS"/*.hosts 2>/dev/null | wc -l)" -lt 3 ] && [ $i -lt 200 ]; do
-  sleep 0.1; i=$((i+1))
-done
+n=$(ls "$MARKERS"/*.hosts | wc -l)
 i=0
 while [ -n "$WAIT_GO" ] && [ ! -e "$MARKERS/go" ] && [ $i -lt 300 ]; do
   sleep 0.1; i=$((i+1))
 done
-n=$(ls "$MARKERS"/*.hosts | wc -l)
 hosts=$(echo "$AZ_BATCH_HOST_LIST" | tr ',' '\n' | wc -l)
 echo "markers=$n hosts=$hosts master=$AZ_BATCH_MASTER_NODE"
 [ "$n" -eq 3 ] && [ "$hosts" -eq 3 ] || exit 9
@@ -193,7 +195,7 @@ async fn a_three_node_multi_instance_task_coordinates_runs_on_the_primary_and_cl
     assert!(subs
         .iter()
         .all(|s| s.state == Some(SubtaskState::Completed) && s.end_time.is_some()));
-    // The subtasks' coordination commands were killed when the primary ended.
+    // The subtasks' coordination daemons were killed when the primary ended.
     let pids = subtask_pids(markers.path());
     assert_eq!(pids.len(), 2, "{pids:?}");
     wait_until(

@@ -380,7 +380,7 @@ impl Sim {
                 Effect::PreemptNode { node, .. } => {
                     self.preempt_notices.push(node.clone());
                 }
-                Effect::InstallPackages { .. } => {}
+                Effect::InstallPackages { .. } | Effect::RunPrimaryCommand { .. } => {}
                 // A directory is never deleted under a run that uses it (a run being killed
                 // may still be there: the core requeued it and the agent kills it).
                 Effect::DeleteTaskDirs { node, dirs } => {

@@ -749,3 +749,111 @@ fn subtasks_are_listed_with_their_nodes_and_states() {
     replay_into(&mut replayed, &sim.entries());
     assert_eq!(replayed.list_subtasks("j", "mpi", &urls()).unwrap(), subs);
 }
+
+/// The releases of a primary (`Effect::RunPrimaryCommand`) in the last input: (node, run).
+fn releases(sim: &Sim) -> Vec<(String, RunId)> {
+    sim.last
+        .iter()
+        .filter_map(|fx| match fx {
+            openbatch_core::Effect::RunPrimaryCommand { node, run } => Some((node.clone(), *run)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn coordinated(sim: &mut Sim, node: &str, run: RunId) {
+    sim.ok(Input::InstanceCoordinated {
+        node: node.into(),
+        run,
+    });
+}
+
+/// Azure runs the primary's command line only once the coordination commands of all
+/// instances have completed: the primary is released by the report that completes the set,
+/// not before, whatever the order; repeated reports change nothing, but the primary asking
+/// again (its agent reconnected) is answered again. A report from another node is ignored.
+#[test]
+fn the_primary_is_released_only_when_every_instance_has_coordinated() {
+    let mut sim = Sim::new();
+    setup(&mut sim, 3, 1, "spread", json!({}));
+    sim.ok(add("j", vec![gang("mpi", 3)]));
+    let inst = instances(&sim, "j", "mpi");
+    let (primary, sub1, sub2) = (&inst[0], &inst[1], &inst[2]);
+    coordinated(&mut sim, &sub2.2, sub2.1);
+    assert!(releases(&sim).is_empty());
+    coordinated(&mut sim, &primary.2, primary.1);
+    assert!(releases(&sim).is_empty(), "a subtask is still coordinating");
+    // From the wrong node: not the instance's report.
+    let changed = sim
+        .ok(Input::InstanceCoordinated {
+            node: primary.2.clone(),
+            run: sub1.1,
+        })
+        .changed;
+    assert!(!changed && releases(&sim).is_empty());
+    coordinated(&mut sim, &sub2.2, sub2.1);
+    assert!(releases(&sim).is_empty());
+    coordinated(&mut sim, &sub1.2, sub1.1);
+    assert_eq!(releases(&sim), vec![(primary.2.clone(), primary.1)]);
+    coordinated(&mut sim, &sub1.2, sub1.1);
+    assert!(releases(&sim).is_empty(), "once");
+    coordinated(&mut sim, &primary.2, primary.1);
+    assert_eq!(releases(&sim), vec![(primary.2.clone(), primary.1)]);
+    sim.finish(primary.1, 0);
+    assert_eq!(sim.task_state("j", "mpi"), TaskState::Completed);
+    report_kills(&mut sim);
+}
+
+/// A subtask's coordination command that fails ends its run with that failure: the attempt
+/// fails (and is retried) without the primary ever being released, and the next attempt's
+/// barrier starts empty.
+#[test]
+fn a_failed_coordination_command_fails_the_attempt_before_the_primary_runs() {
+    let mut sim = Sim::new();
+    setup(
+        &mut sim,
+        3,
+        1,
+        "spread",
+        json!({"constraints": {"maxTaskRetryCount": 1}}),
+    );
+    sim.ok(add("j", vec![gang("mpi", 3)]));
+    let inst = instances(&sim, "j", "mpi");
+    coordinated(&mut sim, &inst[0].2, inst[0].1);
+    coordinated(&mut sim, &inst[2].2, inst[2].1);
+    sim.finish(inst[1].1, 1);
+    assert!(releases(&sim).is_empty());
+    assert_eq!(sim.task_state("j", "mpi"), TaskState::Active);
+    assert_eq!(sim.task_view("j", "mpi").execution_info.retry_count, 1);
+    report_kills(&mut sim);
+    let again = instances(&sim, "j", "mpi");
+    assert_eq!(again.len(), 3);
+    // The old attempt's reports count for nothing; the new one needs all three again.
+    coordinated(&mut sim, &again[1].2, again[1].1);
+    coordinated(&mut sim, &again[2].2, again[2].1);
+    assert!(releases(&sim).is_empty());
+    coordinated(&mut sim, &again[0].2, again[0].1);
+    assert_eq!(releases(&sim), vec![(again[0].2.clone(), again[0].1)]);
+}
+
+/// The barrier is journaled state: a server restart (snapshot, or a replay of the journal)
+/// in the middle of it keeps the reports already made, and the last one releases the primary.
+#[test]
+fn a_restart_mid_barrier_keeps_the_reports_made() {
+    let mut sim = Sim::new();
+    setup(&mut sim, 3, 1, "spread", json!({}));
+    sim.ok(add("j", vec![gang("mpi", 3)]));
+    let inst = instances(&sim, "j", "mpi");
+    coordinated(&mut sim, &inst[0].2, inst[0].1);
+    coordinated(&mut sim, &inst[1].2, inst[1].1);
+    let mut replayed = Core::new(Limits::default());
+    replay_into(&mut replayed, &sim.entries());
+    assert_eq!(
+        serde_json::to_value(&replayed).unwrap(),
+        serde_json::to_value(&sim.core).unwrap()
+    );
+    sim.core = snapshot(&sim.core);
+    sim.ok(Input::ServerRestarted);
+    coordinated(&mut sim, &inst[2].2, inst[2].1);
+    assert_eq!(releases(&sim), vec![(inst[0].2.clone(), inst[0].1)]);
+}

@@ -416,3 +416,48 @@ fn deleted_tasks_and_jobs_discard_their_kept_logs() {
         vec![("j".to_string(), None)]
     );
 }
+
+/// A task deleted while it runs: its run uploads its logs when it ends, after the discard that
+/// the delete asked for, so its end (reported after a restart here) asks for another that
+/// covers that run, and only that task's. A later task of the same id keeps its own logs.
+#[test]
+fn a_run_of_a_deleted_task_discards_the_logs_it_uploads_when_it_ends() {
+    let discards = |sim: &Sim| -> Vec<(String, Option<String>, u64)> {
+        sim.last
+            .iter()
+            .filter_map(|fx| match fx {
+                Effect::DiscardLogs {
+                    job,
+                    task,
+                    before_run,
+                } => Some((job.clone(), task.clone(), *before_run)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut sim = setup(1, json!({}));
+    sim.ok(add("j", vec![simple_task("T")]));
+    let run = sim.run_of("j", "T");
+    sim.ok(Input::DeleteTask {
+        job: "j".into(),
+        task: "t".into(),
+    });
+    assert_eq!(discards(&sim).len(), 1, "the runs before the delete");
+    assert!(!sim.core.keeps_logs_of("j", "T"));
+    // The server restarts (snapshot) before the killed run reports.
+    sim.core = snapshot(&sim.core);
+    sim.finish_as_agent(run, 0);
+    assert_eq!(
+        discards(&sim),
+        vec![("j".to_string(), Some("T".to_string()), run + 1)]
+    );
+    // Once only; a task created again under the id keeps its logs.
+    sim.ok(add("j", vec![simple_task("T")]));
+    assert!(sim.core.keeps_logs_of("j", "t"));
+    let again = sim.run_of("j", "T");
+    assert!(again > run);
+    sim.finish(again, 0);
+    assert!(discards(&sim).is_empty());
+    assert!(sim.core.keeps_logs_of("j", "T"));
+    assert!(!sim.core.keeps_logs_of("gone", "T"));
+}

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{
-    apps, cmdline, download, process, sys, Control, Ended, FailureInfo, InstanceRun, KillReason,
-    RunSpec,
+    apps, cmdline, download, process, sys, Barrier, Control, Ended, FailureInfo, InstanceRun,
+    KillReason, RunSpec,
 };
 
 /// How often a coordination command's leftover process group is looked at.
@@ -30,7 +30,8 @@ pub(super) enum Coordinated {
 }
 
 /// Download the common resource files into the task directory and run the coordination
-/// command. A subtask then waits until it is killed.
+/// command, and mark it done on the barrier. The primary then waits for the barrier's release
+/// (every instance has coordinated); a subtask waits until it is killed.
 pub(super) async fn coordinate(
     spec: &RunSpec,
     inst: &InstanceRun,
@@ -71,25 +72,42 @@ pub(super) async fn coordinate(
         }
         leftover = Some(exited.pgid).filter(|pgid| sys::group_exists(*pgid));
     }
-    if inst.primary {
+    if let Some(barrier) = &inst.barrier {
+        barrier.mark_coordinated();
+    }
+    // The primary waits for every instance's coordination (the barrier's release); a subtask
+    // stays in flight until the attempt ends (the server kills it).
+    let barrier = inst.barrier.as_ref().filter(|_| inst.primary);
+    if inst.primary && barrier.is_none() {
         return Coordinated::Primary { leftover };
     }
-    // A subtask stays in flight until the attempt ends (the server kills it).
     let reason = {
         let wait = async {
             tokio::select! {
-                reason = process::kill_requested(&mut rx) => reason,
-                () = process::sleep_until(deadline) => KillReason::MaxWallClockTimeExceeded,
+                () = released(barrier) => None,
+                reason = process::kill_requested(&mut rx) => Some(reason),
+                () = process::sleep_until(deadline) => Some(KillReason::MaxWallClockTimeExceeded),
             }
         };
         let (reason, group) = watch_group(wait, leftover).await;
         leftover = group;
-        reason
+        match reason {
+            Some(reason) => reason,
+            None => return Coordinated::Primary { leftover },
+        }
     };
     if let Some(pgid) = leftover {
         kill_leftover(pgid, reason.grace()).await;
     }
     Coordinated::Ended(Ended::KilledBeforeStart(reason))
+}
+
+/// Resolves when the primary's barrier is released; never for a subtask (`None`).
+async fn released(barrier: Option<&Barrier>) {
+    match barrier {
+        Some(b) => b.released().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The common resource files, then the coordination command, ready to spawn (if there is one).

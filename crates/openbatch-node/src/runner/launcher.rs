@@ -12,8 +12,8 @@
 //! no page tables), which cannot set `PR_SET_PDEATHSIG` on the task. It keeps the guarantee
 //! itself: it gets SIGTERM when the agent's main thread ends (its own PDEATHSIG), and then, or
 //! when the agent closes its pipe, it SIGKILLs the process group of every task still running
-//! and exits. Killing the agent therefore still kills every task; only a SIGKILL of the
-//! launcher itself would leave them running.
+//! and exits. Killing the agent therefore still kills every task. When the launcher itself is
+//! killed, the agent (a child subreaper, which adopts the tasks) kills them: see `adopt.rs`.
 //!
 //! Protocol: one JSON object per line. The agent writes [`Request`]s to the launcher's stdin; the
 //! launcher answers each with [`Event::Spawned`] (or [`Event::Failed`]) and, when the process
@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use super::sys;
+use super::{adopt, sys};
 
 /// One process to start. Everything but the output files comes from the prepared `Command`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -103,6 +103,12 @@ pub fn serve(parent_pid: u32) -> io::Result<()> {
     // it; children start with an empty mask (std resets it), so tasks still get SIGTERM.
     let term = sys::block_signal(libc::SIGTERM)?;
     sys::signal_when_parent_dies(parent_pid, libc::SIGTERM)?;
+    // What a task leaves running when it ends is re-parented here and reaped by [`reap`], so
+    // that if the launcher itself dies, all of it is re-parented to the agent (a subreaper too,
+    // see [`adopt`]) rather than to init.
+    if let Err(err) = sys::become_subreaper() {
+        eprintln!("openbatch task launcher: could not become a child subreaper: {err}");
+    }
     let live: Arc<Live> = Arc::default();
     let out = Arc::new(Mutex::new(io::stdout()));
     {
@@ -186,37 +192,42 @@ fn start(req: &Request) -> io::Result<u32> {
     command.spawn().map(|child| child.id())
 }
 
-/// One thread reaps every task (a thread per task cost a clone per task): it waits for any
-/// child while some task runs, and reports each exit with its request id.
+/// One thread reaps every child (a thread per task cost a clone per task): the tasks, whose
+/// exits it reports with their request ids, and what they left behind, which the launcher
+/// adopts as a subreaper. It waits for any child while the launcher has one.
 fn reap(live: &Live, out: &Mutex<io::Stdout>) {
     loop {
         {
+            // Checked under the lock: a task is listed only once it is a child, so no children
+            // and listed tasks means something else reaped them.
             let mut tasks = live.lock();
-            while tasks.is_empty() {
-                tasks = live.added.wait(tasks).unwrap_or_else(|e| e.into_inner());
+            if !sys::has_children() {
+                if !tasks.is_empty() {
+                    eprintln!("openbatch task launcher: its tasks are no longer its children");
+                    // Say they are gone (as killed) rather than spin.
+                    for (_, id) in tasks.drain() {
+                        emit(
+                            out,
+                            &Event::Exited {
+                                id,
+                                status: libc::SIGKILL,
+                            },
+                        );
+                    }
+                }
+                while tasks.is_empty() {
+                    tasks = live.added.wait(tasks).unwrap_or_else(|e| e.into_inner());
+                }
+                continue;
             }
         }
         let (pid, status) = match sys::wait_any_child() {
             Ok(reaped) => reaped,
-            Err(err) => {
-                // No child left to wait for, yet tasks are listed: something else reaped them.
-                // Say they are gone (as killed) rather than spin.
-                eprintln!("openbatch task launcher: waiting for tasks failed: {err}");
-                let lost: Vec<u64> = live.lock().drain().map(|(_, id)| id).collect();
-                for id in lost {
-                    emit(
-                        out,
-                        &Event::Exited {
-                            id,
-                            status: libc::SIGKILL,
-                        },
-                    );
-                }
-                continue;
-            }
+            // ECHILD: looked at again above.
+            Err(_) => continue,
         };
         // The leader is gone: what it left in its group is not a running task (a finished
-        // task's daemons are left alone, as a shell would).
+        // task's daemons are left alone, as a shell would). An adopted orphan is only reaped.
         let id = live.lock().remove(&pid);
         if let Some(id) = id {
             emit(out, &Event::Exited { id, status });
@@ -247,6 +258,8 @@ pub fn use_task_launcher(program: PathBuf, args: Vec<String>) {
 }
 
 struct Waiters {
+    /// The task's pid (= process group), once the launcher said it started it.
+    pid: Option<u32>,
     spawned: Option<oneshot::Sender<io::Result<u32>>>,
     exited: oneshot::Sender<ExitStatus>,
 }
@@ -317,7 +330,9 @@ impl Client {
             // behind its back (the agent stops them itself).
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = command.spawn()?;
+        adopt::become_subreaper();
+        let mut child = adopt::spawn_owned(&mut command)?;
+        let launcher_pid = child.id();
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(io::Error::other("the task launcher has no pipes"));
         };
@@ -347,13 +362,19 @@ impl Client {
                 }
             }
             reader.alive.store(false, Ordering::Release);
-            // Dropping the waiters tells every run in flight that its process is gone.
-            reader.lock_pending().clear();
+            let orphaned: Vec<Waiters> = reader.lock_pending().drain().map(|(_, w)| w).collect();
             let _ = child.start_kill();
             match child.wait().await {
                 Ok(status) => tracing::warn!(%status, "the task launcher exited"),
                 Err(err) => tracing::warn!(error = %err, "the task launcher is gone"),
             }
+            adopt::release(launcher_pid);
+            // Reaped: its children are the agent's now. The tasks it had not reported ended die
+            // (a launcher that was killed could not kill them itself).
+            let pids: Vec<u32> = orphaned.iter().filter_map(|w| w.pid).collect();
+            adopt::launcher_died(&pids);
+            // Dropping the waiters tells every run in flight that its process is gone.
+            drop(orphaned);
         });
         tracing::debug!("task launcher started");
         Ok(client)
@@ -367,8 +388,11 @@ impl Client {
         let mut pending = self.lock_pending();
         match event {
             Event::Spawned { id, pid } => {
-                if let Some(tx) = pending.get_mut(&id).and_then(|w| w.spawned.take()) {
-                    let _ = tx.send(Ok(pid));
+                if let Some(w) = pending.get_mut(&id) {
+                    w.pid = Some(pid);
+                    if let Some(tx) = w.spawned.take() {
+                        let _ = tx.send(Ok(pid));
+                    }
                 }
             }
             Event::Failed { id, errno, message } => {
@@ -419,6 +443,7 @@ impl Client {
         self.lock_pending().insert(
             id,
             Waiters {
+                pid: None,
                 spawned: Some(spawned_tx),
                 exited: exited_tx,
             },

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::failure::{codes, FailureInfo};
-use super::{launcher, sys, Control, KillReason};
+use super::{adopt, launcher, sys, Control, KillReason};
 
 /// How long a killed task's process group gets between SIGTERM and SIGKILL: long enough for a
 /// well-behaved program to flush its output and remove its temporary files, short enough that a
@@ -78,10 +78,13 @@ pub(super) async fn spawn_and_supervise(
             return supervise(Proc::Launched(launched), control, kill_rx, deadline).await;
         }
         sys::kill_child_when_parent_dies(command.as_std_mut());
-        let child = command
-            .spawn()
-            .map_err(|err| spawn_failure(&program, &err))?;
-        return supervise(Proc::Direct(child), control, kill_rx, deadline).await;
+        // Listed as tokio's to reap: the agent may be a subreaper that reaps adopted processes.
+        let child =
+            adopt::spawn_owned(&mut command).map_err(|err| spawn_failure(&program, &err))?;
+        let pid = child.id();
+        let supervised = supervise(Proc::Direct(child), control, kill_rx, deadline).await;
+        adopt::release(pid);
+        return supervised;
     }
     sys::kill_child_when_parent_dies(command.as_std_mut());
     let spawner = spawner().await.map_err(|err| {

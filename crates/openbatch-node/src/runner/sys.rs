@@ -130,3 +130,95 @@ pub(super) fn group_exists(pgid: u32) -> bool {
         Err(err) => err.raw_os_error() == Some(libc::EPERM),
     }
 }
+
+/// Makes this process a child subreaper: its descendants whose parent dies are re-parented to
+/// it (not to init), so it alone can reap them, and a process group whose leader it has not
+/// reaped cannot be recycled (Linux only; a no-op elsewhere).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub(super) fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integers and touches no memory of
+    // ours.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn become_subreaper() -> io::Result<()> {
+    Ok(())
+}
+
+/// Peeks (reaps nothing) with `waitid(idtype, id, WEXITED | WNOHANG | WNOWAIT)`: `true` when
+/// the caller has a matching child, running or exited and not yet reaped.
+#[allow(unsafe_code)]
+fn has_unreaped_child(idtype: libc::idtype_t, id: libc::id_t) -> bool {
+    loop {
+        // SAFETY: waitid writes into a live, zeroed siginfo_t and touches nothing else of ours.
+        let rc = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                idtype,
+                id,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            return true;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            // ECHILD: no such child (of ours).
+            return false;
+        }
+    }
+}
+
+/// Whether `pid` is a child of this process that nobody has reaped yet: while it is, `pid`
+/// (and the process group it leads) cannot be recycled for another process.
+pub(super) fn is_unreaped_child(pid: u32) -> bool {
+    pid > 1 && has_unreaped_child(libc::P_PID, pid)
+}
+
+/// Whether this process has any child, running or not yet reaped.
+pub(super) fn has_children() -> bool {
+    has_unreaped_child(libc::P_ALL, 0)
+}
+
+/// Reaps the child `pid` if it has exited; `true` when it did (or it is no child of ours).
+#[allow(unsafe_code)]
+pub(super) fn reap_if_exited(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: waitpid writes the status into a live c_int and touches nothing else of ours.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if rc >= 0 {
+            return rc > 0;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return true;
+        }
+    }
+}
+
+/// The pids of this process's children (of all its threads), from
+/// `/proc/self/task/*/children`; empty where the kernel does not provide that file.
+pub(super) fn children() -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut pids = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            pids.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    pids
+}

@@ -15,6 +15,7 @@ fn instance(dir: &TempDir, primary: bool, coordination: &str, command_line: &str
         primary,
         coordination_command_line: Some(coordination.to_owned()).filter(|c| !c.is_empty()),
         common_resource_files: Vec::new(),
+        barrier: None,
     });
     s
 }
