@@ -452,7 +452,7 @@ pub(crate) async fn serve_agent(
                         state.agents.metrics().insert(node_id.clone(), m);
                     }
                     AgentMsg::TaskFinished { run, result } => {
-                        let pending = state.engine.submit_nowait(Input::TaskCompleted {
+                        let pending = state.engine.submit_report(Input::TaskCompleted {
                             node: node_id.clone(),
                             run,
                             result,
@@ -460,7 +460,7 @@ pub(crate) async fn serve_agent(
                         let _ = ack_tx.send((pending, vec![run], false));
                     }
                     AgentMsg::StartTaskFinished { result } => {
-                        let pending = state.engine.submit_nowait(Input::StartTaskCompleted {
+                        let pending = state.engine.submit_report(Input::StartTaskCompleted {
                             node: node_id.clone(),
                             result,
                         });

@@ -4,6 +4,12 @@
 //! serialized input to the committer thread and waits for it to be durable. The committer
 //! takes everything queued, writes it in one SQLite transaction, and only then releases the
 //! replies and the effects, in apply order. Many concurrent requests share one fsync.
+//!
+//! Agents' reports (a task ended) go through `submit_report`: their commit is not synced at
+//! once. The agent keeps a report until it is acknowledged, and the acknowledgement waits for
+//! the sync, so a report lost with the machine is sent again. Their sync comes with the next
+//! synced commit, or `REPORT_SYNC_WITHIN` after the first unsynced one: while thousands of
+//! short tasks end, the journal syncs a few dozen times a second, not once per task.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -21,6 +27,9 @@ const SNAPSHOT_EVERY: u64 = 50_000;
 
 /// Most records in one transaction; beyond this, later submitters wait for the next one.
 const MAX_BATCH: usize = 4096;
+
+/// The longest an agent's report waits for its commit to be synced (see the module docs).
+const REPORT_SYNC_WITHIN: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[derive(Deserialize)]
 struct Record {
@@ -41,8 +50,16 @@ enum Commit {
         record: Vec<u8>,
         effects: Vec<Effect>,
         done: Option<oneshot::Sender<()>>,
+        /// Its sync may wait (an agent's report; see the module docs).
+        report: bool,
     },
     Snapshot(Vec<u8>),
+}
+
+impl Commit {
+    fn may_wait_for_sync(&self) -> bool {
+        matches!(self, Commit::Input { report: true, .. })
+    }
 }
 
 pub(crate) struct Engine {
@@ -123,6 +140,16 @@ impl Engine {
 
     /// Apply an input now; durability is awaited through the returned [`Pending`].
     pub(crate) fn submit_nowait(&self, input: Input) -> Pending {
+        self.submit_inner(input, false)
+    }
+
+    /// [`Engine::submit_nowait`] for an agent's report, which the agent sends again until it is
+    /// acknowledged: its commit may be synced a little later, together with others.
+    pub(crate) fn submit_report(&self, input: Input) -> Pending {
+        self.submit_inner(input, true)
+    }
+
+    fn submit_inner(&self, input: Input, report: bool) -> Pending {
         let now = Utc::now();
         let record = serde_json::to_vec(&RecordRef { now, input: &input });
         let mut core = self.read();
@@ -164,6 +191,7 @@ impl Engine {
             record,
             effects,
             done: Some(done_tx),
+            report,
         });
         if journaled {
             let mut n = self
@@ -211,6 +239,7 @@ impl Engine {
             record: Vec::new(),
             effects: Vec::new(),
             done: Some(tx),
+            report: false,
         });
         let _ = rx.await;
     }
@@ -221,8 +250,34 @@ fn committer(
     rx: std::sync::mpsc::Receiver<Commit>,
     effects: mpsc::UnboundedSender<Effect>,
 ) {
+    use std::sync::mpsc::RecvTimeoutError;
     let mut last_seq = 0u64;
-    while let Ok(first) = rx.recv() {
+    // Committed but not yet synced (reports only), in order: released with the next sync.
+    let mut unsynced: Vec<(Vec<Effect>, Option<oneshot::Sender<()>>)> = Vec::new();
+    let mut sync_by: Option<std::time::Instant> = None;
+    // Whether commits were written that are not synced yet.
+    let mut dirty = false;
+    loop {
+        let first = match sync_by {
+            None => match rx.recv() {
+                Ok(c) => c,
+                Err(_) => break,
+            },
+            Some(at) => {
+                match rx.recv_timeout(at.saturating_duration_since(std::time::Instant::now())) {
+                    Ok(c) => c,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if std::mem::take(&mut dirty) {
+                            sync(&mut store);
+                        }
+                        release(&mut unsynced, &effects);
+                        sync_by = None;
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -230,9 +285,10 @@ fn committer(
                 Err(_) => break,
             }
         }
+        // One commit that must be durable now syncs the reports before it too.
+        let synced = !batch.iter().all(Commit::may_wait_for_sync);
         // Records up to the first snapshot go in one transaction; a snapshot is written
         // after the records before it, so it always covers exactly the journal up to it.
-        let mut pending: Vec<(Vec<Effect>, Option<oneshot::Sender<()>>)> = Vec::new();
         let mut records: Vec<Vec<u8>> = Vec::new();
         for c in batch {
             match c {
@@ -240,41 +296,77 @@ fn committer(
                     record,
                     effects,
                     done,
+                    ..
                 } => {
                     if !record.is_empty() {
                         records.push(record);
                     }
-                    pending.push((effects, done));
+                    unsynced.push((effects, done));
                 }
                 Commit::Snapshot(body) => {
-                    last_seq = flush_records(&mut store, &mut records, last_seq);
+                    last_seq = flush_records(&mut store, &mut records, last_seq, true);
                     if let Err(e) = store.write_snapshot(last_seq, &body) {
                         tracing::error!(error = %e, "writing a snapshot failed; the journal keeps everything");
                     }
                 }
             }
         }
-        last_seq = flush_records(&mut store, &mut records, last_seq);
-        for (fx, done) in pending {
-            for e in fx {
-                let _ = effects.send(e);
+        let wrote = !records.is_empty();
+        last_seq = flush_records(&mut store, &mut records, last_seq, synced);
+        if synced {
+            // A synced commit syncs the log with every commit before it; without one, sync.
+            if !wrote && dirty {
+                sync(&mut store);
             }
-            if let Some(done) = done {
-                let _ = done.send(());
-            }
+            dirty = false;
+            release(&mut unsynced, &effects);
+            sync_by = None;
+        } else {
+            dirty |= wrote;
+            sync_by.get_or_insert_with(|| std::time::Instant::now() + REPORT_SYNC_WITHIN);
         }
+    }
+    // The server is going down: what was committed is made durable before it goes.
+    if dirty {
+        sync(&mut store);
+    }
+    release(&mut unsynced, &effects);
+}
+
+/// Replies and effects of durable commits, in order.
+fn release(
+    durable: &mut Vec<(Vec<Effect>, Option<oneshot::Sender<()>>)>,
+    effects: &mpsc::UnboundedSender<Effect>,
+) {
+    for (fx, done) in durable.drain(..) {
+        for e in fx {
+            let _ = effects.send(e);
+        }
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Sync the journal, retrying on failure like [`flush_records`].
+fn sync(store: &mut Store) {
+    let mut delay = std::time::Duration::from_millis(50);
+    while let Err(e) = store.sync() {
+        tracing::error!(error = %e, "journal sync failed; retrying (is the disk full?)");
+        thread::sleep(delay);
+        delay = (delay * 2).min(std::time::Duration::from_secs(5));
     }
 }
 
 /// Append records, retrying on failure: nothing is acknowledged before it is durable, so a
 /// failing disk stalls the service (and says so) rather than losing accepted work.
-fn flush_records(store: &mut Store, records: &mut Vec<Vec<u8>>, last: u64) -> u64 {
+fn flush_records(store: &mut Store, records: &mut Vec<Vec<u8>>, last: u64, synced: bool) -> u64 {
     if records.is_empty() {
         return last;
     }
     let mut delay = std::time::Duration::from_millis(50);
     loop {
-        match store.append(records) {
+        match store.append_with(records, synced) {
             Ok(seq) => {
                 records.clear();
                 return seq;
@@ -285,5 +377,65 @@ fn flush_records(store: &mut Store, records: &mut Vec<Vec<u8>>, last: u64) -> u6
                 delay = (delay * 2).min(std::time::Duration::from_secs(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create_job(id: &str) -> Input {
+        let spec =
+            serde_json::from_value(serde_json::json!({"id": id, "poolInfo": {"poolId": "p"}}))
+                .expect("a job spec");
+        Input::CreateJob(Box::new(spec))
+    }
+
+    #[tokio::test]
+    async fn a_report_waits_for_its_sync_and_a_synced_commit_takes_it_along() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let (engine, _effects) =
+            Engine::open(Store::open(&path).unwrap(), Limits::default()).unwrap();
+
+        // Alone, a report is released by the sync timer, not before.
+        let started = std::time::Instant::now();
+        engine
+            .submit_report(create_job("a"))
+            .durable()
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= REPORT_SYNC_WITHIN);
+
+        // A commit that must be durable now syncs the report before it, and both are
+        // released in order.
+        let mut report = engine.submit_report(create_job("b"));
+        engine
+            .submit_nowait(create_job("c"))
+            .durable()
+            .await
+            .unwrap();
+        let rx = report
+            .durable
+            .as_mut()
+            .expect("the report waits for a commit");
+        assert!(
+            rx.try_recv().is_ok(),
+            "the report was released with the synced commit"
+        );
+
+        // Everything is in the journal, in order.
+        let records = Store::open(&path).unwrap().load().unwrap().records;
+        let ids: Vec<String> = records
+            .iter()
+            .map(|(_, body)| {
+                let rec: Record = serde_json::from_slice(body).unwrap();
+                match rec.input {
+                    Input::CreateJob(spec) => spec.id,
+                    other => panic!("unexpected {other:?}"),
+                }
+            })
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
     }
 }

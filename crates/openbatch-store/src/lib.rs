@@ -35,6 +35,8 @@ pub struct Loaded {
 
 pub struct Store {
     conn: Connection,
+    /// Whether commits are synced to disk (`PRAGMA synchronous = FULL`) right now.
+    synced_commits: bool,
 }
 
 impl Store {
@@ -46,7 +48,10 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut store = Self { conn };
+        let mut store = Self {
+            conn,
+            synced_commits: true,
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -83,8 +88,17 @@ impl Store {
         Ok(())
     }
 
-    /// Append records in one transaction; returns the sequence number of the last one.
+    /// Append records in one transaction, durably (it, and every commit before it, survives
+    /// power loss once this returns); returns the sequence number of the last one.
     pub fn append<B: AsRef<[u8]>>(&mut self, records: &[B]) -> Result<u64> {
+        self.append_with(records, true)
+    }
+
+    /// [`Store::append`], but with `synced: false` the commit is not synced to disk: it survives
+    /// a crash of this process (it is in the operating system's cache), and power loss only
+    /// after the next synced commit or [`Store::sync`]. One sync then covers many commits.
+    pub fn append_with<B: AsRef<[u8]>>(&mut self, records: &[B], synced: bool) -> Result<u64> {
+        self.set_synced_commits(synced)?;
         let tx = self.conn.transaction()?;
         let mut last = 0;
         {
@@ -96,6 +110,32 @@ impl Store {
         }
         tx.commit()?;
         Ok(last)
+    }
+
+    /// Make every commit so far survive power loss: a small synced commit, which in WAL mode
+    /// syncs the log with all the commits before it.
+    pub fn sync(&mut self) -> Result<()> {
+        self.set_synced_commits(true)?;
+        self.conn.execute(
+            "INSERT INTO kv (key, value) VALUES ('journal_synced_at', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            // A value that changes, so that the commit writes a page and syncs.
+            params![std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+                .to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn set_synced_commits(&mut self, synced: bool) -> Result<()> {
+        if self.synced_commits != synced {
+            let mode = if synced { "FULL" } else { "NORMAL" };
+            self.conn.pragma_update(None, "synchronous", mode)?;
+            self.synced_commits = synced;
+        }
+        Ok(())
     }
 
     /// The newest snapshot and every record after it.
@@ -121,6 +161,7 @@ impl Store {
     /// Replace the snapshot with one that covers the journal up to `seq`, and drop those
     /// records, atomically.
     pub fn write_snapshot(&mut self, seq: u64, body: &[u8]) -> Result<()> {
+        self.set_synced_commits(true)?;
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO snapshot (id, seq, body) VALUES (1, ?1, ?2)
@@ -150,6 +191,7 @@ impl Store {
     }
 
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        self.set_synced_commits(true)?;
         self.conn.execute(
             "INSERT INTO kv (key, value) VALUES (?1, ?2)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -159,6 +201,7 @@ impl Store {
     }
 
     pub fn delete(&mut self, key: &str) -> Result<()> {
+        self.set_synced_commits(true)?;
         self.conn
             .execute("DELETE FROM kv WHERE key = ?1", params![key])?;
         Ok(())
@@ -203,6 +246,34 @@ mod tests {
         assert_eq!(l.records.len(), 2);
         assert_eq!(l.records[0], (3, b"c".to_vec()));
         assert_eq!(l.records[1], (4, b"d".to_vec()));
+    }
+
+    #[test]
+    fn unsynced_commits_are_kept_and_synced_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let synchronous = |s: &Store| -> i64 {
+            s.conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        {
+            let mut s = Store::open(&path).unwrap();
+            assert_eq!(synchronous(&s), 2, "FULL by default");
+            assert_eq!(s.append_with(&[b"a"], false).unwrap(), 1);
+            assert_eq!(synchronous(&s), 1, "NORMAL for an unsynced commit");
+            assert_eq!(s.append_with(&[b"b"], false).unwrap(), 2);
+            s.sync().unwrap();
+            assert_eq!(synchronous(&s), 2, "FULL again after a sync");
+            s.append_with(&[b"c"], false).unwrap();
+            s.set("k", "v").unwrap();
+            assert_eq!(synchronous(&s), 2, "other writes are always synced");
+        }
+        let l = Store::open(&path).unwrap().load().unwrap();
+        assert_eq!(
+            l.records.iter().map(|r| r.1.clone()).collect::<Vec<_>>(),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
     }
 
     #[test]
