@@ -68,7 +68,15 @@ export class BatchApi {
    * `target` is a path (with `query`) or an absolute URL (an `odata.nextLink`).
    */
   async send(method, target, { query, headers = {}, accept = "application/json" } = {}) {
-    const url = typeof target === "string" && /^https?:/.test(target) ? new URL(target) : this.url(target, query);
+    let url;
+    if (typeof target === "string" && /^https?:/i.test(target)) {
+      // An odata.nextLink is absolute, built from what the server believes its URL is (its
+      // public_url, or the Host a proxy passed on): keep its path and query, on our origin.
+      const next = new URL(target);
+      url = new URL(next.pathname + next.search, this.endpoint);
+    } else {
+      url = this.url(target, query);
+    }
     const signed = await signRequest({
       account: this.account,
       key: this.key,

@@ -97,27 +97,20 @@ export function poolsView({ api, refresh: refreshAll }) {
         .map((s) => h("li", {}, h("span", { class: `swatch ${stateClass(s)}` }), `${s} `, h("strong", {}, counts.get(s)))),
     );
     const cells = h(
-      "ul",
-      { class: "heatmap", "aria-label": `Nodes of pool ${pool.id}; Enter shows a node's running tasks` },
+      "div",
+      { class: "heatmap", role: "group", "aria-label": `Nodes of pool ${pool.id}` },
       nodes.map((n) => {
         const label = `${n.id}: ${n.state}, ${n.runningTasksCount ?? 0} running task(s), ${n.runningTaskSlotsCount ?? 0} slot(s) in use${n.isDedicated === false ? ", low-priority" : ""}${n.schedulingState === "disabled" ? ", scheduling disabled" : ""}`;
         const isSelected = selected && selected.poolId === pool.id && selected.nodeId === n.id;
-        const activate = () => select(pool.id, n.id);
-        return h("li", {
+        // A button: focusable, and Enter or Space selects it, with no script of our own.
+        return h("button", {
+          type: "button",
           class: `cell ${stateClass(n.state)}${isSelected ? " selected" : ""}`,
-          tabindex: "0",
-          role: "button",
           "aria-pressed": isSelected ? "true" : "false",
           title: label,
           "aria-label": label,
           "data-focus": `node:${pool.id}:${n.id}`,
-          onclick: activate,
-          onkeydown: (e) => {
-            if (e.key === "Enter" || e.key === " ") {
-              e.preventDefault();
-              activate();
-            }
-          },
+          onclick: () => select(pool.id, n.id),
         });
       }),
     );
