@@ -88,6 +88,13 @@ fi
 export MOTO_SERVER_BIN="${MOTO_SERVER_BIN:-$venv/bin/moto_server}"
 if [ -n "${AZURITE_BLOB_BIN:-}" ]; then export AZURITE_BLOB_BIN; fi
 
+stage "Dashboard: node --test tests/dashboard (the browser's Shared Key signing, reference vectors)"
+if ! command -v node >/dev/null 2>&1; then
+    echo "node not found: the dashboard's tests need Node.js (.ci/run installs it)" >&2
+    exit 1
+fi
+node --test tests/dashboard/*.test.mjs
+
 stage "3/6 Rust tests: cargo test --workspace"
 cargo test --workspace
 

@@ -3,6 +3,7 @@
 
 mod apps;
 mod autoscale;
+mod dashboard;
 mod explain;
 mod files;
 mod follow;
@@ -198,6 +199,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             "/openbatch/storage/{container}/{*blob}",
             axum::routing::any(storage::blob_op),
         )
+        // The web dashboard's static files: public, like the page of a sign-in form.
+        .merge(dashboard::routes())
         .merge(api)
         .layer(middleware::from_fn(request_ids))
         .with_state(state)
