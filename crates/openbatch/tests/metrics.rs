@@ -376,3 +376,53 @@ async fn metrics_access_sharedkey_refuses_unsigned_scrapes_and_disabled_hides_th
     assert_eq!(resp.status(), 404);
     assert!(resp.text().await.unwrap().contains("disabled"));
 }
+
+/// What a scrape costs with 100,000 tasks queued (run with `--ignored --nocapture`): the whole
+/// request, and the time it held the core's lock.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement: cargo test -p openbatch --test metrics -- --ignored --nocapture"]
+async fn bench_scrape_with_100k_tasks() {
+    let s = Server::start();
+    let c = s.client();
+    let endpoint = s.credentials()["endpoint"].as_str().unwrap().to_string();
+    // No nodes: the tasks stay queued.
+    c.create_pool(&pool("big", 0, 1, json!({}))).await.unwrap();
+    c.create_job(&job("bj", "big")).await.unwrap();
+    let mut adds = Vec::new();
+    for chunk in 0..1000 {
+        let c = c.clone();
+        adds.push(tokio::spawn(async move {
+            let tasks: Vec<_> = (0..100)
+                .map(|i| task(&format!("t{chunk}-{i}"), "/bin/true", json!({})))
+                .collect();
+            c.add_task_collection("bj", &tasks).await.unwrap();
+        }));
+        if adds.len() == 32 {
+            for a in adds.drain(..) {
+                a.await.unwrap();
+            }
+        }
+    }
+    for a in adds {
+        a.await.unwrap();
+    }
+    let mut times = Vec::new();
+    let mut m = None;
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        m = Some(scrape(&endpoint).await);
+        times.push(started.elapsed());
+    }
+    let m = m.unwrap();
+    assert_eq!(
+        m.get("openbatch_tasks", &[("pool", "big"), ("state", "active")]),
+        100_000.0
+    );
+    times.sort();
+    eprintln!(
+        "scrape with 100,000 tasks: median {:?}, max {:?} (whole request); core lock {:.1} µs",
+        times[times.len() / 2],
+        times[times.len() - 1],
+        m.get("openbatch_metrics_core_lock_seconds", &[]) * 1e6
+    );
+}
