@@ -186,6 +186,7 @@ impl Core {
         let Some(job) = self.jobs.remove(key) else {
             return;
         };
+        self.tally.job_tasks(&job, -1);
         self.deferred.push(Effect::DiscardLogs {
             job: job.spec.id.clone(),
             task: None,

@@ -36,6 +36,7 @@ mod priority;
 mod sched;
 mod schedules;
 mod state;
+mod tally;
 mod tasks;
 mod view;
 
@@ -45,6 +46,7 @@ pub use error::CoreError;
 pub use input::{Applied, Effect, Input, NodeHello, Reply, RunResult, RunSpec};
 pub use ops::{AutoscalePool, EVENTS_METADATA};
 pub use state::{Core, Limits, RunId, TaskLocation};
+pub use tally::{PoolGauges, PoolTaskTally, TaskEvents, TaskStates};
 pub use view::{ListPage, PoolSample, Urls};
 
 /// Azure Batch id rule: letters, digits, hyphens and underscores, 1 to 64 characters.

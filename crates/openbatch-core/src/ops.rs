@@ -290,11 +290,14 @@ impl Core {
                 s.metadata = m;
             }
         }
-        if let Some(pi) = u.pool_info {
-            s.pool_info = pi;
-        }
         if u.network_configuration.is_some() {
             s.network_configuration = u.network_configuration;
+        }
+        if let Some(pi) = u.pool_info {
+            // The job's tasks move to the other pool's tally (see `tally.rs`).
+            self.tally.job_tasks(job, -1);
+            job.spec.pool_info = pi;
+            self.tally.job_tasks(job, 1);
         }
         job.version = version;
         job.last_modified = now;

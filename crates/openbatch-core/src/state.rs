@@ -420,6 +420,10 @@ pub struct Core {
     /// input. Derived; empty between inputs.
     #[serde(skip)]
     pub(crate) cleanup_out: BTreeSet<(String, Option<String>)>,
+    /// Per-pool task states and task events, for the shell's metrics (see `tally.rs`).
+    /// Derived; rebuilt on load; checked by `check_indexes`.
+    #[serde(skip)]
+    pub(crate) tally: crate::tally::Tally,
 }
 
 impl Core {
@@ -446,6 +450,7 @@ impl Core {
             ending_jobs: BTreeSet::new(),
             retention: BTreeSet::new(),
             cleanup_out: BTreeSet::new(),
+            tally: Default::default(),
         }
     }
 
@@ -498,6 +503,7 @@ impl Core {
             self.enqueue(&jk, &tk);
         }
         self.rebuild_retention();
+        self.rebuild_tally();
         self.dirty_pools.clear();
     }
 
@@ -581,6 +587,7 @@ impl Core {
         );
         self.check_gang_indexes();
         self.check_retention_index();
+        self.check_tally();
     }
 
     pub(crate) fn seq(&mut self) -> u64 {

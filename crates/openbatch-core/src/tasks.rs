@@ -169,6 +169,7 @@ impl Core {
         let slots = task.required_slots() as i64;
         job.counts.active += 1;
         job.slot_counts.active += slots;
+        self.tally.task(&job.pool_key(), TaskState::Active, 1);
         job.tasks.insert(tk.clone(), task);
         self.deps_task_added(jk, &tk);
         self.enqueue(jk, &tk);
@@ -302,6 +303,7 @@ impl Core {
         adjust(&mut job.slot_counts, old, -slots);
         adjust(&mut job.counts, new, 1);
         adjust(&mut job.slot_counts, new, slots);
+        self.tally.changed(&job.pool_key(), old.0, new.0, new.1);
         self.deps_task_changed(jk, tk, was_done, was_satisfying);
         self.refresh_retention(jk, tk);
     }
@@ -317,6 +319,7 @@ impl Core {
             let slots = task.required_slots() as i64;
             adjust(&mut job.counts, (task.state, task.exec.result), -1);
             adjust(&mut job.slot_counts, (task.state, task.exec.result), -slots);
+            self.tally.task(&job.pool_key(), task.state, -1);
             let job_id = job.spec.id.clone();
             if task.location.is_some() {
                 let job_id = job.spec.id.clone();
@@ -472,7 +475,11 @@ impl Core {
             self.job_task_lost(&jk, &tk, &node_id, run, now);
             return;
         }
-        let Some(task) = self.jobs.get_mut(&jk).and_then(|j| j.tasks.get_mut(&tk)) else {
+        let Some(job) = self.jobs.get_mut(&jk) else {
+            return;
+        };
+        let pool_key = job.pool_key();
+        let Some(task) = job.tasks.get_mut(&tk) else {
             return;
         };
         if task.current_run != Some(run) {
@@ -480,6 +487,7 @@ impl Core {
         }
         task.current_run = None;
         task.exec.requeue_count += 1;
+        self.tally.requeued(&pool_key);
         task.exec.last_requeue_time = Some(now);
         if task.terminating {
             task.exec.result = Some(ExecutionResult::Failure);
@@ -601,6 +609,9 @@ impl Core {
         if retry {
             task.exec.retry_count += 1;
             task.exec.last_retry_time = Some(now);
+            if let Some(job) = self.jobs.get(&jk) {
+                self.tally.retried(&job.pool_key());
+            }
             self.set_task_state(&jk, &tk, TaskState::Active, now);
             self.enqueue(&jk, &tk);
         } else {

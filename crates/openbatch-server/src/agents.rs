@@ -50,6 +50,8 @@ pub(crate) struct Agents {
     gpus: Mutex<HashMap<String, Vec<openbatch_api::agent::GpuInfo>>>,
     pending: Mutex<HashMap<u64, (String, PendingReq)>>,
     next: AtomicU64,
+    /// Messages in and out, for `/metrics`.
+    pub(crate) traffic: crate::metrics::AgentTraffic,
 }
 
 /// Why a file request could not be answered.
@@ -68,7 +70,13 @@ impl Agents {
             gpus: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
+            traffic: Default::default(),
         }
+    }
+
+    /// How many agents are connected now.
+    pub(crate) fn connected(&self) -> usize {
+        self.conns().len()
     }
 
     fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<String, Conn>> {
@@ -395,6 +403,7 @@ pub(crate) async fn serve_agent(
     let _ = tx.send(Message::Text(
         serde_json::to_string(&welcome).unwrap_or_default().into(),
     ));
+    let agents = state.agents.clone();
     let writer = tokio::spawn(async move {
         // What queued up while the last write was under way goes out in one write (one
         // syscall for many short messages when tasks end fast), capped to bound the buffer.
@@ -402,12 +411,15 @@ pub(crate) async fn serve_agent(
             if sink.feed(m).await.is_err() {
                 break;
             }
+            let mut fed = 1;
             for _ in 1..WRITE_BATCH {
                 let Ok(m) = rx.try_recv() else { break };
                 if sink.feed(m).await.is_err() {
                     break 'writing;
                 }
+                fed += 1;
             }
+            agents.traffic.sent.fetch_add(fed, Ordering::Relaxed);
             if sink.flush().await.is_err() {
                 break;
             }
@@ -433,7 +445,14 @@ pub(crate) async fn serve_agent(
     let silence = state.config.heartbeat_interval * 3 + Duration::from_secs(1);
     loop {
         let msg = match tokio::time::timeout(silence, stream.next()).await {
-            Ok(Some(Ok(m))) => m,
+            Ok(Some(Ok(m))) => {
+                state
+                    .agents
+                    .traffic
+                    .received
+                    .fetch_add(1, Ordering::Relaxed);
+                m
+            }
             Ok(Some(Err(_))) | Ok(None) => break,
             Err(_) => {
                 tracing::warn!(node_id = %node_id, "no heartbeat from the node agent; closing its connection");

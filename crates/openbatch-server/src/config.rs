@@ -58,6 +58,8 @@ pub struct ServerConfig {
     pub storage: openbatch_storage::StorageConfig,
     /// The local provider (`[local]`): what it does with the host's GPUs (see `gpus.rs`).
     pub local: crate::gpus::LocalConfig,
+    /// `/metrics` (`[metrics]`): who may read it (see `metrics/mod.rs`).
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 mod secs {
@@ -96,6 +98,7 @@ impl Default for ServerConfig {
             job_schedule_min_recurrence: Duration::from_secs(60),
             storage: openbatch_storage::StorageConfig::default(),
             local: crate::gpus::LocalConfig::default(),
+            metrics: crate::metrics::MetricsConfig::default(),
         }
     }
 }
@@ -193,6 +196,7 @@ impl ServerConfig {
                 .map_err(|e| anyhow::anyhow!("OPENBATCH_LOCAL_GPUS: {e}"))?;
         }
         self.storage.apply_env(&get)?;
+        self.metrics.apply_env(&get)?;
         Ok(())
     }
 }

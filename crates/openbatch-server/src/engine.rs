@@ -69,6 +69,8 @@ pub(crate) struct Engine {
     /// `Effect::safe_before_durable`); the committer sends the rest after the commit.
     early: mpsc::UnboundedSender<Effect>,
     since_snapshot: Mutex<u64>,
+    /// What the committer did, for `/metrics`.
+    journal: Arc<crate::metrics::JournalStats>,
 }
 
 /// Effects released after their input became durable.
@@ -112,14 +114,18 @@ impl Engine {
             // reconciled when agents reconnect); the state is what matters here.
             let _ = core.apply(rec.input, rec.now);
         }
+        // `/metrics` counts the task events this process sees, not the replayed ones.
+        core.reset_task_events();
         tracing::info!(replayed, "state restored from the journal");
         let (tx, rx) = std::sync::mpsc::channel::<Commit>();
         let (fx_tx, fx_rx) = mpsc::unbounded_channel();
+        let journal = Arc::new(crate::metrics::JournalStats::new());
         thread::Builder::new()
             .name("journal".into())
             .spawn({
                 let fx_tx = fx_tx.clone();
-                move || committer(store, rx, fx_tx)
+                let journal = journal.clone();
+                move || committer(store, rx, fx_tx, &journal)
             })
             .context("starting the journal thread")?;
         Ok((
@@ -128,6 +134,7 @@ impl Engine {
                 commits: tx,
                 early: fx_tx,
                 since_snapshot: Mutex::new(replayed as u64),
+                journal,
             }),
             fx_rx,
         ))
@@ -216,6 +223,11 @@ impl Engine {
         }
     }
 
+    /// The journal's counters (`/metrics`).
+    pub(crate) fn journal_stats(&self) -> &crate::metrics::JournalStats {
+        &self.journal
+    }
+
     pub(crate) async fn submit(&self, input: Input) -> Result<Applied, CoreError> {
         self.submit_nowait(input).durable().await
     }
@@ -249,6 +261,7 @@ fn committer(
     mut store: Store,
     rx: std::sync::mpsc::Receiver<Commit>,
     effects: mpsc::UnboundedSender<Effect>,
+    stats: &crate::metrics::JournalStats,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
     let mut last_seq = 0u64;
@@ -268,7 +281,7 @@ fn committer(
                     Ok(c) => c,
                     Err(RecvTimeoutError::Timeout) => {
                         if std::mem::take(&mut dirty) {
-                            sync(&mut store);
+                            sync(&mut store, stats);
                         }
                         release(&mut unsynced, &effects);
                         sync_by = None;
@@ -304,19 +317,23 @@ fn committer(
                     unsynced.push((effects, done));
                 }
                 Commit::Snapshot(body) => {
-                    last_seq = flush_records(&mut store, &mut records, last_seq, true);
-                    if let Err(e) = store.write_snapshot(last_seq, &body) {
-                        tracing::error!(error = %e, "writing a snapshot failed; the journal keeps everything");
+                    last_seq = flush_records(&mut store, &mut records, last_seq, true, stats);
+                    match store.write_snapshot(last_seq, &body) {
+                        Ok(()) => stats.snapshot_written(),
+                        Err(e) => {
+                            stats.failed();
+                            tracing::error!(error = %e, "writing a snapshot failed; the journal keeps everything");
+                        }
                     }
                 }
             }
         }
         let wrote = !records.is_empty();
-        last_seq = flush_records(&mut store, &mut records, last_seq, synced);
+        last_seq = flush_records(&mut store, &mut records, last_seq, synced, stats);
         if synced {
             // A synced commit syncs the log with every commit before it; without one, sync.
             if !wrote && dirty {
-                sync(&mut store);
+                sync(&mut store, stats);
             }
             dirty = false;
             release(&mut unsynced, &effects);
@@ -328,7 +345,7 @@ fn committer(
     }
     // The server is going down: what was committed is made durable before it goes.
     if dirty {
-        sync(&mut store);
+        sync(&mut store, stats);
     }
     release(&mut unsynced, &effects);
 }
@@ -349,29 +366,40 @@ fn release(
 }
 
 /// Sync the journal, retrying on failure like [`flush_records`].
-fn sync(store: &mut Store) {
+fn sync(store: &mut Store, stats: &crate::metrics::JournalStats) {
     let mut delay = std::time::Duration::from_millis(50);
     while let Err(e) = store.sync() {
+        stats.failed();
         tracing::error!(error = %e, "journal sync failed; retrying (is the disk full?)");
         thread::sleep(delay);
         delay = (delay * 2).min(std::time::Duration::from_secs(5));
     }
+    stats.synced();
 }
 
 /// Append records, retrying on failure: nothing is acknowledged before it is durable, so a
 /// failing disk stalls the service (and says so) rather than losing accepted work.
-fn flush_records(store: &mut Store, records: &mut Vec<Vec<u8>>, last: u64, synced: bool) -> u64 {
+fn flush_records(
+    store: &mut Store,
+    records: &mut Vec<Vec<u8>>,
+    last: u64,
+    synced: bool,
+    stats: &crate::metrics::JournalStats,
+) -> u64 {
     if records.is_empty() {
         return last;
     }
     let mut delay = std::time::Duration::from_millis(50);
     loop {
+        let started = std::time::Instant::now();
         match store.append_with(records, synced) {
             Ok(seq) => {
+                stats.committed(records.len(), synced, started.elapsed());
                 records.clear();
                 return seq;
             }
             Err(e) => {
+                stats.failed();
                 tracing::error!(error = %e, "journal write failed; retrying (is the disk full?)");
                 thread::sleep(delay);
                 delay = (delay * 2).min(std::time::Duration::from_secs(5));

@@ -32,6 +32,7 @@ pub(crate) struct AppState {
     pub(crate) public_url: Option<String>,
     pub(crate) autoscaler: Arc<crate::autoscale::Autoscaler>,
     pub(crate) storage: Arc<crate::storage::AutoStorage>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A running server. Dropping it does not stop it; call [`ServerHandle::shutdown`].
@@ -136,6 +137,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
     let state = Arc::new(AppState {
         autoscaler: autoscaler.clone(),
         storage,
+        metrics: Arc::new(crate::metrics::Metrics::new()),
         engine: engine.clone(),
         agents: agents.clone(),
         provider: provider.clone(),

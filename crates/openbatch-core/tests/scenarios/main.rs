@@ -25,5 +25,6 @@ mod priority;
 mod replay;
 mod schedules;
 mod scheduling;
+mod tally;
 mod tasks;
 mod validation;

@@ -190,6 +190,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/agent/v1/connect", get(tokens::agent_connect))
         .route("/openbatch/health", get(|| async { "ok" }))
+        // Prometheus; not under Shared Key unless `[metrics] access` says so.
+        .route("/metrics", get(crate::metrics::serve))
         // Authorized by signed URLs, not Shared Key: see http/storage.rs.
         .route(
             "/openbatch/storage/{container}",
@@ -202,6 +204,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         // The web dashboard's static files: public, like the page of a sign-in form.
         .merge(dashboard::routes())
         .merge(api)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::http::track,
+        ))
         .layer(middleware::from_fn(request_ids))
         .with_state(state)
 }
@@ -351,6 +357,7 @@ async fn authenticate(State(state): S, req: Request, next: Next) -> Response {
             Err(e) => AppError(e).into_response(),
         },
         Err(e) => {
+            state.metrics.auth_failed();
             tracing::info!(method = %req.method(), path = %req.uri().path(), reason = %e.detail(), "request refused: authentication failed");
             let status = e.http_status();
             let message = if status == 401 {
