@@ -280,7 +280,9 @@ impl Core {
                 let preparing = t.state == TaskState::Preparing;
                 for (run, node) in &t.gang {
                     assert_eq!(
-                        self.nodes.get(node).is_some_and(|n| n.waiting.contains(run)),
+                        self.nodes
+                            .get(node)
+                            .is_some_and(|n| n.waiting.contains(run)),
                         preparing,
                         "{jk}/{tk}: instance run {run} held back (preparing: {preparing})"
                     );
@@ -706,16 +708,16 @@ impl Core {
                 _ => id.clone(),
             })
             .collect();
-        let (coordination, common_files) = task
-            .spec
-            .multi_instance_settings
-            .clone()
-            .map_or((None, Vec::new()), |m| {
-                (
-                    Some(m.coordination_command_line).filter(|c| !c.trim().is_empty()),
-                    m.common_resource_files,
-                )
-            });
+        let (coordination, common_files) =
+            task.spec
+                .multi_instance_settings
+                .clone()
+                .map_or((None, Vec::new()), |m| {
+                    (
+                        Some(m.coordination_command_line).filter(|c| !c.trim().is_empty()),
+                        m.common_resource_files,
+                    )
+                });
         for (index, (run, node_id)) in task.gang.iter().enumerate() {
             let slots = self
                 .nodes
