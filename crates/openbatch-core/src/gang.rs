@@ -31,6 +31,14 @@
 //!   `TaskRequiresMoreNodesThanPoolHas`. A held reservation whose pool shrank below the gang
 //!   fails it the same way.
 //!
+//! - **Job preparation.** A gang placed on nodes that have not run its job's preparation task
+//!   starts it on each of them and waits in `preparing`, its nodes taken and its instance runs
+//!   held back (`Node::waiting`), until preparation succeeded on all of them (or runs or ran,
+//!   without `waitForSuccess`); then all instances start in one input ([`Core::dispatch_gang`]).
+//!   A failure on one node, or the loss of one, requeues the whole gang without a retry; nodes
+//!   where the preparation failed are never chosen for it, and count against the pool's size
+//!   for the fail-fast check.
+//!
 //! Everything is in the journaled state (the reservation's held nodes, the task's instance
 //! runs); the indexes (`Core::empty`, and the held nodes' absence from `Core::capacity`) are
 //! derived and rebuilt on load, so a replay places exactly as the live server did.

@@ -14,7 +14,8 @@
 //!   the agent (`Node::waiting`), and starts when preparation succeeds. If preparation fails
 //!   after its retries, the waiting tasks go back to `active` (their `requeueCount` counts it)
 //!   and the job's tasks are not placed on that node again until it is reimaged (or rebooted,
-//!   which reruns preparation). Without `waitForSuccess` tasks start at once. A reboot forgets
+//!   which reruns preparation). Without `waitForSuccess` tasks start at once. A multi-instance
+//!   task waits until preparation succeeded on every node of its gang (see `gang.rs`). A reboot forgets
 //!   a successful preparation when `rerunOnNodeRebootAfterSuccess` (default true); a reimage,
 //!   or a preempted node's recovery, always does.
 //! - **Job release** (`jobReleaseTask`): when the job ends (terminated, completed or deleted)
