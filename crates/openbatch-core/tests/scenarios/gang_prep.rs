@@ -392,6 +392,48 @@ fn a_node_lost_while_the_gang_waits_requeues_the_whole_gang() {
     assert_eq!(started(&sim, "mpi").len(), 2);
 }
 
+/// A node of a waiting gang rebooted: the gang is requeued (no retry used) and placed again;
+/// the rebooted node, back, runs preparation again before the job's tasks. An agent that
+/// reconnects still running its preparation keeps the gang waiting; one that restarted without
+/// it sends the gang back to the queue.
+#[test]
+fn a_reboot_or_an_agent_restart_while_the_gang_waits() {
+    let mut sim = setup(2, 1, json!({}));
+    sim.ok(add("j", vec![gang("mpi", 2)]));
+    let nodes = gang_nodes(&sim, "mpi");
+    // Away and back with the preparation still running: nothing changes.
+    sim.disconnect(&nodes[0]);
+    sim.connect(&nodes[0]);
+    assert_eq!(sim.task_state("j", "mpi"), TaskState::Preparing);
+    assert_eq!(sim.task_view("j", "mpi").execution_info.requeue_count, 0);
+    // Back without it (the agent restarted): the gang is requeued, and placed again as soon
+    // as the node runs preparation again.
+    sim.disconnect(&nodes[0]);
+    sim.hello(&nodes[0], Vec::new(), Vec::new());
+    assert_eq!(sim.task_view("j", "mpi").execution_info.requeue_count, 1);
+    assert_eq!(sim.task_state("j", "mpi"), TaskState::Preparing);
+    assert_eq!(started(&sim, "jobpreparation"), vec![nodes[0].clone()]);
+    sim.finish(prep_on(&sim, &nodes[0]), 0);
+    // A reboot of the other node: requeued again; its preparation runs again when it is back.
+    sim.ok(Input::RestartNode {
+        pool: "p".into(),
+        node: nodes[1].clone(),
+        option: None,
+        reimage: false,
+    });
+    let t = sim.task_view("j", "mpi");
+    assert_eq!(
+        (t.execution_info.requeue_count, t.execution_info.retry_count),
+        (2, 0)
+    );
+    assert_eq!(t.state, TaskState::Active, "one node left: it waits");
+    sim.connect(&nodes[1]);
+    assert_eq!(sim.task_state("j", "mpi"), TaskState::Preparing);
+    assert_eq!(started(&sim, "jobpreparation"), vec![nodes[1].clone()]);
+    sim.finish(prep_on(&sim, &nodes[1]), 0);
+    assert_eq!(started(&sim, "mpi").len(), 2);
+}
+
 /// A spot node of a waiting gang preempted: the gang goes back to the queue at once (it never
 /// started) and runs on nodes that are still there.
 #[test]
