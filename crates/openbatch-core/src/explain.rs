@@ -133,12 +133,12 @@ impl Core {
                 }
                 let pool_key = job.pool_key();
                 let need = task.required_slots();
-                if !self.task_never_fits(&pool_key, task) {
+                if !self.task_never_fits(&pool_key, &jk, task) {
                     self.enqueue(&jk, &tk);
                     continue;
                 }
                 let failure = match task.instances() {
-                    Some(n) => self.too_wide(&pool_key, n),
+                    Some(n) => self.too_wide(&pool_key, &jk, n),
                     None => {
                         let most = self.most_slots(&pool_key).unwrap_or(0);
                         let pool_id = self.pools[&pool_key].spec.id.clone();
@@ -194,10 +194,17 @@ impl Core {
             instances: task.instances().map(|n| n as i32),
             held_nodes: None,
             held_nodes_empty: None,
+            prepared_nodes: None,
         };
         let node = task.location.as_ref().map(|l| l.node_id.clone());
         match task.state {
-            TaskState::Running | TaskState::Preparing => {
+            TaskState::Preparing => {
+                x.node_id = node.clone();
+                x.start_time = task.exec.start_time;
+                self.explain_preparing(&mut x, &jk, &tk);
+                return Ok(x);
+            }
+            TaskState::Running => {
                 x.reason = ExplainReason::Running;
                 x.node_id = node.clone();
                 x.start_time = task.exec.start_time;
@@ -246,13 +253,19 @@ impl Core {
         x.pool = Some(self.explain_pool(&pool_key, need));
         if let Some(n) = task
             .instances()
-            .filter(|n| self.gang_never_fits(&pool_key, *n))
+            .filter(|n| self.gang_never_fits(&pool_key, &jk, *n))
         {
             x.reason = ExplainReason::NeverRunnable;
+            let excluded = self.prep_excluded(&jk, &pool_key);
             x.message = format!(
-                "The multi-instance task requires {n} nodes but pool {} has a target of {} node(s) and no autoscale: it can never run there.",
+                "The multi-instance task requires {n} nodes but pool {} has a target of {} node(s) and no autoscale{}: it can never run there.",
                 pool.spec.id,
-                self.most_nodes(&pool_key).unwrap_or(0)
+                self.most_nodes(&pool_key).unwrap_or(0),
+                if excluded > 0 {
+                    format!(", and the job preparation task failed on {excluded} of them")
+                } else {
+                    String::new()
+                }
             );
             return Ok(x);
         }

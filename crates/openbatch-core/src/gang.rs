@@ -31,6 +31,14 @@
 //!   `TaskRequiresMoreNodesThanPoolHas`. A held reservation whose pool shrank below the gang
 //!   fails it the same way.
 //!
+//! - **Job preparation.** A gang placed on nodes that have not run its job's preparation task
+//!   starts it on each of them and waits in `preparing`, its nodes taken and its instance runs
+//!   held back (`Node::waiting`), until preparation succeeded on all of them (or runs or ran,
+//!   without `waitForSuccess`); then all instances start in one input ([`Core::dispatch_gang`]).
+//!   A failure on one node, or the loss of one, requeues the whole gang without a retry; nodes
+//!   where the preparation failed are never chosen for it, and count against the pool's size
+//!   for the fail-fast check.
+//!
 //! Everything is in the journaled state (the reservation's held nodes, the task's instance
 //! runs); the indexes (`Core::empty`, and the held nodes' absence from `Core::capacity`) are
 //! derived and rebuilt on load, so a replay places exactly as the live server did.
@@ -47,6 +55,7 @@ use openbatch_api::models::{
 use serde::{Deserialize, Serialize};
 
 use crate::input::{Effect, RunResult};
+use crate::jobtasks::Gate;
 use crate::state::{Core, JobOrder, Reservation, Task};
 use crate::view::Urls;
 use crate::CoreError;
@@ -175,28 +184,43 @@ impl Core {
         Some(target.max(pool.nodes.len() as u32))
     }
 
-    /// Whether a gang of `n` can never run on the pool.
-    pub(crate) fn gang_never_fits(&self, pool_key: &str, n: u32) -> bool {
-        self.most_nodes(pool_key).is_some_and(|most| n > most)
+    /// Whether a gang of `n` of job `jk` can never run on the pool: it is wider than the pool
+    /// can be, less the pool's nodes where the job's preparation task failed (with
+    /// `waitForSuccess`: the job's tasks never go there, `jobtasks.rs`).
+    pub(crate) fn gang_never_fits(&self, pool_key: &str, jk: &str, n: u32) -> bool {
+        self.most_nodes(pool_key)
+            .is_some_and(|most| n > most.saturating_sub(self.prep_excluded(jk, pool_key)))
     }
 
     /// Whether a task can never run on the pool: too many slots for any node, or (a gang) too
     /// many nodes for the pool.
-    pub(crate) fn task_never_fits(&self, pool_key: &str, task: &Task) -> bool {
+    pub(crate) fn task_never_fits(&self, pool_key: &str, jk: &str, task: &Task) -> bool {
         match task.instances() {
-            Some(n) => self.gang_never_fits(pool_key, n),
+            Some(n) => self.gang_never_fits(pool_key, jk, n),
             None => self.never_fits(pool_key, task.required_slots()),
         }
     }
 
-    /// The failure of a gang found never runnable.
-    pub(crate) fn too_wide(&self, pool_key: &str, n: u32) -> FailureInfo {
+    /// The failure of a gang of job `jk` found never runnable.
+    pub(crate) fn too_wide(&self, pool_key: &str, jk: &str, n: u32) -> FailureInfo {
         let pool_id = self
             .pools
             .get(pool_key)
             .map(|p| p.spec.id.clone())
             .unwrap_or_default();
-        too_wide_failure(n, &pool_id, self.most_nodes(pool_key).unwrap_or(0))
+        let most = self.most_nodes(pool_key).unwrap_or(0);
+        let excluded = self.prep_excluded(jk, pool_key);
+        let mut f = too_wide_failure(n, &pool_id, most);
+        if excluded > 0 {
+            f.message = Some(format!(
+                "The multi-instance task requires {n} nodes but pool {pool_id} has a target of {most} node(s) and no autoscale, and the job preparation task failed on {excluded} of them (its tasks do not run there), so it can never run."
+            ));
+            f.details.push(NameValuePair {
+                name: Some("NodesWhereJobPreparationFailed".into()),
+                value: Some(excluded.to_string()),
+            });
+        }
+        f
     }
 
     /// Whether the node is held by its pool's reservation for a gang.
@@ -255,11 +279,22 @@ impl Core {
                 if t.gang.is_empty() {
                     continue;
                 }
-                assert_eq!(
-                    t.state,
-                    TaskState::Running,
+                assert!(
+                    matches!(t.state, TaskState::Running | TaskState::Preparing),
                     "{jk}/{tk}: instances of a task not running"
                 );
+                // A gang waiting for its job's preparation task holds back every instance;
+                // a running one none.
+                let preparing = t.state == TaskState::Preparing;
+                for (run, node) in &t.gang {
+                    assert_eq!(
+                        self.nodes
+                            .get(node)
+                            .is_some_and(|n| n.waiting.contains(run)),
+                        preparing,
+                        "{jk}/{tk}: instance run {run} held back (preparing: {preparing})"
+                    );
+                }
                 assert_eq!(
                     t.gang.first().map(|g| g.0),
                     t.current_run,
@@ -346,10 +381,12 @@ impl Core {
     }
 
     /// `n` empty, unheld, schedulable nodes of the pool other than `exclude` (the node held for
-    /// a single-node task), oldest first; `None` if there are fewer.
+    /// a single-node task) that the gang `tk` of `jk` may use (not where its job's preparation
+    /// failed), oldest first; `None` if there are fewer.
     pub(crate) fn empty_nodes_for(
         &self,
         pool_key: &str,
+        (jk, tk): (&str, &str),
         n: u32,
         exclude: Option<&str>,
     ) -> Option<Vec<String>> {
@@ -359,7 +396,7 @@ impl Core {
         }
         let nodes: Vec<String> = set
             .iter()
-            .filter(|(_, id)| Some(id.as_str()) != exclude)
+            .filter(|(_, id)| Some(id.as_str()) != exclude && self.node_allowed(jk, tk, id))
             .take(n as usize)
             .map(|(_, id)| id.clone())
             .collect();
@@ -380,12 +417,12 @@ impl Core {
         now: DateTime<Utc>,
         fx: &mut Vec<Effect>,
     ) -> HeadGang {
-        if self.gang_never_fits(pool_key, n) {
+        if self.gang_never_fits(pool_key, jk, n) {
             self.dequeue(jk, tk);
             self.unrunnable.push((jk.to_string(), tk.to_string()));
             return HeadGang::Changed;
         }
-        if let Some(nodes) = self.empty_nodes_for(pool_key, n, exclude) {
+        if let Some(nodes) = self.empty_nodes_for(pool_key, (jk, tk), n, exclude) {
             self.dequeue(jk, tk);
             self.start_gang(jk, tk, nodes, now, fx);
             return HeadGang::Started;
@@ -445,12 +482,14 @@ impl Core {
         if missing == 0 {
             return;
         }
+        let (jk, tk) = (r.job.as_str(), r.task.as_str());
         let picked: Vec<String> = self
             .capacity
             .get(pool_key)
             .map(|set| {
                 set.iter()
                     .rev()
+                    .filter(|(_, _, id)| self.node_allowed(jk, tk, id))
                     .take(missing)
                     .map(|(_, _, id)| id.clone())
                     .collect()
@@ -502,13 +541,14 @@ impl Core {
             self.release_reservation(pool_key);
             return false;
         };
-        if self.gang_never_fits(pool_key, n) {
+        if self.gang_never_fits(pool_key, &r.job, n) {
             self.release_reservation(pool_key);
             self.dequeue(&r.job, &r.task);
             self.unrunnable.push((r.job.clone(), r.task.clone()));
             return false;
         }
-        // Held nodes that left the pool or stop taking work are let go.
+        // Held nodes that left the pool or stop taking work are let go, and so are nodes where
+        // the job's preparation task failed since (a task of the job ran it there).
         let keep: Vec<String> = r
             .gang
             .iter()
@@ -516,6 +556,7 @@ impl Core {
                 self.nodes
                     .get(*id)
                     .is_some_and(|node| node.pool == pool_key && node.schedulable())
+                    && self.node_allowed(&r.job, &r.task, id)
             })
             .cloned()
             .collect();
@@ -574,7 +615,10 @@ impl Core {
     }
 
     /// Start every instance of the gang `tk`, one per node of `nodes` (each empty), in this
-    /// one input: instance 0, the primary, on the first node.
+    /// one input: instance 0, the primary, on the first node. Where the job has a preparation
+    /// task that has not run on a node, it starts there first; with `waitForSuccess`, the gang
+    /// waits in `preparing`, its nodes taken and its instance runs held back (`Node::waiting`),
+    /// until preparation has succeeded on every one of its nodes ([`Core::dispatch_gang`]).
     pub(crate) fn start_gang(
         &mut self,
         jk: &str,
@@ -583,49 +627,18 @@ impl Core {
         now: DateTime<Utc>,
         fx: &mut Vec<Effect>,
     ) {
-        let count = nodes.len() as u32;
+        if self.jobs.get(jk).and_then(|j| j.tasks.get(tk)).is_none() || nodes.is_empty() {
+            return;
+        }
         let mut instances = Vec::with_capacity(nodes.len());
-        let mut specs = Vec::with_capacity(nodes.len());
-        // What every instance is told: the gang's node addresses (an agent's address is the
-        // one it connected from; the node id when it has none yet), and the coordination step.
-        let hosts: Vec<String> = nodes
-            .iter()
-            .map(|id| match self.nodes.get(id) {
-                Some(n) if !n.ip_address.is_empty() => n.ip_address.clone(),
-                _ => id.clone(),
-            })
-            .collect();
-        let settings = self
-            .jobs
-            .get(jk)
-            .and_then(|j| j.tasks.get(tk))
-            .and_then(|t| t.spec.multi_instance_settings.clone());
-        let (coordination, common_files) = settings.map_or((None, Vec::new()), |m| {
-            (
-                Some(m.coordination_command_line).filter(|c| !c.trim().is_empty()),
-                m.common_resource_files,
-            )
-        });
-        for (index, node_id) in nodes.iter().enumerate() {
+        for node_id in &nodes {
             let run = self.next_run;
             self.next_run += 1;
             let slots = self.nodes.get(node_id).map_or(1, |n| n.slots.max(1));
-            let instance = InstanceSpec {
-                index: index as u32,
-                count,
-                hosts: hosts.clone(),
-                coordination_command_line: coordination.clone(),
-                common_resource_files: common_files.clone(),
-            };
-            let Some(spec) = self.run_spec(jk, tk, run, slots, Some(instance)) else {
-                return;
-            };
             instances.push((run, node_id.clone(), slots));
-            specs.push(spec);
         }
         let (primary, primary_node, _) = instances[0].clone();
         self.mark_started(jk, tk, primary, &primary_node, now);
-        self.set_task_state(jk, tk, TaskState::Running, now);
         for (run, node_id, slots) in &instances {
             self.occupy(jk, tk, *run, node_id, *slots, now);
         }
@@ -661,12 +674,120 @@ impl Core {
             t.coordinated.clear();
             t.subtasks = subtasks;
         }
-        for (spec, (_, node_id, _)) in specs.into_iter().zip(&instances) {
+        // The job preparation task, on each node of the gang that has not run it (in parallel).
+        let mut wait = false;
+        for (_, node_id, _) in &instances {
+            if self.prep_gate(jk, node_id) == Gate::Start {
+                self.start_prep(jk, node_id, false, now, fx);
+            }
+            wait |= self.prep_gate(jk, node_id) == Gate::Wait;
+        }
+        if wait {
+            self.set_task_state(jk, tk, TaskState::Preparing, now);
+            for (run, node_id, _) in &instances {
+                if let Some(node) = self.nodes.get_mut(node_id) {
+                    node.waiting.insert(*run);
+                }
+            }
+            if let Some(t) = self.jobs.get_mut(jk).and_then(|j| j.tasks.get_mut(tk)) {
+                for sub in &mut t.subtasks {
+                    sub.state = SubtaskState::Preparing;
+                }
+            }
+            return;
+        }
+        self.set_task_state(jk, tk, TaskState::Running, now);
+        self.send_gang(jk, tk, fx);
+    }
+
+    /// Tell the agents to run every instance of the task's gang, the primary first. What each
+    /// instance is told: the gang's node addresses (an agent's address is the one it connected
+    /// from; the node id when it has none yet), and the coordination step.
+    fn send_gang(&self, jk: &str, tk: &str, fx: &mut Vec<Effect>) {
+        let Some(task) = self.jobs.get(jk).and_then(|j| j.tasks.get(tk)) else {
+            return;
+        };
+        let count = task.gang.len() as u32;
+        let hosts: Vec<String> = task
+            .gang
+            .iter()
+            .map(|(_, id)| match self.nodes.get(id) {
+                Some(n) if !n.ip_address.is_empty() => n.ip_address.clone(),
+                _ => id.clone(),
+            })
+            .collect();
+        let (coordination, common_files) =
+            task.spec
+                .multi_instance_settings
+                .clone()
+                .map_or((None, Vec::new()), |m| {
+                    (
+                        Some(m.coordination_command_line).filter(|c| !c.trim().is_empty()),
+                        m.common_resource_files,
+                    )
+                });
+        for (index, (run, node_id)) in task.gang.iter().enumerate() {
+            let slots = self
+                .nodes
+                .get(node_id)
+                .and_then(|n| n.running.get(run))
+                .map_or(1, |(_, _, s)| *s);
+            let instance = InstanceSpec {
+                index: index as u32,
+                count,
+                hosts: hosts.clone(),
+                coordination_command_line: coordination.clone(),
+                common_resource_files: common_files.clone(),
+            };
+            let Some(spec) = self.run_spec(jk, tk, *run, slots, Some(instance)) else {
+                return;
+            };
             fx.push(Effect::RunTask {
                 node: node_id.clone(),
                 spec: Box::new(spec),
             });
         }
+    }
+
+    /// The job's preparation task succeeded (or need not be waited for) on a node of the gang
+    /// `tk`, which waits in `preparing`: once that holds on every node of the gang, all its
+    /// instances start, in this one input.
+    pub(crate) fn dispatch_gang(
+        &mut self,
+        jk: &str,
+        tk: &str,
+        now: DateTime<Utc>,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(task) = self.jobs.get(jk).and_then(|j| j.tasks.get(tk)) else {
+            return;
+        };
+        if task.state != TaskState::Preparing || task.gang.is_empty() {
+            return;
+        }
+        let gang = task.gang.clone();
+        if gang
+            .iter()
+            .any(|(_, node)| self.prep_gate(jk, node) != Gate::Ready)
+        {
+            return;
+        }
+        for (run, node) in &gang {
+            if let Some(n) = self.nodes.get_mut(node) {
+                n.waiting.remove(run);
+            }
+        }
+        if let Some(t) = self.jobs.get_mut(jk).and_then(|j| j.tasks.get_mut(tk)) {
+            t.exec.start_time = Some(now);
+            for sub in &mut t.subtasks {
+                sub.previous = Some((sub.state, sub.state_time));
+                sub.state = SubtaskState::Running;
+                sub.state_time = now;
+                sub.start_time = now;
+            }
+        }
+        self.set_task_state(jk, tk, TaskState::Running, now);
+        self.send_gang(jk, tk, fx);
     }
 
     // --- instances ending ----------------------------------------------------------------------

@@ -14,7 +14,8 @@
 //!   the agent (`Node::waiting`), and starts when preparation succeeds. If preparation fails
 //!   after its retries, the waiting tasks go back to `active` (their `requeueCount` counts it)
 //!   and the job's tasks are not placed on that node again until it is reimaged (or rebooted,
-//!   which reruns preparation). Without `waitForSuccess` tasks start at once. A reboot forgets
+//!   which reruns preparation). Without `waitForSuccess` tasks start at once. A multi-instance
+//!   task waits until preparation succeeded on every node of its gang (see `gang.rs`). A reboot forgets
 //!   a successful preparation when `rerunOnNodeRebootAfterSuccess` (default true); a reimage,
 //!   or a preempted node's recovery, always does.
 //! - **Job release** (`jobReleaseTask`): when the job ends (terminated, completed or deleted)
@@ -325,6 +326,70 @@ impl Core {
         }
     }
 
+    /// Why a `preparing` task waits: the job preparation task runs on its node, or (a gang)
+    /// on some of its nodes, and must succeed there first.
+    pub(crate) fn explain_preparing(&self, x: &mut m::TaskExplanation, jk: &str, tk: &str) {
+        x.reason = m::ExplainReason::WaitingForJobPreparation;
+        let Some(task) = self.jobs.get(jk).and_then(|j| j.tasks.get(tk)) else {
+            return;
+        };
+        if task.gang.is_empty() {
+            x.message = format!(
+                "The task is placed on node {} and waits for the job preparation task there to succeed.",
+                x.node_id.as_deref().unwrap_or("?")
+            );
+            return;
+        }
+        let n = task.gang.len();
+        let pending: Vec<&str> = task
+            .gang
+            .iter()
+            .filter(|(_, node)| self.prep_gate(jk, node) != Gate::Ready)
+            .map(|(_, node)| node.as_str())
+            .collect();
+        x.held_nodes = Some(n as u64);
+        x.prepared_nodes = Some((n - pending.len()) as u64);
+        const LISTED: usize = 10;
+        let more = if pending.len() > LISTED {
+            format!(" and {} more", pending.len() - LISTED)
+        } else {
+            String::new()
+        };
+        x.message = format!(
+            "The multi-instance task holds its {n} nodes and waits for the job preparation task to succeed on all of them: {} of {n} are prepared; it still runs on {}{more}. All instances start together once the last succeeds.",
+            n - pending.len(),
+            pending
+                .iter()
+                .take(LISTED)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+
+    /// How many nodes of the pool the job's tasks may not use because its preparation task
+    /// failed there (with `waitForSuccess`). Costs one step per node that ran it.
+    pub(crate) fn prep_excluded(&self, jk: &str, pool_key: &str) -> u32 {
+        let Some(job) = self.jobs.get(jk) else {
+            return 0;
+        };
+        if job
+            .spec
+            .job_preparation_task
+            .as_ref()
+            .is_none_or(|p| !p.wait_for_success.unwrap_or(true))
+        {
+            return 0;
+        }
+        job.node_tasks
+            .keys()
+            .filter(|n| {
+                self.nodes.get(*n).is_some_and(|node| node.pool == pool_key)
+                    && self.prep_gate(jk, n) == Gate::Blocked
+            })
+            .count() as u32
+    }
+
     /// Whether the scheduler may place `task` of `job` on `node`: not where the job's
     /// preparation failed, and a job manager task that may not use low-priority nodes only on
     /// dedicated ones.
@@ -527,6 +592,11 @@ impl Core {
         for run in self.waiting_runs(jk, node) {
             if !active {
                 self.requeue_run(run, now);
+                continue;
+            }
+            // An instance of a gang: the gang starts once every one of its nodes is prepared.
+            if let Some((_, tk)) = self.gang_of(run) {
+                self.dispatch_gang(jk, &tk, now, fx);
                 continue;
             }
             let Some((_, tk, slots)) = self.nodes.get_mut(node).and_then(|n| {
@@ -807,6 +877,18 @@ impl Core {
     pub(crate) fn settle_job_tasks(&mut self, now: DateTime<Utc>, fx: &mut Vec<Effect>) -> bool {
         let mut changed = false;
         loop {
+            // Kills of a gang's held-back instances (the gang was requeued or ended while it
+            // waited for preparation) are answered here too.
+            let mut d = 0;
+            while d < self.deferred.len() {
+                let waiting = matches!(&self.deferred[d], Effect::KillTask { node, run }
+                    if self.nodes.get(node).is_some_and(|n| n.waiting.contains(run)));
+                if waiting {
+                    fx.push(self.deferred.remove(d));
+                } else {
+                    d += 1;
+                }
+            }
             let mut i = 0;
             while i < fx.len() {
                 let waiting = match &fx[i] {
@@ -825,6 +907,13 @@ impl Core {
                     }
                     None => i += 1,
                 }
+            }
+            let more = self.deferred.iter().any(|e| {
+                matches!(e, Effect::KillTask { node, run }
+                    if self.nodes.get(node).is_some_and(|n| n.waiting.contains(run)))
+            });
+            if more {
+                continue;
             }
             let Some(jk) = self.ending_jobs.pop_first() else {
                 break;

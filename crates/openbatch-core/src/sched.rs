@@ -164,7 +164,7 @@ impl Core {
                 // A multi-instance task behind the head starts too if enough nodes are empty now
                 // (all of them at once; it never holds any).
                 let gang_now = gang.and_then(|(gseq, gtk, n)| {
-                    self.empty_nodes_for(pool_key, n, reserved.as_deref())
+                    self.empty_nodes_for(pool_key, (&jk, &gtk), n, reserved.as_deref())
                         .map(|nodes| (gseq, gtk, nodes))
                 });
                 if let Some((gseq, gtk, nodes)) = gang_now {

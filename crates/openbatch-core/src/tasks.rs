@@ -190,7 +190,7 @@ impl Core {
             return;
         }
         let pool = job.pool_key();
-        if self.task_never_fits(&pool, task) {
+        if self.task_never_fits(&pool, jk, task) {
             self.unrunnable.push((jk.to_string(), tk.to_string()));
             return;
         }

@@ -10,7 +10,10 @@
 //! - the state restored from a snapshot and the journal equals the live state;
 //! - no gang partially started: the instances of a multi-instance task (one task in 200, 2 to
 //!   16 nodes) start in one input, all of them, each on a node of its own that ran nothing, and
-//!   none is left running once its attempt ended (requeued, failed, completed).
+//!   none is left running once its attempt ended (requeued, failed, completed). Some jobs have
+//!   a job preparation task (one with `waitForSuccess: false`): a gang of such a job waits,
+//!   its nodes taken and nothing sent, until preparation succeeded on all of its nodes, and a
+//!   node where preparation failed gets none of the job's tasks.
 //!
 //! The checks are incremental (a shadow of the nodes' slots and of the runs, kept from the
 //! effects the core asks for), so a step costs the same at 200,000 tasks as at 200. A full
@@ -27,6 +30,9 @@ use openbatch_core::{Core, Effect, Input, Limits, NodeHello, RunId, RunResult, U
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+
+/// The id of the jobs' preparation task (its default).
+const PREP: &str = "jobpreparation";
 
 fn urls() -> Urls {
     Urls {
@@ -53,6 +59,8 @@ struct Run {
     instance: Option<(u32, u32)>,
     /// The core asked for it to be killed; the agent reports its end next.
     killed: bool,
+    /// A job preparation run (once per node, not a task of the job).
+    prep: bool,
 }
 
 /// The world around the core: the clock, the agents, the journal, and the shadow state the
@@ -77,6 +85,8 @@ struct World {
     /// Runs the core asked to kill, which their agents report next.
     kills: Vec<RunId>,
     gangs_started: u64,
+    /// Gangs that started when the last preparation on their nodes succeeded.
+    gangs_after_prep: u64,
     /// Tasks seen completed.
     completed: HashSet<(String, String)>,
     /// Tasks accepted by the core, per job.
@@ -85,6 +95,15 @@ struct World {
     depends: HashMap<(String, String), Vec<String>>,
     placements: u64,
     steps: u64,
+    /// (job, node) where the job's preparation task ran (or runs), and where it succeeded.
+    prepared: HashSet<(String, String)>,
+    prep_ok: HashSet<(String, String)>,
+    /// Jobs whose preparation task has `waitForSuccess`.
+    wait_for_prep: HashSet<String>,
+    /// Multi-instance tasks of those jobs not seen completed: a failed preparation can leave
+    /// too few nodes for one, which then fails at once (in the input that says so, or when it
+    /// is added).
+    open_gangs: HashMap<String, HashSet<String>>,
 }
 
 impl World {
@@ -102,11 +121,16 @@ impl World {
             live_instances: HashMap::new(),
             kills: Vec::new(),
             gangs_started: 0,
+            gangs_after_prep: 0,
             completed: HashSet::new(),
             accepted: HashMap::new(),
             depends: HashMap::new(),
             placements: 0,
             steps: 0,
+            prepared: HashSet::new(),
+            prep_ok: HashSet::new(),
+            wait_for_prep: HashSet::new(),
+            open_gangs: HashMap::new(),
         }
     }
 
@@ -134,6 +158,9 @@ impl World {
                 .task(&key.0, &key.1, &urls())
                 .expect("task exists");
             if t.state == TaskState::Completed {
+                if let Some(open) = self.open_gangs.get_mut(&key.0) {
+                    open.remove(&key.1);
+                }
                 assert!(
                     self.completed.insert(key.clone()),
                     "{key:?} completed twice"
@@ -219,6 +246,28 @@ impl World {
         for fx in effects {
             match fx {
                 Effect::ProvisionNode { node, .. } => self.booting.push(node.clone()),
+                Effect::RunTask { node, spec } if spec.task_id == PREP => {
+                    assert!(self.connected.contains_key(node), "preparation on {node}");
+                    assert_eq!(spec.required_slots, 0, "preparation takes no slot");
+                    let key = (spec.job_id.clone(), node.clone());
+                    assert!(
+                        self.prepared.insert(key.clone()),
+                        "preparation of {key:?} runs twice, or again after it succeeded"
+                    );
+                    self.runs.insert(
+                        spec.run,
+                        Run {
+                            node: node.clone(),
+                            job: spec.job_id.clone(),
+                            task: spec.task_id.clone(),
+                            slots: 0,
+                            started: self.now,
+                            instance: None,
+                            killed: false,
+                            prep: true,
+                        },
+                    );
+                }
                 Effect::RunTask { node, spec } => {
                     let slots = *self
                         .connected
@@ -231,6 +280,14 @@ impl World {
                         "node {node} over-committed: {used} of {slots} slots"
                     );
                     let key = (spec.job_id.clone(), spec.task_id.clone());
+                    // With waitForSuccess, a job's tasks (every instance of a gang included)
+                    // start only where its preparation succeeded.
+                    if self.wait_for_prep.contains(&spec.job_id) {
+                        assert!(
+                            self.prep_ok.contains(&(spec.job_id.clone(), node.clone())),
+                            "{key:?} started on {node} before preparation succeeded there"
+                        );
+                    }
                     assert!(
                         !self.completed.contains(&key),
                         "completed task {key:?} ran again"
@@ -269,6 +326,7 @@ impl World {
                             started: self.now,
                             instance,
                             killed: false,
+                            prep: false,
                         },
                     );
                     self.placements += 1;
@@ -280,7 +338,9 @@ impl World {
                         ((r.job.clone(), r.task.clone()), r.instance.is_some())
                     });
                     if let Some((key, instance)) = newly {
-                        self.run_gone(&key, instance);
+                        if !self.runs[run].prep {
+                            self.run_gone(&key, instance);
+                        }
                         self.kills.push(*run);
                     }
                 }
@@ -313,7 +373,10 @@ impl World {
             .collect();
         for id in gone {
             let r = self.runs.remove(&id).unwrap();
-            if !r.killed {
+            if r.prep {
+                // A lost preparation runs again before the job's next task there.
+                self.prepared.remove(&(r.job.clone(), r.node.clone()));
+            } else if !r.killed {
                 self.run_gone(&(r.job, r.task), r.instance.is_some());
             }
         }
@@ -395,15 +458,55 @@ impl World {
 
     /// The agent reports a run's end; the task's new state is checked.
     fn finish(&mut self, run: RunId, exit_code: i32) {
+        if self.runs[&run].prep {
+            // Preparation: its node is prepared for the job if it succeeded; a failure (no
+            // retries) keeps the job's tasks off the node for good.
+            let r = &self.runs[&run];
+            let key = (r.job.clone(), r.node.clone());
+            let job = key.0.clone();
+            if exit_code == 0 {
+                self.prep_ok.insert(key);
+            }
+            let (input, _) = self.end_run(run, exit_code);
+            let before = self.gangs_started;
+            self.apply(input);
+            self.gangs_after_prep += self.gangs_started - before;
+            self.note_failed_gangs(&job);
+            return;
+        }
         let (input, key) = self.end_run(run, exit_code);
         self.apply_completing(input, Some(key));
+    }
+
+    /// Gangs of `job` that failed at once (too few nodes left where its preparation did not
+    /// fail) are completed: each exactly once.
+    fn note_failed_gangs(&mut self, job: &str) {
+        let Some(open) = self.open_gangs.get(job) else {
+            return;
+        };
+        let done: Vec<String> = open
+            .iter()
+            .filter(|t| {
+                self.core
+                    .task(job, t, &urls())
+                    .is_ok_and(|t| t.state == TaskState::Completed)
+            })
+            .cloned()
+            .collect();
+        for t in done {
+            self.open_gangs.get_mut(job).unwrap().remove(&t);
+            assert!(
+                self.completed.insert((job.to_string(), t.clone())),
+                "{job}/{t} completed twice"
+            );
+        }
     }
 
     /// Take a run off its agent (slots, running set) and make its `TaskCompleted` report.
     fn end_run(&mut self, run: RunId, exit_code: i32) -> (Input, (String, String)) {
         let r = self.runs.remove(&run).expect("the run executes");
         let key = (r.job.clone(), r.task.clone());
-        if !r.killed {
+        if !r.killed && !r.prep {
             self.run_gone(&key, r.instance.is_some());
         }
         if let Some(u) = self.used.get_mut(&r.node) {
@@ -440,7 +543,11 @@ impl World {
             let counts = self.core.task_counts(job).unwrap().task_counts;
             let recount = |s: TaskState| tasks.iter().filter(|t| t.state == s).count() as i64;
             assert_eq!(counts.active, recount(TaskState::Active), "{job} active");
-            assert_eq!(counts.running, recount(TaskState::Running), "{job} running");
+            assert_eq!(
+                counts.running,
+                recount(TaskState::Running) + recount(TaskState::Preparing),
+                "{job} running"
+            );
             assert_eq!(
                 counts.completed,
                 recount(TaskState::Completed),
@@ -499,15 +606,24 @@ fn two_thousand_nodes_two_hundred_thousand_tasks() {
         w.connect(n, p.slots);
     }
     for j in 0..p.jobs {
-        let job: m::JobCreate = serde_json::from_value(json!({
+        let mut spec = json!({
             "id": format!("job{j}"), "poolInfo": {"poolId": "sim"},
             "priority": (j as i32 % 5) * 100 - 200,
             // The lowest-priority jobs give way to the others (priority preemption).
             "allowTaskPreemption": j % 5 == 0,
             "constraints": {"maxTaskRetryCount": 2},
             "usesTaskDependencies": j % 2 == 0,
-        }))
-        .unwrap();
+        });
+        // One job in four has a preparation task (one of them without waitForSuccess).
+        if j % 4 == 1 {
+            let wait = j != 9;
+            spec["jobPreparationTask"] =
+                json!({"commandLine": "/bin/true", "waitForSuccess": wait});
+            if wait {
+                w.wait_for_prep.insert(format!("job{j}"));
+            }
+        }
+        let job: m::JobCreate = serde_json::from_value(spec).unwrap();
         w.apply(Input::CreateJob(Box::new(job)));
         w.accepted.insert(format!("job{j}"), 0);
     }
@@ -572,6 +688,12 @@ fn two_thousand_nodes_two_hundred_thousand_tasks() {
                 })
                 .collect();
             for t in &tasks {
+                if t.multi_instance_settings.is_some() && w.wait_for_prep.contains(&job) {
+                    w.open_gangs
+                        .entry(job.clone())
+                        .or_default()
+                        .insert(t.id.clone());
+                }
                 if let Some(d) = &t.depends_on {
                     let mut all: Vec<String> = d.task_ids.clone();
                     for r in &d.task_id_ranges {
@@ -593,6 +715,7 @@ fn two_thousand_nodes_two_hundred_thousand_tasks() {
                 other => panic!("unexpected reply {other:?}"),
             }
             *w.accepted.get_mut(&job).unwrap() += n;
+            w.note_failed_gangs(&job);
             submitted += n;
         }
         // Finish a handful of runs; one in ten fails.
@@ -606,7 +729,9 @@ fn two_thousand_nodes_two_hundred_thousand_tasks() {
             let hi = *w.runs.keys().next_back().unwrap();
             let pick = w.rng.gen_range(lo..=hi);
             let run = *w.runs.range(pick..).next().unwrap().0;
-            let code = if w.rng.gen_bool(0.1) { 1 } else { 0 };
+            // Preparation fails rarely: each failure keeps its job off that node for good.
+            let fail = if w.runs[&run].prep { 0.02 } else { 0.1 };
+            let code = if w.rng.gen_bool(fail) { 1 } else { 0 };
             if w.runs[&run].killed {
                 w.report_kills();
             } else {
@@ -666,13 +791,18 @@ fn two_thousand_nodes_two_hundred_thousand_tasks() {
     assert_eq!(total, p.tasks);
     assert_eq!(w.completed.len(), p.tasks, "every task ended exactly once");
     assert!(restarted);
+    assert!(
+        w.gangs_after_prep > 0 || p.tasks < 200_000,
+        "no gang waited for its job's preparation"
+    );
     println!(
-        "seed {seed}: {} nodes x {} slots, {} tasks, {} gangs started, {} placements, {} inputs, \
-         {} nodes lost, {:?}",
+        "seed {seed}: {} nodes x {} slots, {} tasks, {} gangs started ({} after their \
+         preparation), {} placements, {} inputs, {} nodes lost, {:?}",
         p.nodes,
         p.slots,
         p.tasks,
         w.gangs_started,
+        w.gangs_after_prep,
         w.placements,
         w.steps,
         lost,

@@ -247,3 +247,115 @@ async fn a_failing_primary_fails_the_task_after_its_retries() {
     .await;
     wait_idle(&c, "p", 3).await;
 }
+
+/// The job preparation task runs on each node of a multi-instance task before any of its
+/// instances there: it leaves a marker (after a while) in the node's shared directory, and
+/// both the coordination commands and the primary's command line find it on their node.
+/// The job release task then runs on both nodes.
+#[tokio::test]
+async fn the_job_preparation_task_runs_on_every_node_of_a_gang_first() {
+    let s = Server::start();
+    let c = s.client();
+    c.create_pool(&pool("p", 2, 1, json!({}))).await.unwrap();
+    wait_idle(&c, "p", 2).await;
+    let j: openbatch_api::models::JobCreate = serde_json::from_value(json!({
+        "id": "j", "poolInfo": {"poolId": "p"},
+        "jobPreparationTask": {"commandLine":
+            "/bin/sh -c 'sleep 1; echo \"$AZ_BATCH_NODE_ID\" > \"$AZ_BATCH_NODE_SHARED_DIR/prepared-$AZ_BATCH_JOB_ID\"'"},
+        "jobReleaseTask": {"commandLine":
+            "/bin/sh -c 'rm \"$AZ_BATCH_NODE_SHARED_DIR/prepared-$AZ_BATCH_JOB_ID\"'"},
+    }))
+    .unwrap();
+    c.create_job(&j).await.unwrap();
+    // Each instance checks that its own node was prepared (the marker names the node).
+    let check = r#"[ "$(cat "$AZ_BATCH_NODE_SHARED_DIR/prepared-$AZ_BATCH_JOB_ID")" = "$AZ_BATCH_NODE_ID" ]"#;
+    let markers = tempfile::tempdir().unwrap();
+    let coord = markers.path().join("coord.sh");
+    std::fs::write(
+        &coord,
+        format!("{check} || exit 3\necho \"$AZ_BATCH_NODE_ID\" > \"$MARKERS/$AZ_BATCH_NODE_ID.coordinated\"\n"),
+    )
+    .unwrap();
+    let primary = markers.path().join("primary.sh");
+    std::fs::write(
+        &primary,
+        format!("{check} || exit 4\necho \"prepared on $AZ_BATCH_NODE_ID\"\n"),
+    )
+    .unwrap();
+    let t = task(
+        "mpi",
+        &format!("/bin/sh {}", primary.display()),
+        json!({
+            "environmentSettings": [{"name": "MARKERS", "value": markers.path().display().to_string()}],
+            "multiInstanceSettings": {
+                "numberOfInstances": 2,
+                "coordinationCommandLine": format!("/bin/sh {}", coord.display()),
+            },
+        }),
+    );
+    c.create_task("j", &t).await.unwrap();
+    wait_completed(&c, "j", 1, Duration::from_secs(60)).await;
+
+    let t = c.get_task("j", "mpi").await.unwrap();
+    assert_eq!(
+        t.execution_info.result,
+        Some(ExecutionResult::Success),
+        "{:?}",
+        t.execution_info
+    );
+    let node = t.node_info.and_then(|n| n.node_id).unwrap();
+    let stdout = c
+        .get_task_file("j", "mpi", "stdout.txt", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&stdout).trim(),
+        format!("prepared on {node}")
+    );
+    let nodes: Vec<String> = c
+        .list_nodes("p", &openbatch_client::ListOptions::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    for n in &nodes {
+        assert!(
+            markers.path().join(format!("{n}.coordinated")).exists(),
+            "the coordination command on {n} found its node prepared"
+        );
+    }
+    let status = c
+        .list_job_preparation_and_release_task_status(
+            "j",
+            &openbatch_client::ListOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.len(), 2, "preparation ran on both nodes");
+    assert!(status.iter().all(|s| s
+        .job_preparation_task_execution_info
+        .as_ref()
+        .is_some_and(|p| p.result == Some(ExecutionResult::Success))));
+
+    // Release runs on both nodes when the job ends.
+    c.terminate_job("j", None).await.unwrap();
+    wait_until(Duration::from_secs(60), "the job completed", || async {
+        c.get_job("j")
+            .await
+            .is_ok_and(|j| j.state == openbatch_api::models::JobState::Completed)
+    })
+    .await;
+    let status = c
+        .list_job_preparation_and_release_task_status(
+            "j",
+            &openbatch_client::ListOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(status.iter().all(|s| s
+        .job_release_task_execution_info
+        .as_ref()
+        .is_some_and(|r| r.result == Some(ExecutionResult::Success))));
+    wait_idle(&c, "p", 2).await;
+}

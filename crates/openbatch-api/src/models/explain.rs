@@ -25,6 +25,9 @@ wire_enum!(ExplainReason {
     // (`waitingForNodes`).
     WaitingForGangReservation = "waitingForGangReservation",
     WaitingForNodes = "waitingForNodes",
+    // Placed (`preparing`): the job preparation task must succeed on its node first, or, for
+    // a multi-instance task, on every node of the gang.
+    WaitingForJobPreparation = "waitingForJobPreparation",
 });
 
 /// Why a task is where it is.
@@ -73,6 +76,10 @@ pub struct TaskExplanation {
     pub held_nodes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_nodes_empty: Option<u64>,
+    /// A multi-instance task waiting for the job preparation task (`waitingForJobPreparation`):
+    /// its nodes are `heldNodes`; these of them are prepared already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepared_nodes: Option<u64>,
 }
 
 /// The dependencies a task waits for. Lists are capped; the counts are exact.

@@ -192,7 +192,12 @@ impl Sim {
                         .entry((spec.job_id.clone(), spec.task_id.clone()))
                         .or_default()
                         .push((i.index, i.count, node.clone()));
-                    let others = self.runs.values().filter(|r| &r.node == node).count();
+                    // Job preparation and release runs take no slot: they may run beside it.
+                    let others = self
+                        .runs
+                        .values()
+                        .filter(|r| &r.node == node && r.slots > 0)
+                        .count();
                     assert_eq!(
                         others, 0,
                         "instance {} of {}/{} started on node {node}, which still runs {others} run(s)",

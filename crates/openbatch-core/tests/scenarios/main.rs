@@ -14,6 +14,7 @@ mod cleanup;
 mod dependencies;
 mod exit_conditions;
 mod explain;
+mod gang_prep;
 mod gangs;
 mod job_rules;
 mod job_tasks;

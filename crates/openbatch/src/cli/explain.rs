@@ -35,7 +35,8 @@ pub(crate) fn print(x: &TaskExplanation) -> anyhow::Result<()> {
         .opt("tasks ahead", x.tasks_ahead)
         .opt("instances (nodes)", x.instances)
         .opt("nodes held", x.held_nodes)
-        .opt("held nodes empty", x.held_nodes_empty);
+        .opt("held nodes empty", x.held_nodes_empty)
+        .opt("nodes prepared", x.prepared_nodes);
     if let Some(d) = &x.dependencies {
         f.add(
             "unmet task ids",
