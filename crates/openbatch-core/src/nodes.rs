@@ -185,6 +185,22 @@ impl Core {
             self.run_ended(&node_id, run, result, now, fx);
         }
         let still: std::collections::BTreeSet<u64> = hello.running.iter().copied().collect();
+        // Killed runs the agent no longer has (it restarted, or their report was lost with
+        // the connection) hold no slots any more.
+        let gone: Vec<u64> = self
+            .nodes
+            .get(&node_id)
+            .map(|n| {
+                n.killing
+                    .keys()
+                    .filter(|r| !still.contains(r))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for run in gone {
+            self.killed_run_ended(&node_id, run);
+        }
         self.recheck_releases_on(&node_id);
         self.resend_dir_cleanup(&node_id);
         for run in &ours {
@@ -192,6 +208,7 @@ impl Core {
                 self.requeue_run(*run, now);
             }
         }
+        // Unknown runs (a killed one among them) are killed again.
         for run in hello.running {
             if !ours.contains(&run) {
                 fx.push(Effect::KillTask {

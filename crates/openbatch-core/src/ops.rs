@@ -360,8 +360,12 @@ impl Core {
                             run,
                         });
                     }
+                    let held = self.killed_run_slots(run);
                     // Requeued into a disabled job: it waits, out of the queue, for enable.
                     self.requeue_run(run, now);
+                    if let Some((node, slots)) = held {
+                        self.hold_until_killed(&node, run, slots);
+                    }
                 }
             }
             DisableJobOption::Terminate => {

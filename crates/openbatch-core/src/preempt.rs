@@ -120,6 +120,7 @@ impl Core {
         if !self.in_preemption_notice(node_id) {
             return self.task_completed(node_id, run, result, now, fx);
         }
+        self.killed_run_ended(node_id, run);
         let ours = self
             .nodes
             .get(node_id)

@@ -8,9 +8,12 @@
 //! scheduler looks for running tasks of strictly lower-priority jobs that allow preemption, on
 //! one node that would then fit the waiting task. It requeues the fewest it needs there (the
 //! lowest priority first, then the most recently started, so the least work is lost), exactly
-//! as a requeue elsewhere does: the process is killed, the task goes back to its job's queue
-//! with `requeueCount` up and no retry used, and its slots are free at once. The next pass
-//! places the waiting task there; the victims wait their turn behind it.
+//! as a requeue elsewhere does: the process is killed, and the task goes back to its job's queue
+//! with `requeueCount` up and no retry used. Its slots stay taken until the agent reports the
+//! kill (`Core::hold_until_killed`), and the node is held for the waiting task meanwhile (the
+//! pool's reservation, as `sched.rs` holds a node for a task too large to fit), so the placement
+//! pass after the last report starts it there; the victims wait their turn behind it. While the
+//! pool holds nodes for another task, nothing is preempted.
 //!
 //! Left alone: multi-instance tasks (on either side), exclusive job manager tasks (they want
 //! an empty node) and job manager tasks as victims, and runs waiting for their job's
@@ -54,18 +57,19 @@ impl Core {
         if victim_jobs.is_empty() {
             return false;
         }
-        // Nodes held for another task stay out; one held for this very task is fair game.
-        let reserved = self
+        // The node emptied for the task is held for it (the pool's one reservation) until the
+        // kills are reported and it starts, so that smaller tasks do not backfill the slots
+        // (the victims among them, which would be preempted again, without end). While the
+        // pool holds nodes for another task, this one waits its turn; a hold for this very
+        // task moves to the node chosen.
+        if self
             .pools
             .get(pool_key)
             .and_then(|p| p.reservation.as_ref())
-            .filter(|r| !(r.job == jk && r.task == tk && r.gang.is_empty()))
-            .map(|r| {
-                let mut held = r.gang.clone();
-                held.push(r.node.clone());
-                held
-            })
-            .unwrap_or_default();
+            .is_some_and(|r| !(r.job == jk && r.task == tk && r.gang.is_empty()))
+        {
+            return false;
+        }
         // The node that needs the fewest slots taken back; among equals, the oldest node.
         let mut best: Option<(u32, u64, String, Vec<Victim>)> = None;
         let node_ids: Vec<String> = self
@@ -77,17 +81,15 @@ impl Core {
             let Some(node) = self.nodes.get(&id) else {
                 continue;
             };
-            if !node.schedulable()
-                || node.slots < need
-                || reserved.contains(&id)
-                || !self.node_allowed(&jk, &tk, &id)
-            {
+            if !node.schedulable() || node.slots < need || !self.node_allowed(&jk, &tk, &id) {
                 continue;
             }
             let free = node.free_slots();
-            if free >= need {
-                // It fits already: something else keeps it from starting; preempting would
-                // not help it.
+            let freeing: u32 = node.killing.values().sum();
+            if free + freeing >= need {
+                // It fits already (something else keeps it from starting; preempting would
+                // not help it), or will once the kills under way here are reported: an
+                // earlier round preempted for it.
                 return false;
             }
             let mut victims: Vec<Victim> = node
@@ -131,12 +133,21 @@ impl Core {
         let Some((_, _, node, taken)) = best else {
             return false;
         };
-        for (_, std::cmp::Reverse(run), _) in taken {
+        if let Some(pool) = self.pools.get_mut(pool_key) {
+            pool.reservation = Some(crate::state::Reservation {
+                job: jk.clone(),
+                task: tk.clone(),
+                node: node.clone(),
+                gang: Vec::new(),
+            });
+        }
+        for (_, std::cmp::Reverse(run), slots) in taken {
             fx.push(Effect::KillTask {
                 node: node.clone(),
                 run,
             });
             self.requeue_run(run, now);
+            self.hold_until_killed(&node, run, slots);
         }
         true
     }

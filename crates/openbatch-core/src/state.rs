@@ -128,6 +128,10 @@ pub(crate) struct Node {
     /// `cleanup.rs`).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub(crate) dir_cleanup: BTreeSet<openbatch_api::agent::TaskDirRef>,
+    /// Runs killed here while the node stays in service, whose end the agent has not reported
+    /// yet: run id -> slots, counted in `used_slots` until then (see `Core::hold_until_killed`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) killing: BTreeMap<RunId, u32>,
     /// The free slots this node is filed under in its pool's capacity index, if it is there.
     /// Derived; rebuilt on load.
     #[serde(skip)]
@@ -176,6 +180,7 @@ impl Node {
             preemption: None,
             waiting: BTreeSet::new(),
             dir_cleanup: BTreeSet::new(),
+            killing: BTreeMap::new(),
             indexed_free: None,
             indexed_empty: false,
         }

@@ -442,6 +442,55 @@ impl Core {
         Some((jk, tk, node_id))
     }
 
+    /// A run just requeued off a node that stays in service, with a kill on its way there,
+    /// keeps its slots until the agent reports its end: the next task must not start beside a
+    /// process that is still being killed (a GPU or memory it holds would not be free yet).
+    /// Multi-instance runs are left out: a gang takes only empty nodes, and a node still
+    /// killing is not empty.
+    pub(crate) fn hold_until_killed(&mut self, node_id: &str, run: u64, slots: u32) {
+        let Some(node) = self.nodes.get_mut(node_id) else {
+            return;
+        };
+        if slots == 0 || node.running.contains_key(&run) || node.killing.contains_key(&run) {
+            return;
+        }
+        node.killing.insert(run, slots);
+        node.used_slots += slots;
+        self.refresh_capacity(node_id);
+    }
+
+    /// Where a run about to be killed and requeued runs, and its slots, if it is one whose
+    /// slots [`Core::hold_until_killed`] should keep: a started run of an ordinary task (not an
+    /// instance of a gang, not one still waiting for its job's preparation task).
+    pub(crate) fn killed_run_slots(&self, run: u64) -> Option<(String, u32)> {
+        if self.gang_of(run).is_some() {
+            return None;
+        }
+        let (_, _, node_id) = self.runs.get(&run)?;
+        let node = self.nodes.get(node_id)?;
+        if node.waiting.contains(&run) {
+            return None;
+        }
+        let (_, _, slots) = node.running.get(&run)?;
+        Some((node_id.clone(), *slots))
+    }
+
+    /// The agent reported the end of a run killed by [`Core::hold_until_killed`] (or no longer
+    /// has it): its slots are free. Returns whether it was held.
+    pub(crate) fn killed_run_ended(&mut self, node_id: &str, run: u64) -> bool {
+        let Some(node) = self.nodes.get_mut(node_id) else {
+            return false;
+        };
+        let Some(slots) = node.killing.remove(&run) else {
+            return false;
+        };
+        node.used_slots = node.used_slots.saturating_sub(slots);
+        let pool = node.pool.clone();
+        self.refresh_capacity(node_id);
+        self.dirty_pools.insert(pool);
+        true
+    }
+
     fn node_became_free(&mut self, node_id: &str, now: DateTime<Utc>, fx: &mut Vec<Effect>) {
         if let Some(node) = self.nodes.get(node_id) {
             if node.running.is_empty() {
@@ -509,6 +558,10 @@ impl Core {
         now: DateTime<Utc>,
         fx: &mut Vec<Effect>,
     ) -> bool {
+        if self.killed_run_ended(node_id, run) {
+            self.node_became_free(node_id, now, fx);
+            return true;
+        }
         if self.gang_of(run).is_some() {
             return self.gang_run_ended(node_id, run, result, now, fx);
         }

@@ -249,6 +249,10 @@ impl Sim {
                     panic!("run {run} is held by nodes {} and {id}", prev.0);
                 }
             }
+            // Killed runs whose end is not reported yet keep their slots.
+            if let Some(killing) = n.get("killing").and_then(|k| k.as_object()) {
+                used += killing.values().map(|s| s.as_u64().unwrap()).sum::<u64>();
+            }
             assert_eq!(
                 n["used_slots"].as_u64(),
                 Some(used),

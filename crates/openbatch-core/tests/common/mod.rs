@@ -648,6 +648,16 @@ impl Sim {
             .collect()
     }
 
+    /// The agents report the end of every run the last input killed (exit 137), and of every
+    /// run those reports kill in turn, until a report kills nothing more.
+    pub fn report_kills(&mut self) {
+        let mut pending = self.last_kills();
+        while let Some(run) = pending.pop() {
+            self.finish(run, 137);
+            pending.extend(self.last_kills());
+        }
+    }
+
     pub fn last_kills(&self) -> Vec<RunId> {
         self.last
             .iter()

@@ -866,6 +866,9 @@ fn disabling_lasts_until_the_running_tasks_are_dealt_with() {
             DisableJobOption::Requeue => {
                 assert_eq!(sim.counts("j").active, 3);
                 assert_eq!(sim.task_view("j", "t1").execution_info.requeue_count, 1);
+                // Their slots are free once the killed processes are gone.
+                assert_eq!(sim.last_kills().len(), 2);
+                sim.report_kills();
             }
             DisableJobOption::Terminate => {
                 assert_eq!(sim.last_kills().len(), 2);

@@ -36,15 +36,21 @@ fn a_higher_priority_task_requeues_a_preemptible_one() {
     job_with(&mut sim, "high", 100, false);
     sim.ok(add("high", simple_tasks("h", 1)));
     assert_eq!(sim.last_kills(), vec![newest]);
-    assert_eq!(sim.task_state("high", "h1"), TaskState::Running);
     assert_eq!(sim.task_state("low", "l2"), TaskState::Active);
     let l2 = sim.task_view("low", "l2").execution_info;
     assert_eq!((l2.requeue_count, l2.retry_count), (1, 0));
     assert_eq!(sim.task_state("low", "l1"), TaskState::Running);
+    // The slot stays taken until the killed process is gone: `h1` does not start beside it,
+    // and nothing more is preempted for it meanwhile.
+    assert_eq!(sim.task_state("high", "h1"), TaskState::Active);
+    sim.tick();
+    assert!(sim.last_kills().is_empty());
+    assert_eq!(sim.task_state("low", "l1"), TaskState::Running);
 
-    // The killed run reports its end: nothing changes. The freed slot goes back to `l2` when
-    // `h1` ends.
+    // The killed run reports its end: `h1` starts in its slot. The slot goes back to `l2`
+    // when `h1` ends.
     sim.finish(newest, 137);
+    assert_eq!(sim.task_state("high", "h1"), TaskState::Running);
     assert_eq!(sim.task_state("low", "l2"), TaskState::Active);
     sim.finish_task("high", "h1", 0);
     assert_eq!(sim.task_state("low", "l2"), TaskState::Running);
@@ -96,9 +102,13 @@ fn the_fewest_lowest_priority_victims_on_one_node() {
         )],
     ));
     // The node with one slot free needs one victim (`m2`); the shared node would need two.
-    // Then `m2`, requeued, outranks `b1`: it takes b1's slot.
-    assert_eq!(sim.last_kills(), vec![m2, b1]);
+    assert_eq!(sim.last_kills(), vec![m2]);
+    // Once `m2` is gone, `wide` starts there; `m2`, requeued, outranks `b1`: it takes b1's
+    // slot, once `b1` is gone.
+    sim.finish(m2, 137);
     assert_eq!(sim.node_of("high", "wide"), other);
+    assert_eq!(sim.last_kills(), vec![b1]);
+    sim.finish(b1, 137);
     assert_eq!(sim.node_of("mid", "m2"), shared);
     assert_eq!(sim.task_state("bottom", "b1"), TaskState::Active);
 }
@@ -115,6 +125,7 @@ fn the_lowest_priority_job_gives_way_first() {
     sim.ok(add("mid", simple_tasks("m", 1)));
     job_with(&mut sim, "high", 10, false);
     sim.ok(add("high", simple_tasks("h", 1)));
+    sim.report_kills();
     assert_eq!(sim.task_state("bottom", "b1"), TaskState::Active);
     assert_eq!(sim.task_state("mid", "m1"), TaskState::Running);
     assert_eq!(sim.task_state("high", "h1"), TaskState::Running);
@@ -137,6 +148,8 @@ fn switching_preemption_on_by_update_frees_a_node_for_a_waiting_task() {
         update: Box::new(serde_json::from_value(json!({"allowTaskPreemption": true})).unwrap()),
         replace: false,
     });
+    assert_eq!(sim.task_state("low", "l1"), TaskState::Active);
+    sim.report_kills();
     assert_eq!(sim.task_state("high", "h1"), TaskState::Running);
     assert_eq!(sim.task_state("low", "l1"), TaskState::Active);
 }
@@ -153,8 +166,10 @@ fn preemption_replays_to_the_same_state() {
     sim.ok(add("a", simple_tasks("a", 4)));
     sim.advance(1);
     sim.ok(add("b", simple_tasks("b", 3)));
+    sim.report_kills();
     sim.advance(1);
     sim.ok(add("c", simple_tasks("c", 2)));
+    sim.report_kills();
     assert_eq!(sim.counts("c").running, 2);
     assert_eq!(sim.counts("b").running, 2);
     assert_eq!(sim.counts("a").running, 0);
@@ -170,4 +185,43 @@ fn preemption_replays_to_the_same_state() {
     let mut again = Core::new(Limits::default());
     replay_into(&mut again, &entries);
     assert_eq!(serde_json::to_value(&again).unwrap(), want);
+}
+
+/// A node emptied for a waiting task is held for it while the kills are under way: a slot
+/// freed by the first kill report does not go to a smaller task behind it (the requeued
+/// victims among them, which would be preempted again, without end), and nothing more is
+/// preempted for it meanwhile.
+#[test]
+fn the_node_emptied_by_preemption_is_held_until_the_waiting_task_starts() {
+    let mut sim = Sim::new();
+    pool_of(&mut sim, 1, 4);
+    job_with(&mut sim, "low", 0, true);
+    sim.ok(add("low", simple_tasks("l", 6)));
+    assert_eq!(sim.counts("low").running, 4);
+    job_with(&mut sim, "high", 10, false);
+    sim.ok(add(
+        "high",
+        vec![task(
+            json!({"id": "wide", "commandLine": "x", "requiredSlots": 4}),
+        )],
+    ));
+    let mut kills = sim.last_kills();
+    assert_eq!(kills.len(), 4);
+    assert_eq!(sim.counts("low").running, 0);
+    while let Some(run) = kills.pop() {
+        assert_eq!(sim.task_state("high", "wide"), TaskState::Active);
+        sim.finish(run, 137);
+        assert!(sim.last_kills().is_empty(), "nothing is preempted twice");
+        if !kills.is_empty() {
+            assert_eq!(
+                sim.counts("low").running,
+                0,
+                "the held node is not backfilled"
+            );
+        }
+    }
+    assert_eq!(sim.task_state("high", "wide"), TaskState::Running);
+    assert_eq!(sim.counts("low").running, 0);
+    sim.finish_task("high", "wide", 0);
+    assert_eq!(sim.counts("low").running, 4);
 }
