@@ -367,18 +367,11 @@ fn release(
 
 /// Sync the journal, retrying on failure like [`flush_records`].
 fn sync(store: &mut Store, stats: &crate::metrics::JournalStats) {
-    let mut delay = std::time::Duration::from_millis(50);
-    while let Err(e) = store.sync() {
-        stats.failed();
-        tracing::error!(error = %e, "journal sync failed; retrying (is the disk full?)");
-        thread::sleep(delay);
-        delay = (delay * 2).min(std::time::Duration::from_secs(5));
-    }
+    until_ok("sync", stats, || store.sync());
     stats.synced();
 }
 
-/// Append records, retrying on failure: nothing is acknowledged before it is durable, so a
-/// failing disk stalls the service (and says so) rather than losing accepted work.
+/// Append records, retrying on failure (see [`until_ok`]).
 fn flush_records(
     store: &mut Store,
     records: &mut Vec<Vec<u8>>,
@@ -389,18 +382,30 @@ fn flush_records(
     if records.is_empty() {
         return last;
     }
+    let seq = until_ok("write", stats, || {
+        let started = std::time::Instant::now();
+        let seq = store.append_with(records, synced)?;
+        stats.committed(records.len(), synced, started.elapsed());
+        Ok(seq)
+    });
+    records.clear();
+    seq
+}
+
+/// Run a journal operation until it succeeds: nothing is acknowledged before it is durable,
+/// so a failing disk stalls the service (and says so) rather than losing accepted work.
+fn until_ok<T>(
+    what: &str,
+    stats: &crate::metrics::JournalStats,
+    mut op: impl FnMut() -> openbatch_store::Result<T>,
+) -> T {
     let mut delay = std::time::Duration::from_millis(50);
     loop {
-        let started = std::time::Instant::now();
-        match store.append_with(records, synced) {
-            Ok(seq) => {
-                stats.committed(records.len(), synced, started.elapsed());
-                records.clear();
-                return seq;
-            }
+        match op() {
+            Ok(v) => return v,
             Err(e) => {
                 stats.failed();
-                tracing::error!(error = %e, "journal write failed; retrying (is the disk full?)");
+                tracing::error!(error = %e, "journal {what} failed; retrying (is the disk full?)");
                 thread::sleep(delay);
                 delay = (delay * 2).min(std::time::Duration::from_secs(5));
             }
